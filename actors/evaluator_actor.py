@@ -1,0 +1,81 @@
+"""Evaluator: scores every checkpoint on validation, publishes the report, keeps the best, decides when to stop."""
+from __future__ import annotations
+
+import logging
+
+import ray
+
+from actors.common import setup_actor
+from cluster.placement import torch_device
+from pgkd.bus import CHECKPOINTS, REPORTS
+from pgkd.config import EvaluatorConfig, LoopConfig
+from pgkd.control import BEST, LATEST_REPORT, request_stop, set_status, stop_requested, teacher_stats_key
+from pgkd.early_stopping import EarlyStopping
+from pgkd.evaluation import score
+from pgkd.messages import Checkpoint, EvalReport
+
+log = logging.getLogger("pgkd.evaluator")
+GROUP = "evaluator"
+
+
+@ray.remote
+class EvaluatorActor:
+    def __init__(self, bus_url: str, run_id: str, config: dict, loop: dict, labels: list[str],
+                 validation: list[dict], teacher_names: list[str], gpus: float = 0):
+        self.config = EvaluatorConfig.model_validate(config)
+        self.loop = LoopConfig.model_validate(loop)
+        self.bus = setup_actor("evaluator", bus_url, run_id, self.config.threads)
+        self.labels, self.teacher_names = labels, teacher_names
+        self.texts = [row["text"] for row in validation]
+        self.gold = [row["label"] for row in validation]
+        self.device = torch_device(gpus)
+        self.stopping = EarlyStopping(self.loop.patience, self.loop.min_delta)
+        self.loaded: dict[str, object] = {}
+        self.bus.ensure_group(CHECKPOINTS, GROUP)
+
+    def run(self) -> int:
+        """Score checkpoints until stopped; returns the number scored."""
+        recovering = True
+        while stop_requested(self.bus) is None:
+            entries = self.bus.read_group(CHECKPOINTS, GROUP, "evaluator", Checkpoint, count=1,
+                                          block_ms=int(self.loop.poll_interval_s * 1000), pending_first=recovering)
+            recovering = False
+            for entry_id, checkpoint in entries:
+                self._evaluate(checkpoint)
+                self.bus.ack(CHECKPOINTS, GROUP, [entry_id])
+                self._maybe_stop()
+            set_status(self.bus, "evaluator", state="idle", scored=self.stopping.seen)
+        return self.stopping.seen
+
+    def _evaluate(self, checkpoint: Checkpoint) -> EvalReport:
+        from student.registry import load_student
+
+        set_status(self.bus, "evaluator", state="scoring", checkpoint=f"{checkpoint.student}@v{checkpoint.version}")
+        student = load_student(checkpoint.path, self.device)
+        previous = self.loaded.get(checkpoint.student)
+        if previous is not None and hasattr(student, "share_cache"):
+            student.share_cache(previous)
+        self.loaded[checkpoint.student] = student
+        scores = score(student, self.texts, self.gold, self.labels, self.config.max_hard_negatives)
+        report = EvalReport(student=checkpoint.student, version=checkpoint.version,
+                            examples_seen=checkpoint.examples_seen, generated_seen=checkpoint.generated_seen,
+                            teacher_generated=self._teacher_generated(),
+                            **{k: v for k, v in scores.items() if k in EvalReport.model_fields})
+        self.bus.publish(REPORTS, report)
+        self.bus.set_model(LATEST_REPORT, report)
+        if self.stopping.update(report.macro_f1, report.key):
+            self.bus.set_model(BEST, checkpoint)
+        log.info("%s: macro-F1 %.4f accuracy %.4f (%d examples, %d from the teacher); best %s %.4f",
+                 report.key, report.macro_f1, report.accuracy, report.examples_seen, report.generated_seen,
+                 self.stopping.best_key, self.stopping.best)
+        return report
+
+    def _teacher_generated(self) -> int:
+        return int(sum(float(self.bus.get_fields(teacher_stats_key(t)).get("generated", 0)) for t in self.teacher_names))
+
+    def _maybe_stop(self) -> None:
+        if self.stopping.should_stop:
+            request_stop(self.bus, "patience", f"no macro-F1 gain of {self.loop.min_delta} in "
+                                               f"{self.loop.patience} versions; best {self.stopping.best_key}")
+        elif self.stopping.seen >= self.loop.max_versions:
+            request_stop(self.bus, "max_versions", f"{self.stopping.seen} versions scored")

@@ -1,0 +1,64 @@
+"""Student trainer: consumes examples, trains a version when enough new data arrived, publishes the checkpoint.
+
+Examples are acked only after the version that includes them is published, so a restarted student re-reads
+what it had not yet trained on (and skips ids it already has)."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import ray
+
+from actors.common import setup_actor
+from cluster.placement import torch_device
+from pgkd.bus import CHECKPOINTS, EXAMPLES
+from pgkd.config import StudentConfig
+from pgkd.control import set_status, stop_requested, teachers_done
+from pgkd.messages import Checkpoint, ExampleBatch
+
+log = logging.getLogger("pgkd.student")
+
+
+@ray.remote
+class StudentActor:
+    def __init__(self, name: str, bus_url: str, run_id: str, config: dict, labels: list[str], checkpoint_dir: str,
+                 poll_seconds: float):
+        from student.registry import make_student
+        from student.trainer import StudentTrainer
+
+        self.name, self.poll_ms = name, int(poll_seconds * 1000)
+        self.config = StudentConfig.model_validate(config)
+        self.bus = setup_actor(name, bus_url, run_id, self.config.threads)
+        student = make_student(labels, self.config, torch_device(self.config.gpus))
+        self.trainer = StudentTrainer(student, self.config, Path(checkpoint_dir) / name)
+        self.group = f"student:{name}"
+        self.bus.ensure_group(EXAMPLES, self.group)
+        self.staged: list[str] = []
+
+    def run(self) -> int:
+        """Train until stopped; returns the number of versions published."""
+        recovering = True
+        while stop_requested(self.bus) is None:
+            entries = self.bus.read_group(EXAMPLES, self.group, self.name, ExampleBatch, count=1 if self.trainer.version < 0 else 100,
+                                          block_ms=self.poll_ms, pending_first=recovering)
+            recovering = False
+            for entry_id, batch in entries:
+                self.trainer.add(batch.examples)
+                self.staged.append(entry_id)
+            if self.trainer.ready(flush=teachers_done(self.bus)):
+                self._publish_version()
+            else:
+                set_status(self.bus, self.name, state="idle", version=self.trainer.version,
+                           staged=self.trainer.new_since_version)
+        return self.trainer.version + 1
+
+    def _publish_version(self) -> None:
+        set_status(self.bus, self.name, state="training", version=self.trainer.version + 1)
+        result = self.trainer.train_version()
+        self.bus.publish(CHECKPOINTS, Checkpoint(student=self.name, version=result.version, path=str(result.path),
+                                                 examples_seen=result.examples_seen,
+                                                 generated_seen=result.generated_seen,
+                                                 train_seconds=result.train_seconds, train_loss=result.train_loss))
+        self.bus.ack(EXAMPLES, self.group, self.staged)
+        self.staged = []
+        set_status(self.bus, self.name, state="published", version=result.version)

@@ -1,0 +1,68 @@
+"""Teacher replica: reads the newest validation report, writes a batch, publishes it. Never waits on students."""
+from __future__ import annotations
+
+import logging
+import time
+
+import ray
+
+from actors.common import setup_actor
+from pgkd.bus import EXAMPLES
+from pgkd.config import TeacherConfig
+from pgkd.control import latest_report, set_status, stop_requested, teacher_stats_key
+from pgkd.messages import ExampleBatch
+
+log = logging.getLogger("pgkd.teacher")
+
+
+@ray.remote
+class TeacherActor:
+    def __init__(self, name: str, bus_url: str, run_id: str, config: dict, labels: list, seeds: list[dict],
+                 protected_texts: list[str], task: str, replica: int):
+        self.name, self.replica = name, replica
+        self.config = TeacherConfig.model_validate(config)
+        self.bus = setup_actor(name, bus_url, run_id, self.config.threads)
+        self.inputs = (labels, seeds, protected_texts, task)
+
+    def run(self) -> dict:
+        """Generate until stopped or out of budget; returns this replica's counts."""
+        from teacher.backends.base import make_backend
+        from teacher.teacher import Teacher
+        from pgkd.dataset import Label
+
+        labels, seeds, protected, task = self.inputs
+        set_status(self.bus, self.name, state="loading engine")
+        c = self.config
+        backend = make_backend(c.backend, model=c.model, dtype=c.dtype, max_model_len=c.max_model_len,
+                               kv_cache_gib=c.kv_cache_gib, enforce_eager=c.enforce_eager, seed=c.seed + self.replica)
+        teacher = Teacher(backend, [Label(**l) for l in labels], seeds, protected, c, self.name, task,
+                          seed=c.seed * 1000 + self.replica)
+        log.info("engine ready: %s", c.model)
+        try:
+            self._loop(teacher)
+        finally:
+            backend.close()
+        return self.bus.get_fields(teacher_stats_key(self.name))
+
+    def _loop(self, teacher) -> None:
+        used: dict[str, int] = {}
+        current = None
+        while stop_requested(self.bus) is None and not self._out_of_budget(teacher):
+            report = latest_report(self.bus)
+            if report is not None and report.version >= used.get(report.student, -1):
+                current, used[report.student] = report, report.version
+            set_status(self.bus, self.name, state="generating", batch=teacher.batches,
+                       steered_by=current.key if current else "none")
+            examples, stats = teacher.write_batch(current)
+            if examples:
+                self.bus.publish(EXAMPLES, ExampleBatch(producer=self.name, batch=teacher.batches, examples=examples))
+            self.bus.add_counts(teacher_stats_key(self.name), stats.as_counts() | {"batches": 1})
+            log.info("batch %d (steered by %s): %d generated, %d kept, dropped %s, %.1fs (generate %.1fs, label %.1fs)",
+                     teacher.batches, current.key if current else "no report", stats.generated, stats.kept,
+                     dict(stats.dropped), stats.busy_seconds, stats.generate_seconds, stats.label_seconds)
+        set_status(self.bus, self.name, state="done", finished=time.time())
+
+    def _out_of_budget(self, teacher) -> bool:
+        if self.config.max_batches is not None and teacher.batches >= self.config.max_batches:
+            return True
+        return False

@@ -1,0 +1,66 @@
+"""The one module that decides where work runs: devices, thread budgets, Ray actor options and bundles.
+
+Nothing else in pgkd names a device or a GPU count; logic modules take the device this module picks.
+"""
+from __future__ import annotations
+
+import os
+
+
+def torch_device(gpus: float) -> str:
+    """The device a student or evaluator should use given the GPUs it was granted."""
+    import torch
+
+    if gpus > 0 and torch.cuda.is_available():
+        return "cuda"
+    return "cpu"
+
+
+def cpu_device() -> str:
+    return "cpu"
+
+
+def has_gpu() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def set_thread_budget(threads: int) -> None:
+    """Fix this process's compute threads: on a small machine the actors share cores, and oversubscribed
+    torch or OpenMP threads collapse throughput (measured: 2 threads beside a busy process ran 30x slower)."""
+    import torch
+
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+    os.environ["MKL_NUM_THREADS"] = str(threads)
+    torch.set_num_threads(threads)
+
+
+def thread_env(threads: int) -> dict[str, str]:
+    return {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads), "TOKENIZERS_PARALLELISM": "false"}
+
+
+def actor_options(name: str, namespace: str, threads: int, gpus: float = 0, extra_env: dict | None = None,
+                  lifetime_detached: bool = False) -> dict:
+    """Ray options for one named actor: logical CPUs = its thread budget, GPUs as configured."""
+    env = thread_env(threads) | (extra_env or {})
+    options = {"name": name, "namespace": namespace, "num_cpus": threads, "num_gpus": gpus,
+               "runtime_env": {"env_vars": env}, "max_concurrency": 4}
+    if lifetime_detached:
+        options["lifetime"] = "detached"
+    return options
+
+
+def teacher_env() -> dict[str, str]:
+    """vLLM settings for a teacher actor. On CPU vLLM binds its OpenMP threads itself (one core kept free)."""
+    return {"VLLM_CPU_KVCACHE_SPACE": os.environ.get("VLLM_CPU_KVCACHE_SPACE", "2"),
+            "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "1"), "TOKENIZERS_PARALLELISM": "false"}
+
+
+def local_cluster_cpus(teacher_replicas: int, teacher_threads: int, students_threads: int, evaluator_threads: int,
+                       configured: int | None) -> int:
+    """Logical CPUs for a local cluster: enough for every actor plus the driver, whatever the core count.
+    Logical CPUs only schedule; the thread budgets above decide real core use."""
+    if configured:
+        return configured
+    return teacher_replicas * teacher_threads + students_threads + evaluator_threads + 1

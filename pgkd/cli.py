@@ -1,0 +1,121 @@
+"""pgkd command line: demo, run, status, stop, predict."""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+from pgkd.errors import BusUnavailable, InputError
+
+REPO = Path(__file__).resolve().parents[1]
+DEMO_CONFIG = REPO / "ray_configs" / "demo.yaml"
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s: %(message)s")
+    args = parser().parse_args(argv)
+    try:
+        return args.func(args) or 0
+    except (InputError, BusUnavailable) as exc:
+        print(f"pgkd: error: {exc}", file=sys.stderr)
+        return 2
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="pgkd", description=__doc__)
+    sub = p.add_subparsers(required=True)
+    demo = sub.add_parser("demo", help="distil on the bundled demo dataset with the embedded defaults")
+    demo.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    demo.set_defaults(func=cmd_demo)
+    run = sub.add_parser("run", help="run a config: pgkd run ray_configs/X.yaml [--set a.b=1]")
+    run.add_argument("config")
+    run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    run.add_argument("--run-id")
+    run.set_defaults(func=cmd_run)
+    for name, func, text in (("status", cmd_status, "live state of a run, from Redis"),
+                             ("stop", cmd_stop, "stop a run cleanly (it still writes its report)")):
+        one = sub.add_parser(name, help=text)
+        one.add_argument("run_id")
+        one.add_argument("--runs-dir", default="runs")
+        one.set_defaults(func=func)
+    predict = sub.add_parser("predict", help="label texts with an exported student")
+    predict.add_argument("student", help="a student folder, e.g. runs/<id>/best_student")
+    predict.add_argument("texts", nargs="*", help="texts; none: read one per line from stdin")
+    predict.set_defaults(func=cmd_predict)
+    return p
+
+
+def cmd_demo(args) -> int:
+    from examples.make_demo_dataset import main as make_demo
+
+    make_demo()
+    return run_config(DEMO_CONFIG, args.set, None)
+
+
+def cmd_run(args) -> int:
+    return run_config(Path(args.config), args.set, args.run_id)
+
+
+def run_config(path: Path, overrides: list[str], run_id: str | None) -> int:
+    from pgkd.config import load_config
+    from pgkd.driver import run
+
+    config = load_config(path, overrides)
+    report = run(config, run_id=run_id)
+    best = report.get("best_student")
+    if not best:
+        print("no student was scored; see the report", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _bus_for(args):
+    from pgkd.bus import Bus
+    from pgkd.runs import find_run
+
+    run_dir, info = find_run(args.run_id, args.runs_dir)
+    return Bus(info["bus_url"], args.run_id, retry_seconds=3), run_dir
+
+
+def cmd_status(args) -> int:
+    from pgkd.config import load_config
+    from pgkd.live_status import collect_status, format_status
+
+    bus, run_dir = _bus_for(args)
+    config = load_config(run_dir / "config.yaml")
+    try:
+        print(format_status(collect_status(bus, config)))
+    except BusUnavailable:
+        report = run_dir / "report.md"
+        print(f"run {args.run_id} is not live (its bus is gone)" + (f"; report: {report}" if report.exists() else ""))
+    return 0
+
+
+def cmd_stop(args) -> int:
+    from pgkd.control import request_stop
+
+    bus, _ = _bus_for(args)
+    first = request_stop(bus, "user", "pgkd stop")
+    print("stop requested" if first else "run was already stopping")
+    return 0
+
+
+def cmd_predict(args) -> int:
+    from student.registry import load_student
+
+    texts = args.texts or [line.strip() for line in sys.stdin if line.strip()]
+    if not texts:
+        raise InputError("no texts given", field="texts")
+    student = load_student(args.student)
+    for text, (label, prob) in zip(texts, student.predict(texts)):
+        print(json.dumps({"text": text, "label": label, "probability": round(prob, 4)}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,197 @@
+"""The one config tree of a run, loaded from YAML in ray_configs/ with --set overrides."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from pgkd.errors import InputError
+from pgkd.yaml_lines import load_with_lines, nearest_line
+
+EMBEDDED_TEACHER = "embedded:gemma3-270m"
+EMBEDDED_ENCODER = "embedded:all-MiniLM-L6-v2"
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DatasetConfig(Strict):
+    path: Path
+    task: str = Field("Short texts", description="what the texts are, for teacher prompts: 'Customer messages to a bank'")
+    seeds_per_class: int | None = Field(None, ge=1, description="keep N labelled train examples per class; null keeps all")
+    sample_seed: int = 0
+    max_validation: int | None = Field(None, ge=1, description="cap validation size (stratified) to bound eval time")
+
+
+class TeacherConfig(Strict):
+    backend: str = "vllm"
+    model: str = EMBEDDED_TEACHER
+    replicas: int = Field(1, ge=0)
+    dtype: str = "bfloat16"
+    max_model_len: int = Field(1024, ge=128)
+    kv_cache_gib: float = Field(2, gt=0)
+    enforce_eager: bool = True  # on CPU compilation costs minutes and gains nothing
+    classes_per_batch: int = Field(4, ge=1)
+    examples_per_class: int = Field(8, ge=1)
+    demos_per_class: int = Field(4, ge=1)
+    temperature: float = Field(0.9, ge=0)
+    top_p: float = Field(0.95, gt=0, le=1)
+    max_new_tokens: int = Field(40, ge=4)
+    min_words: int = Field(3, ge=1)
+    max_words: int = Field(60, ge=1)
+    use_report: bool = True
+    hard_negatives: bool = True
+    max_hard_negatives: int = Field(3, ge=0)
+    label_check: Literal["drop", "relabel", "off"] = "drop"
+    soft_label_candidates: int = Field(4, ge=2)
+    max_batches: int | None = Field(None, ge=1)
+    threads: int = Field(1, ge=1)
+    gpus_per_replica: float = Field(0, ge=0)
+    seed: int = 0
+
+
+class StudentConfig(Strict):
+    name: str = "minilm"
+    kind: str = "encoder"
+    model: str = EMBEDDED_ENCODER
+    finetune: bool = False  # False: frozen encoder + trained head (fast on CPU)
+    pooling: Literal["mean", "cls"] = "mean"
+    max_length: int = Field(64, ge=8)
+    min_new_examples: int = Field(16, ge=1)
+    epochs: int = Field(60, ge=1)
+    lr: float = Field(1e-2, gt=0)
+    finetune_lr: float = Field(3e-5, gt=0)
+    feature_scale: float = Field(10.0, gt=0, description="scales unit-norm embeddings before the head")
+    batch_size: int = Field(64, ge=1)
+    temperature: float = Field(2.0, gt=0)
+    alpha: float = Field(0.5, ge=0, le=1)
+    seed: int = 0
+    threads: int = Field(1, ge=1)
+    gpus: float = Field(0, ge=0)
+    replicas: int = Field(1, ge=1)
+
+    @field_validator("name")
+    @classmethod
+    def _name_is_simple(cls, value: str) -> str:
+        if not value.replace("-", "").replace("_", "").isalnum():
+            raise ValueError("use letters, digits, - and _ only (it names a Ray actor)")
+        return value
+
+
+class LoopConfig(Strict):
+    patience: int = Field(3, ge=1)
+    min_delta: float = Field(0.005, ge=0)
+    max_versions: int = Field(20, ge=1)
+    time_budget_s: float = Field(1800, gt=0)
+    max_generated: int | None = Field(None, ge=1)
+    poll_interval_s: float = Field(0.5, gt=0)
+
+
+class RedisConfig(Strict):
+    url: str | None = Field(None, description="absent: start an embedded redis-server on 127.0.0.1")
+
+
+class RayConfig(Strict):
+    address: str | None = None  # None: start a local cluster
+    dashboard: bool = True
+    num_cpus: int | None = Field(None, ge=1, description="logical CPUs of the local cluster")
+    namespace: str = "pgkd"
+
+
+class EvaluatorConfig(Strict):
+    threads: int = Field(1, ge=1)
+    batch_size: int = Field(64, ge=1)
+    max_hard_negatives: int = Field(50, ge=0)
+
+
+class RunConfig(Strict):
+    name: str = "pgkd"
+    runs_dir: Path = Path("runs")
+    dataset: DatasetConfig
+    teacher: TeacherConfig = TeacherConfig()
+    students: list[StudentConfig] = Field(default_factory=lambda: [StudentConfig()], min_length=1)
+    evaluator: EvaluatorConfig = EvaluatorConfig()
+    loop: LoopConfig = LoopConfig()
+    redis: RedisConfig = RedisConfig()
+    ray: RayConfig = RayConfig()
+
+    @model_validator(mode="after")
+    def _unique_student_names(self) -> "RunConfig":
+        names = [s.name for s in self.students]
+        if len(set(names)) != len(names):
+            raise ValueError(f"student names must be unique, got {names}")
+        return self
+
+    def resolve_paths(self, base: Path) -> "RunConfig":
+        """Relative dataset paths are relative to the config file's folder."""
+        if not self.dataset.path.is_absolute():
+            candidate = (base / self.dataset.path).resolve()
+            if candidate.exists() or not self.dataset.path.exists():
+                self.dataset.path = candidate
+            else:
+                self.dataset.path = self.dataset.path.resolve()
+        return self
+
+
+def parse_override(text: str) -> tuple[list, object]:
+    """'teacher.replicas=2' -> (['teacher', 'replicas'], 2); the value is parsed as YAML."""
+    if "=" not in text:
+        raise InputError("expected dotted.key=value", field=text)
+    key, raw = text.split("=", 1)
+    path = [int(p) if p.isdigit() else p for p in key.strip().split(".")]
+    return path, yaml.safe_load(raw)
+
+
+def apply_override(data: dict, path: list, value: object) -> None:
+    node = data
+    for part in path[:-1]:
+        if isinstance(node, list):
+            node = node[part]
+        else:
+            node = node.setdefault(part, {})
+    node[path[-1]] = value
+
+
+def load_config(path: str | Path, overrides: list[str] = ()) -> RunConfig:
+    """Load and validate a run config; errors name the file, line and field."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError("config file not found", file=str(path))
+    try:
+        data, lines = load_with_lines(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        raise InputError(f"not valid YAML: {exc}", file=str(path), line=mark.line + 1 if mark else None) from exc
+    data = data or {}
+    if not isinstance(data, dict):
+        raise InputError("top level must be a mapping", file=str(path), line=1)
+    for override in overrides:
+        keys, value = parse_override(override)
+        try:
+            apply_override(data, keys, value)
+        except (IndexError, TypeError, KeyError) as exc:
+            raise InputError(f"cannot apply override: {exc}", field=override) from exc
+    return validate_config(data, str(path), lines).resolve_paths(path.parent)
+
+
+def validate_config(data: dict, file: str = "<config>", lines: dict | None = None) -> RunConfig:
+    try:
+        return RunConfig.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        loc = tuple(first["loc"])
+        field = ".".join(str(p) for p in loc)
+        more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+        raise InputError(first["msg"] + more, file=file, line=nearest_line(lines or {}, loc), field=field) from exc
+
+
+def dump_config(config: RunConfig) -> dict:
+    return config.model_dump(mode="json")
+
+
+def redis_url_from_env(config: RunConfig) -> str | None:
+    return config.redis.url or os.environ.get("PGKD_REDIS_URL")

@@ -1,0 +1,137 @@
+"""The driver of one run: validate inputs, start the bus and Ray, launch actors, watch, then report.
+
+Everything before launch_all can fail on bad input; nothing is started until the inputs are known good.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import time
+from pathlib import Path
+
+from pgkd.bus import CHECKPOINTS, EXAMPLES, Bus, redact
+from pgkd.config import RunConfig, dump_config, redis_url_from_env
+from pgkd.control import request_stop, stop_requested, teacher_stats_key
+from pgkd.dataset import dedupe_texts, load_dataset, sample_per_class
+from pgkd.errors import BusUnavailable, InputError
+from pgkd.messages import Example, ExampleBatch, Stop
+from pgkd.redis_server import EmbeddedRedis
+from pgkd.runs import new_run_id, write_run_file
+
+log = logging.getLogger("pgkd.driver")
+RAY_LOOPBACK_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}  # keeps every Ray listener on loopback (measured)
+
+
+def prepare_inputs(config: RunConfig):
+    """Load and check the dataset; choose the seeds. Raises InputError naming file, line and field."""
+    from actors.launch import RunInputs
+
+    data = load_dataset(config.dataset.path)
+    seeds = dedupe_texts(sample_per_class(data.train, config.dataset.seeds_per_class, config.dataset.sample_seed))
+    missing = sorted(set(data.label_names) - {row["label"] for row in seeds})
+    if missing:
+        raise InputError(f"labels with no train example to seed from: {missing[:10]}",
+                         file=str(Path(config.dataset.path) / "train.jsonl"))
+    validation = sample_per_class(data.validation, _per_class_cap(config, data), config.dataset.sample_seed)
+    protected = [row["text"] for row in data.validation + data.test]
+    inputs = RunInputs(labels=[{"name": l.name, "description": l.description} for l in data.labels], seeds=seeds,
+                       validation=validation, protected_texts=protected, task=config.dataset.task)
+    return data, inputs
+
+
+def _per_class_cap(config: RunConfig, data) -> int | None:
+    cap = config.dataset.max_validation
+    return None if cap is None else max(1, cap // len(data.labels))
+
+
+def open_bus(config: RunConfig, run_dir: Path, run_id: str) -> tuple[Bus, EmbeddedRedis | None]:
+    url = redis_url_from_env(config)
+    embedded = None
+    if url is None:
+        embedded = EmbeddedRedis(run_dir / "redis").start()
+        url = embedded.url
+    bus = Bus(url, run_id, retry_seconds=10)
+    try:
+        bus.ping()
+    except BusUnavailable as exc:
+        raise BusUnavailable(f"cannot reach Redis at {redact(url)}: {exc.__cause__}") from exc
+    return bus, embedded
+
+
+def start_ray(config: RunConfig) -> bool:
+    """Connect to the configured cluster, or start a local one. True when this driver started it."""
+    import ray
+
+    os.environ.update(RAY_LOOPBACK_ENV)
+    if ray.is_initialized():
+        return False
+    runtime_env = {"env_vars": RAY_LOOPBACK_ENV | {"HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "1")}}
+    if config.ray.address:
+        ray.init(address=config.ray.address, namespace=config.ray.namespace, runtime_env=runtime_env)
+        return False
+    from actors.launch import student_names
+    from cluster.placement import local_cluster_cpus
+
+    cpus = local_cluster_cpus(config.teacher.replicas, config.teacher.threads,
+                              sum(s.threads for _, s in student_names(config)), config.evaluator.threads,
+                              config.ray.num_cpus)
+    ray.init(num_cpus=cpus, namespace=config.ray.namespace, include_dashboard=config.ray.dashboard,
+             dashboard_host="127.0.0.1", runtime_env=runtime_env, log_to_driver=True)
+    return True
+
+
+def save_config(config: RunConfig, path: Path) -> None:
+    """The resolved config of the run, credentials redacted."""
+    import yaml
+
+    data = dump_config(config)
+    if data["redis"]["url"]:
+        data["redis"]["url"] = redact(data["redis"]["url"])
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+
+
+def publish_seeds(bus: Bus, seeds: list[dict]) -> None:
+    examples = [Example(text=row["text"], label=row["label"], source="seed") for row in seeds]
+    bus.publish(EXAMPLES, ExampleBatch(producer="seeds", batch=0, examples=examples))
+
+
+def run(config: RunConfig, run_id: str | None = None, progress=print) -> dict:
+    """Run one distillation to its end and return the report (also written under runs/<run_id>/)."""
+    from pgkd.finish import finish_run
+
+    data, inputs = prepare_inputs(config)
+    run_id = run_id or new_run_id(config.name)
+    run_dir = Path(config.runs_dir) / run_id
+    run_dir.mkdir(parents=True, exist_ok=True)
+    bus, embedded = open_bus(config, run_dir, run_id)
+    write_run_file(run_dir, run_id, bus.url, embedded is not None)
+    save_config(config, run_dir / "config.yaml")
+    progress(f"run {run_id}: {len(data.labels)} labels, {len(inputs.seeds)} seeds, "
+             f"{len(inputs.validation)} validation texts; bus {redact(bus.url)}; folder {run_dir}")
+    publish_seeds(bus, inputs.seeds)
+    started_ray = start_ray(config)
+    started = time.time()
+    try:
+        stop = supervise(config, inputs, bus, run_id, run_dir, progress)
+        return finish_run(config, data, inputs, bus, run_id, run_dir, stop, time.time() - started, progress)
+    finally:
+        if started_ray:
+            import ray
+
+            ray.shutdown()
+        if embedded:
+            embedded.stop()
+
+
+def supervise(config: RunConfig, inputs, bus: Bus, run_id: str, run_dir: Path, progress) -> Stop:
+    from actors.launch import kill_all, launch_all
+    from pgkd.watch import Watcher
+
+    launched = launch_all(config, inputs, bus.url, run_id, str((run_dir / "checkpoints").resolve()))
+    watcher = Watcher(config, bus, launched, progress)
+    try:
+        stop = watcher.until_stopped()
+        watcher.drain()
+    finally:
+        kill_all(launched)
+    return stop

@@ -1,0 +1,105 @@
+"""After the stop: score the best student on test, export it, and write the run's files."""
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from pathlib import Path
+
+from pgkd.bus import EXAMPLES, REPORTS, Bus, redact
+from pgkd.config import RunConfig, dump_config
+from pgkd.control import BEST
+from pgkd.evaluation import score
+from pgkd.live_status import teacher_totals
+from pgkd.messages import Checkpoint, EvalReport, ExampleBatch, Stop
+from pgkd.report import write_markdown
+
+log = logging.getLogger("pgkd.driver")
+
+
+def finish_run(config: RunConfig, data, inputs, bus: Bus, run_id: str, run_dir: Path, stop: Stop, elapsed: float,
+               progress) -> dict:
+    from actors.launch import teacher_names
+
+    reports = bus.read_all(REPORTS, EvalReport)
+    batches = bus.read_all(EXAMPLES, ExampleBatch)
+    write_data(run_dir / "data", batches)
+    write_metrics(run_dir / "metrics.jsonl", reports)
+    totals, per_teacher = teacher_totals(bus, teacher_names(config))
+    best = bus.get_model(BEST, Checkpoint)
+    best_block = score_best(best, reports, data, run_dir, progress) if best else None
+    report = {
+        "run_id": run_id,
+        "config": dump_config(config) | {"redis": {"url": redact(config.redis.url) if config.redis.url else None}},
+        "stopped_by": stop.model_dump(),
+        "elapsed_seconds": round(elapsed, 1),
+        "dataset": {"path": str(config.dataset.path), "labels": len(data.labels), "seeds": len(inputs.seeds),
+                    "validation": len(inputs.validation), "test": len(data.test)},
+        "versions": [version_row(r) for r in reports],
+        "best_student": best_block,
+        "teacher": {"totals": totals, "per_replica": per_teacher,
+                    "dropped": {k[len("dropped_"):]: v for k, v in totals.items() if k.startswith("dropped_")},
+                    "kept_ratio": (totals.get("kept", 0) / totals["generated"]) if totals.get("generated") else None},
+        "examples": {"seed": sum(e.source == "seed" for b in batches for e in b.examples),
+                     "generated": sum(e.source != "seed" for b in batches for e in b.examples)},
+    }
+    (run_dir / "report.json").write_text(json.dumps(report, indent=2))
+    write_markdown(report, run_dir)
+    progress(f"report: {run_dir / 'report.md'}")
+    return report
+
+
+def score_best(best: Checkpoint, reports: list[EvalReport], data, run_dir: Path, progress) -> dict:
+    """Test scores of the best student and of the same student's seeds-only version, and the export."""
+    from student.registry import load_student
+
+    texts, gold = [r["text"] for r in data.test], [r["label"] for r in data.test]
+    names = data.label_names
+    student = load_student(best.path)
+    test = score(student, texts, gold, names, 0)
+    export = run_dir / "best_student"
+    shutil.rmtree(export, ignore_errors=True)
+    shutil.copytree(best.path, export)
+    validation = next(r for r in reports if r.student == best.student and r.version == best.version)
+    block = {"student": best.student, "version": best.version, "path": str(export),
+             "examples_seen": best.examples_seen, "generated_seen": best.generated_seen,
+             "validation": {"accuracy": validation.accuracy, "macro_f1": validation.macro_f1},
+             "test": {"accuracy": test["accuracy"], "macro_f1": test["macro_f1"]},
+             "test_per_class_f1": test["per_class_f1"]}
+    seeds_only = Path(best.path).parent / "v0000"
+    if best.version > 0 and seeds_only.is_dir():
+        baseline = load_student(seeds_only)
+        if hasattr(baseline, "share_cache"):
+            baseline.share_cache(student)
+        base = score(baseline, texts, gold, names, 0)
+        block["seeds_only_test"] = {"accuracy": base["accuracy"], "macro_f1": base["macro_f1"]}
+    else:
+        block["seeds_only_test"] = block["test"]
+    progress(f"best student {best.student}@v{best.version}: validation macro-F1 {validation.macro_f1:.4f}, "
+             f"test macro-F1 {test['macro_f1']:.4f} accuracy {test['accuracy']:.4f} "
+             f"(seeds only: test macro-F1 {block['seeds_only_test']['macro_f1']:.4f}); exported to {export}")
+    return block
+
+
+def version_row(report: EvalReport) -> dict:
+    return {"student": report.student, "version": report.version, "examples_seen": report.examples_seen,
+            "generated_seen": report.generated_seen, "teacher_generated": report.teacher_generated,
+            "accuracy": report.accuracy, "macro_f1": report.macro_f1, "eval_seconds": round(report.eval_seconds, 2),
+            "created": report.created}
+
+
+def write_data(folder: Path, batches: list[ExampleBatch]) -> None:
+    """Every example with its provenance, one JSON line each."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with (folder / "examples.jsonl").open("w") as out:
+        for batch in batches:
+            for example in batch.examples:
+                row = example.model_dump() | {"producer": batch.producer, "batch": batch.batch}
+                out.write(json.dumps(row) + "\n")
+
+
+def write_metrics(path: Path, reports: list[EvalReport]) -> None:
+    with path.open("w") as out:
+        for report in reports:
+            row = report.model_dump(exclude={"hard_negatives"})
+            out.write(json.dumps(row) + "\n")

@@ -1,0 +1,86 @@
+"""Live state of a run read from Redis: for the driver's progress line and `pgkd status`."""
+from __future__ import annotations
+
+from pgkd.bus import CHECKPOINTS, EXAMPLES, REPORTS, Bus
+from pgkd.control import BEST, stop_requested, teacher_stats_key
+from pgkd.messages import Checkpoint, EvalReport
+
+
+def _floats(fields: dict[str, str]) -> dict[str, float]:
+    out = {}
+    for key, value in fields.items():
+        try:
+            out[key] = float(value)
+        except ValueError:
+            pass
+    return out
+
+
+def teacher_totals(bus: Bus, teachers: list[str]) -> tuple[dict[str, float], dict[str, dict]]:
+    per = {t: _floats(bus.get_fields(teacher_stats_key(t))) for t in teachers}
+    totals: dict[str, float] = {}
+    for stats in per.values():
+        for key, value in stats.items():
+            totals[key] = totals.get(key, 0.0) + value
+    return totals, per
+
+
+def collect_status(bus: Bus, config) -> dict:
+    from actors.launch import student_names, teacher_names
+
+    teachers = teacher_names(config)
+    students = [name for name, _ in student_names(config)]
+    totals, per_teacher = teacher_totals(bus, teachers)
+    reports = bus.read_all(REPORTS, EvalReport)
+    latest = {}
+    for report in reports:
+        latest[report.student] = report
+    best = bus.get_model(BEST, Checkpoint)
+    stop = stop_requested(bus)
+    busy = totals.get("busy_seconds", 0.0)
+    return {
+        "teacher": totals,
+        "teachers": {t: per_teacher[t] | {"state": bus.get_fields(f"status:{t}").get("state", "starting")}
+                     for t in teachers},
+        "teacher_tokens_per_s": (totals.get("completion_tokens", 0.0) / busy) if busy else 0.0,
+        "students": {s: bus.get_fields(f"status:{s}") for s in students},
+        "scores": {s: {"version": r.version, "macro_f1": r.macro_f1, "accuracy": r.accuracy,
+                       "examples_seen": r.examples_seen} for s, r in latest.items()},
+        "versions_scored": len(reports),
+        "best": None if best is None else {"student": best.student, "version": best.version,
+                                           "macro_f1": max((r.macro_f1 for r in reports if r.student == best.student
+                                                            and r.version == best.version), default=None)},
+        "queues": {"examples_stream": bus.stream_length(EXAMPLES),
+                   **{f"examples_lag:{s}": bus.lag(EXAMPLES, f"student:{s}") for s in students},
+                   "checkpoints_lag:evaluator": bus.lag(CHECKPOINTS, "evaluator")},
+        "stop": None if stop is None else stop.model_dump(),
+    }
+
+
+def progress_line(status: dict, elapsed: float) -> str:
+    t = status["teacher"]
+    scores = " ".join(f"{s}=v{v['version']}:{v['macro_f1']:.3f}" for s, v in status["scores"].items()) or "no scores yet"
+    best = status["best"]
+    best_text = f"best {best['student']}@v{best['version']} {best['macro_f1']:.3f}" if best and best["macro_f1"] else "best -"
+    queues = " ".join(f"{k.split(':')[-1]}={v}" for k, v in status["queues"].items() if "lag" in k)
+    states = ",".join(s.get("state", "?") for s in status["teachers"].values())
+    return (f"[{elapsed:5.0f}s] teacher({states}) generated {t.get('generated', 0):.0f} kept {t.get('kept', 0):.0f} "
+            f"({status['teacher_tokens_per_s']:.0f} tok/s) | {scores} | {best_text} | lag {queues}")
+
+
+def format_status(status: dict) -> str:
+    """A readable multi-line view for `pgkd status`."""
+    lines = [progress_line(status, 0).split("] ", 1)[1]]
+    lines.append("teachers:")
+    for name, stats in status["teachers"].items():
+        lines.append(f"  {name}: {stats.get('state')} generated {stats.get('generated', 0):.0f} "
+                     f"kept {stats.get('kept', 0):.0f} batches {stats.get('batches', 0):.0f}")
+    lines.append("students:")
+    for name, fields in status["students"].items():
+        score = status["scores"].get(name)
+        score_text = f"v{score['version']} macro-F1 {score['macro_f1']:.4f}" if score else "not scored yet"
+        lines.append(f"  {name}: {fields.get('state', 'starting')} {score_text}")
+    lines.append("queues: " + ", ".join(f"{k}={v}" for k, v in status["queues"].items()))
+    if status["stop"]:
+        lines.append(f"stopped: {status['stop']['reason']} {status['stop'].get('detail', '')}")
+    return "\n".join(lines)

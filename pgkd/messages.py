@@ -1,0 +1,75 @@
+"""Typed messages on the Redis bus. Only their JSON travels; nothing is pickled."""
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Message(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Example(Message):
+    """One labelled text with where it came from."""
+
+    id: str = Field(default_factory=lambda: uuid.uuid4().hex[:16])
+    text: str
+    label: str
+    source: Literal["seed", "generated", "pool", "augmented"]
+    soft_label: dict[str, float] | None = None  # teacher probabilities over (some) labels
+    teacher: str | None = None  # actor and model that wrote it
+    report_version: str | None = None  # the validation report that steered it
+    intended_label: str | None = None  # before relabelling
+
+
+class ExampleBatch(Message):
+    producer: str
+    batch: int
+    examples: list[Example]
+    created: float = Field(default_factory=time.time)
+
+
+class Checkpoint(Message):
+    student: str
+    version: int
+    path: str
+    examples_seen: int
+    generated_seen: int
+    train_seconds: float
+    train_loss: float | None = None
+    created: float = Field(default_factory=time.time)
+
+
+class HardNegative(Message):
+    text: str
+    label: str  # true label
+    predicted: str
+    confidence: float
+
+
+class EvalReport(Message):
+    student: str
+    version: int
+    examples_seen: int
+    generated_seen: int
+    teacher_generated: int  # run-wide count when scored, for the learning curve
+    accuracy: float
+    macro_f1: float
+    per_class_f1: dict[str, float]
+    confusion_pairs: list[tuple[str, str, int]]  # (true, predicted, count), most frequent first
+    hard_negatives: list[HardNegative]
+    eval_seconds: float
+    created: float = Field(default_factory=time.time)
+
+    @property
+    def key(self) -> str:
+        return f"{self.student}@v{self.version}"
+
+
+class Stop(Message):
+    reason: Literal["patience", "max_versions", "time_budget", "max_generated", "user", "teacher_done", "error"]
+    detail: str = ""
+    created: float = Field(default_factory=time.time)

