@@ -147,13 +147,20 @@ def parse_override(text: str) -> tuple[list, object]:
 
 
 def apply_override(data: dict, path: list, value: object) -> None:
+    """Set data[path] = value, creating mappings, and list items one past the end (students.0.alpha)."""
     node = data
-    for part in path[:-1]:
+    for part, following in zip(path[:-1], path[1:]):
+        empty = [] if isinstance(following, int) else {}
         if isinstance(node, list):
+            if part == len(node):
+                node.append(empty)
             node = node[part]
         else:
-            node = node.setdefault(part, {})
-    node[path[-1]] = value
+            node = node.setdefault(part, empty)
+    if isinstance(node, list) and path[-1] == len(node):
+        node.append(value)
+    else:
+        node[path[-1]] = value
 
 
 def load_config(path: str | Path, overrides: list[str] = ()) -> RunConfig:

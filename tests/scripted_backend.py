@@ -1,0 +1,38 @@
+"""A scripted stand-in for the LLM in unit tests of teacher logic (the real engine is in the integration test)."""
+from __future__ import annotations
+
+from teacher.backends.base import Completion, SamplingSpec
+
+
+class ScriptedBackend:
+    model_name = "scripted"
+
+    def __init__(self, replies: list[str | None], label_bias: dict[str, float] | None = None,
+                 prefers: dict[str, str] | None = None):
+        self.replies = list(replies)
+        self.label_bias = label_bias or {}  # a constant per-label bias, as a small base model has
+        self.prefers = prefers or {}  # text substring -> the label the "model" believes
+        self.generate_calls = 0
+        self.score_calls = 0
+
+    def generate(self, prompts, spec: SamplingSpec):
+        self.generate_calls += 1
+        out = []
+        for _ in prompts:
+            reply = self.replies.pop(0) if self.replies else None
+            out.append(Completion(texts=[] if reply is None else [reply], prompt_tokens=10,
+                                  completion_tokens=0 if reply is None else len(reply.split())))
+        return out
+
+    def continuation_logprobs(self, prefixes, continuations):
+        self.score_calls += 1
+        scores = []
+        for prefix, cont in zip(prefixes, continuations):
+            label = cont.strip()
+            text = prefix.rsplit("Message:", 1)[-1]
+            believed = next((lab for key, lab in self.prefers.items() if key in text), None)
+            scores.append(self.label_bias.get(label, 0.0) + (3.0 if believed == label else 0.0) - 5.0)
+        return scores
+
+    def close(self):
+        pass

@@ -1,0 +1,81 @@
+import pytest
+
+from pgkd.bus import DEAD_LETTERS, EXAMPLES, Bus, redact
+from pgkd.control import request_stop, stop_requested
+from pgkd.errors import BusUnavailable
+from pgkd.messages import Example, ExampleBatch
+
+
+def batch(n: int, producer="teacher-0") -> ExampleBatch:
+    return ExampleBatch(producer=producer, batch=n, examples=[Example(text=f"text {n}", label="a", source="generated")])
+
+
+def test_publish_and_consume_with_ack(bus):
+    bus.ensure_group(EXAMPLES, "g")
+    bus.publish(EXAMPLES, batch(1))
+    bus.publish(EXAMPLES, batch(2))
+    got = bus.read_group(EXAMPLES, "g", "c1", ExampleBatch, count=10, block_ms=100)
+    assert [b.batch for _, b in got] == [1, 2]
+    assert bus.lag(EXAMPLES, "g") == 2  # delivered, not acked
+    bus.ack(EXAMPLES, "g", [entry_id for entry_id, _ in got])
+    assert bus.lag(EXAMPLES, "g") == 0
+    assert bus.read_group(EXAMPLES, "g", "c1", ExampleBatch, block_ms=50) == []
+
+
+def test_unacked_entries_come_back_after_a_restart(bus):
+    bus.ensure_group(EXAMPLES, "g")
+    bus.publish(EXAMPLES, batch(1))
+    first = bus.read_group(EXAMPLES, "g", "worker", ExampleBatch, block_ms=50)
+    restarted = Bus(bus.url, bus.run_id)  # a new process with the same consumer name
+    again = restarted.read_group(EXAMPLES, "g", "worker", ExampleBatch, block_ms=50, pending_first=True)
+    assert [i for i, _ in again] == [i for i, _ in first]
+
+
+def test_every_group_sees_every_entry(bus):
+    for group in ("student:a", "student:b"):
+        bus.ensure_group(EXAMPLES, group)
+    bus.publish(EXAMPLES, batch(7))
+    for group in ("student:a", "student:b"):
+        assert [b.batch for _, b in bus.read_group(EXAMPLES, group, "x", ExampleBatch, block_ms=50)] == [7]
+
+
+def test_malformed_entry_is_dead_lettered_counted_and_acked(bus):
+    bus.ensure_group(EXAMPLES, "g")
+    bus.client.xadd(bus.key(EXAMPLES), {"json": '{"producer": "evil", "__import__": "os"}'})
+    bus.client.xadd(bus.key(EXAMPLES), {"pickle": "gASV"})
+    bus.publish(EXAMPLES, batch(3))
+    got = bus.read_group(EXAMPLES, "g", "c", ExampleBatch, count=10, block_ms=50)
+    assert [b.batch for _, b in got] == [3]
+    assert bus.client.xlen(bus.key(DEAD_LETTERS)) == 2
+    assert bus.get_fields("stats:bus")["rejected_examples"] == "2"
+    assert bus.pending(EXAMPLES, "g") == 1  # only the good one awaits its ack
+
+
+def test_first_stop_wins(bus):
+    assert stop_requested(bus) is None
+    assert request_stop(bus, "patience", "no gain")
+    assert not request_stop(bus, "user")
+    assert stop_requested(bus).reason == "patience"
+
+
+def test_unreachable_redis_names_the_url_without_password():
+    from pgkd.redis_server import free_port
+
+    url = f"redis://:secret@127.0.0.1:{free_port()}/0"
+    with pytest.raises(BusUnavailable) as err:
+        Bus(url, "r", retry_seconds=0.5).ping()
+    assert "127.0.0.1" in str(err.value) and "secret" not in str(err.value)
+
+
+def test_redact():
+    assert redact("rediss://user:pw@host:6380/0") == "rediss://user:***@host:6380/0"
+    assert redact("redis://host:6379") == "redis://host:6379"
+
+
+def test_embedded_server_binds_loopback_and_needs_the_password(redis_server):
+    import redis
+
+    with pytest.raises(redis.AuthenticationError):
+        redis.Redis(host="127.0.0.1", port=redis_server.port).ping()
+    info = redis.Redis.from_url(redis_server.url).config_get("bind")
+    assert info["bind"] == "127.0.0.1"

@@ -1,0 +1,137 @@
+"""The real loop: local Ray, redis-server, the vLLM CPU engine with Gemma 3 270M, the MiniLM student.
+
+Minutes, not seconds: marked `integration`. It runs on CPU, so it needs no GPU.
+"""
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+PGKD = [sys.executable, "-m", "pgkd.cli"]
+ENV = os.environ | {"HF_HUB_OFFLINE": "1", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "PYTHONUNBUFFERED": "1"}
+
+pytestmark = pytest.mark.integration
+
+
+def write_config(tmp_path: Path, extra: str) -> Path:
+    path = tmp_path / "run.yaml"
+    path.write_text(f"""
+name: itest
+runs_dir: {tmp_path / 'runs'}
+dataset:
+  path: {REPO / 'examples' / 'demo_bank'}
+  task: Customer messages to a bank
+  seeds_per_class: 3
+  max_validation: 60
+loop:
+  patience: 3
+  time_budget_s: 420
+  poll_interval_s: 0.3
+ray:
+  dashboard: false
+{extra}
+""")
+    return path
+
+
+@pytest.fixture(scope="module", autouse=True)
+def demo_data():
+    from examples.make_demo_dataset import main
+
+    main()
+
+
+def test_full_loop_generates_trains_scores_and_stops_by_itself(tmp_path):
+    config = write_config(tmp_path, """
+teacher:
+  classes_per_batch: 2
+  examples_per_class: 6
+  max_new_tokens: 32
+  max_batches: 3
+students:
+  - name: minilm
+    min_new_examples: 4
+""")
+    started = time.time()
+    proc = subprocess.run(PGKD + ["run", str(config), "--run-id", "itest-1"], env=ENV, cwd=REPO,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    run_dir = tmp_path / "runs" / "itest-1"
+    report = json.loads((run_dir / "report.json").read_text())
+    print(f"integration run took {time.time() - started:.0f}s; stopped by {report['stopped_by']}")
+
+    assert report["stopped_by"]["reason"] in {"teacher_done", "patience", "max_versions"}
+    teacher = report["teacher"]["totals"]
+    assert teacher["generated"] >= 12 and teacher["completion_tokens"] > 0 and teacher["batches"] >= 1
+    assert report["examples"]["generated"] == teacher["kept"] > 0
+    versions = report["versions"]
+    assert versions[0]["version"] == 0 and versions[0]["generated_seen"] == 0  # seeds-only student was scored
+    assert any(v["generated_seen"] > 0 for v in versions)  # and a student trained on teacher data
+    best = report["best_student"]
+    assert 0 < best["test"]["macro_f1"] <= 1 and best["validation"]["macro_f1"] == max(v["macro_f1"] for v in versions)
+
+    rows = [json.loads(line) for line in (run_dir / "data" / "examples.jsonl").open()]
+    generated = [r for r in rows if r["source"] == "generated"]
+    assert len(generated) == report["examples"]["generated"]
+    assert all(r["teacher"].startswith("teacher-0:") and r["soft_label"] for r in generated)
+    assert (run_dir / "report.md").read_text().count("| student-minilm-0 |") == len(versions)
+    assert (run_dir / "learning_curve.png").stat().st_size > 1000
+    assert len((run_dir / "metrics.jsonl").read_text().splitlines()) == len(versions)
+
+    predicted = subprocess.run(PGKD + ["predict", str(run_dir / "best_student"), "I lost my card on the bus"],
+                               env=ENV, cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert predicted.returncode == 0, predicted.stderr[-2000:]
+    assert json.loads(predicted.stdout.splitlines()[0])["label"] in {l["name"] for l in
+                                                                      json.loads((REPO / "examples/demo_bank/labels.json").read_text())}
+
+
+def test_status_and_stop_on_a_live_run(tmp_path):
+    """No teacher here (replicas 0), so the run only ends when told: pgkd stop, and it still writes its report."""
+    config = write_config(tmp_path, "teacher:\n  replicas: 0\n")
+    runs = tmp_path / "runs"
+    proc = subprocess.Popen(PGKD + ["run", str(config), "--run-id", "itest-2"], env=ENV, cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        status = wait_for_scored_version(runs)
+        assert "student-minilm-0: " in status and "macro-F1" in status and "queues:" in status
+        stop = subprocess.run(PGKD + ["stop", "itest-2", "--runs-dir", str(runs)], env=ENV, capture_output=True,
+                              text=True, timeout=60)
+        assert "stop requested" in stop.stdout
+        out, _ = proc.communicate(timeout=240)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, out[-3000:]
+    report = json.loads((runs / "itest-2" / "report.json").read_text())
+    assert report["stopped_by"]["reason"] == "user" and report["best_student"]["version"] == 0
+
+
+def wait_for_scored_version(runs: Path, timeout: float = 240) -> str:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if (runs / "itest-2" / "run.json").exists():
+            status = subprocess.run(PGKD + ["status", "itest-2", "--runs-dir", str(runs)], env=ENV,
+                                    capture_output=True, text=True, timeout=60)
+            if "v0 macro-F1" in status.stdout:
+                return status.stdout
+        time.sleep(2)
+    raise AssertionError("no scored version within the timeout")
+
+
+def test_bad_dataset_is_refused_before_anything_starts(tmp_path):
+    data = tmp_path / "bad"
+    data.mkdir()
+    (data / "labels.json").write_text('["a", "b"]')
+    for split in ("train", "validation"):
+        (data / f"{split}.jsonl").write_text('{"text": "x", "label": "a"}\n')
+    (data / "test.jsonl").write_text('{"text": "x", "label": "a"}\n{"text": "y", "label": "c"}\n')
+    config = tmp_path / "bad.yaml"
+    config.write_text(f"dataset:\n  path: {data}\nruns_dir: {tmp_path / 'runs'}\n")
+    proc = subprocess.run(PGKD + ["run", str(config)], env=ENV, cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert f"{data / 'test.jsonl'}:2: field 'label': unknown label 'c'" in proc.stderr
+    assert not (tmp_path / "runs").exists()

@@ -1,0 +1,66 @@
+"""The MiniLM student (embedded weights): training, KD, save/load, trainer versions."""
+import numpy as np
+import pytest
+
+from pgkd.config import StudentConfig
+from pgkd.messages import Example
+from student.registry import load_student, make_student
+from student.trainer import StudentTrainer
+
+LABELS = ["card", "transfer"]
+TRAIN = [("where is my new card", "card"), ("my card has not arrived yet", "card"), ("card delivery status", "card"),
+         ("send money to my friend", "transfer"), ("how do I transfer cash", "transfer"),
+         ("wire funds to my mom", "transfer")]
+
+
+def examples(rows, source="seed"):
+    return [Example(text=t, label=l, source=source) for t, l in rows]
+
+
+@pytest.fixture(scope="module")
+def config():
+    return StudentConfig(epochs=40, min_new_examples=2, threads=1)
+
+
+def test_trains_predicts_and_round_trips(tmp_path, config):
+    student = make_student(LABELS, config, "cpu")
+    student.fit(examples(TRAIN), config)
+    texts = ["has my card shipped", "transfer 20 dollars to John"]
+    assert [label for label, _ in student.predict(texts)] == ["card", "transfer"]
+    loaded = load_student(student.save(tmp_path / "s"))
+    assert np.allclose(loaded.predict_proba(texts), student.predict_proba(texts), atol=1e-5)
+
+
+def test_soft_labels_pull_the_student(config):
+    ambiguous = "I need help with my account"
+    soft = [Example(text=ambiguous, label="card", source="generated", soft_label={"card": 0.05, "transfer": 0.95})]
+    hard = [Example(text=ambiguous, label="card", source="generated")]
+    kd = StudentConfig(epochs=60, alpha=1.0, temperature=1.0)
+    with_soft = make_student(LABELS, kd, "cpu")
+    with_soft.fit(examples(TRAIN) + soft * 5, kd)
+    with_hard = make_student(LABELS, kd, "cpu")
+    with_hard.fit(examples(TRAIN) + hard * 5, kd)
+    p_soft = with_soft.predict_proba([ambiguous])[0, 1]
+    p_hard = with_hard.predict_proba([ambiguous])[0, 1]
+    assert p_soft > p_hard + 0.3
+
+
+def test_trainer_versions_and_redelivery(tmp_path, config):
+    trainer = StudentTrainer(make_student(LABELS, config, "cpu"), config, tmp_path)
+    seeds = examples(TRAIN)
+    trainer.add(seeds)
+    assert trainer.ready()  # version 0 trains on the seeds alone
+    v0 = trainer.train_version()
+    assert v0.version == 0 and v0.generated_seen == 0 and (tmp_path / "v0000" / "student.json").exists()
+    assert trainer.add(seeds) == 0  # redelivered ids are ignored
+    new = examples([("card is lost in the mail", "card")], "generated")
+    trainer.add(new)
+    assert not trainer.ready() and trainer.ready(flush=True)
+    trainer.add(examples([("pay my rent by transfer", "transfer")], "generated"))
+    v1 = trainer.train_version()
+    assert v1.version == 1 and v1.examples_seen == 8 and v1.generated_seen == 2
+
+
+def test_unknown_kind_is_refused():
+    with pytest.raises(ValueError, match="unknown student kind"):
+        make_student(LABELS, StudentConfig(kind="nope"), "cpu")

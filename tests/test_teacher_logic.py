@@ -1,0 +1,134 @@
+import random
+
+from pgkd.config import TeacherConfig
+from pgkd.dataset import Label
+from pgkd.messages import EvalReport, HardNegative
+from teacher.filters import NoveltyFilter
+from teacher.labeler import SoftLabeler
+from teacher.parsing import parse_reply
+from teacher.planner import confused_with, plan_batch
+from teacher.prompts import ClassTask, PromptBuilder
+from teacher.teacher import Teacher
+from tests.scripted_backend import ScriptedBackend
+
+LABELS = [Label("card_arrival"), Label("lost_card", "card lost or stolen"), Label("top_up"), Label("refund")]
+NAMES = [label.name for label in LABELS]
+DEMOS = {"card_arrival": ["where is my card"], "lost_card": ["i lost my card"], "top_up": ["add money"],
+         "refund": ["give my money back"]}
+
+
+def report(f1: dict, pairs=(), hard=(), version=3) -> EvalReport:
+    return EvalReport(student="s", version=version, examples_seen=1, generated_seen=0, teacher_generated=0,
+                      accuracy=0.5, macro_f1=0.5, per_class_f1=f1, confusion_pairs=list(pairs),
+                      hard_negatives=list(hard), eval_seconds=0.1)
+
+
+# ---- parsing
+def test_parse_reply_keeps_first_line_without_bullets_or_quotes():
+    assert parse_reply(' "Where is my card?"\nmore', 2, 20).text == "Where is my card?"
+
+
+def test_parse_reply_reasons():
+    assert parse_reply("", 2, 20).reason == "empty"
+    assert parse_reply("::::", 2, 20).reason == "no_letters"
+    assert parse_reply("card", 2, 20).reason == "too_short"
+    assert parse_reply("word " * 30, 2, 20).reason == "too_long"
+    assert parse_reply(None, 2, 20).reason == "no_reply"
+
+
+def test_novelty_filter_drops_duplicates_and_eval_leaks():
+    f = NoveltyFilter(seen=["Where is my card?"], protected=["I lost it yesterday"])
+    assert f.check("where is my card") == "duplicate"
+    assert f.check("I lost it, yesterday!") == "leak_eval_text"
+    assert f.check("A new text") is None
+    assert f.check("a new text.") == "duplicate"
+
+
+# ---- planning
+def test_plan_without_report_visits_classes_round_robin():
+    rng = random.Random(0)
+    seen = [t.label for b in range(2) for t in plan_batch(NAMES, None, b, 2, 5, 3, True, True, rng)]
+    assert seen == NAMES
+
+
+def test_plan_favours_weak_classes():
+    rng = random.Random(0)
+    r = report({"card_arrival": 0.0, "lost_card": 1.0, "top_up": 1.0, "refund": 1.0})
+    picks = [plan_batch(NAMES, r, b, 1, 5, 3, True, True, rng)[0].label for b in range(200)]
+    assert picks.count("card_arrival") > 150
+
+
+def test_plan_quotes_hard_negatives_of_the_class_and_names_confusions():
+    hard = [HardNegative(text="card gone", label="lost_card", predicted="card_arrival", confidence=0.9),
+            HardNegative(text="no money", label="top_up", predicted="refund", confidence=0.8)]
+    r = report({"card_arrival": 1.0, "lost_card": 0.0, "top_up": 1.0, "refund": 1.0},
+               pairs=[("lost_card", "card_arrival", 3), ("refund", "lost_card", 1)], hard=hard)
+    task = plan_batch(NAMES, r, 0, 1, 5, 3, True, True, random.Random(0))[0]
+    assert task.label == "lost_card"
+    assert [h.text for h in task.hard_negatives] == ["card gone"]
+    assert task.contrast == ["card_arrival", "refund"]
+    assert plan_batch(NAMES, r, 0, 1, 5, 3, True, False, random.Random(0))[0].hard_negatives == []
+    assert confused_with(r, "top_up", 2) == []
+
+
+def test_plan_ignores_report_when_switched_off():
+    r = report({"card_arrival": 0.0, "lost_card": 1.0, "top_up": 1.0, "refund": 1.0})
+    tasks = plan_batch(NAMES, r, 1, 2, 5, 3, False, True, random.Random(0))
+    assert [t.label for t in tasks] == ["top_up", "refund"] and not tasks[0].hard_negatives
+
+
+# ---- prompts
+def test_generation_prompt_names_only_planned_classes():
+    builder = PromptBuilder(LABELS, DEMOS, "Customer messages")
+    hard = [HardNegative(text="my card vanished", label="lost_card", predicted="card_arrival", confidence=0.9)]
+    prompt = builder.generation_prompt(ClassTask("lost_card", 4, hard, ["card_arrival"]), n_demos=3)
+    assert '"lost card" (card lost or stolen)' in prompt
+    assert "- i lost my card" in prompt and "- my card vanished" in prompt
+    assert 'mistook them for "card arrival"' in prompt and "- where is my card" in prompt
+    assert "top up" not in prompt and "refund" not in prompt
+    assert prompt.endswith("\n-")
+
+
+# ---- soft labels
+def test_soft_labels_are_calibrated_by_content_free_input():
+    # The "model" is biased toward refund for every input, and believes "vanished" texts are lost_card.
+    backend = ScriptedBackend([], label_bias={"refund": 4.0}, prefers={"vanished": "lost card"})
+    builder = PromptBuilder(LABELS, DEMOS, "Customer messages")
+    labeler = SoftLabeler(backend, builder, NAMES, 4, random.Random(0))
+    probs = labeler.score(["my card vanished"], [sorted(NAMES)])[0]
+    assert max(probs, key=probs.get) == "lost_card"
+    assert abs(sum(probs.values()) - 1) < 1e-6
+    assert backend.score_calls == 1  # content-free scoring rides in the same call
+
+
+def test_candidates_include_intended_and_confusions():
+    labeler = SoftLabeler(ScriptedBackend([]), PromptBuilder(LABELS, DEMOS, "x"), NAMES, 3, random.Random(0))
+    cands = labeler.candidates("lost_card", ["card_arrival"])
+    assert len(cands) == 3 and {"lost_card", "card_arrival"} <= set(cands)
+
+
+# ---- a whole batch
+def make_teacher(replies, prefers, label_check="drop"):
+    config = TeacherConfig(classes_per_batch=1, examples_per_class=len(replies), min_words=2, label_check=label_check)
+    seeds = [{"text": t, "label": label} for label, texts in DEMOS.items() for t in texts]
+    backend = ScriptedBackend(replies, prefers=prefers)
+    return Teacher(backend, LABELS, seeds, ["a validation text here"], config, "teacher-0", "Customer messages")
+
+
+def test_batch_counts_every_drop_and_never_raises():
+    replies = ["", "::::", "where is my card", "a validation text here", None, "my card never came",
+               "i want a refund please"]
+    teacher = make_teacher(replies, prefers={"never came": "card arrival", "refund please": "refund"})
+    examples, stats = teacher.write_batch(None)
+    assert stats.generated == 7
+    assert [e.text for e in examples] == ["my card never came"]
+    assert examples[0].source == "generated" and examples[0].soft_label["card_arrival"] > 0.5
+    assert dict(stats.dropped) == {"empty": 1, "no_letters": 1, "duplicate": 1, "leak_eval_text": 1,
+                                   "no_reply": 1, "label_mismatch": 1}
+    assert stats.kept == 1 and stats.prompt_tokens == 70
+
+
+def test_batch_relabels_when_configured():
+    teacher = make_teacher(["i want a refund please"], prefers={"refund please": "refund"}, label_check="relabel")
+    examples, stats = teacher.write_batch(None)
+    assert examples[0].label == "refund" and examples[0].intended_label == "card_arrival" and stats.relabelled == 1
