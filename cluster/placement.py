@@ -51,6 +51,13 @@ def actor_options(name: str, namespace: str, threads: int, gpus: float = 0, extr
     return options
 
 
+def vllm_block_size() -> int | None:
+    """KV-cache block size for the teacher engine. vLLM's CPU build defaults to 128-token blocks, and only full
+    blocks are shared by the prefix cache, so prompts that share a 60-token template never hit it; 32 does.
+    None on GPU keeps vLLM's default."""
+    return None if has_gpu() else 32
+
+
 def teacher_env() -> dict[str, str]:
     """vLLM settings for a teacher actor. On CPU vLLM binds its OpenMP threads itself (one core kept free)."""
     return {"VLLM_CPU_KVCACHE_SPACE": os.environ.get("VLLM_CPU_KVCACHE_SPACE", "2"),

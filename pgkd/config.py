@@ -48,6 +48,7 @@ class TeacherConfig(Strict):
     max_hard_negatives: int = Field(3, ge=0)
     label_check: Literal["drop", "relabel", "off"] = "drop"
     soft_label_candidates: int = Field(4, ge=2)
+    min_confidence: float = Field(0.8, ge=0, le=1, description="drop when the teacher's own probability of the intended label is lower")
     max_batches: int | None = Field(None, ge=1)
     threads: int = Field(1, ge=1)
     gpus_per_replica: float = Field(0, ge=0)
@@ -73,6 +74,18 @@ class StudentConfig(Strict):
     threads: int = Field(1, ge=1)
     gpus: float = Field(0, ge=0)
     replicas: int = Field(1, ge=1)
+    # kind: ngram (feature_scale also scales its unit-norm n-gram vectors)
+    ngram_buckets: int = Field(2**18, ge=16, le=2**24, description="hash buckets for n-gram features")
+    ngram_word_n: int = Field(2, ge=1, le=4, description="word n-grams up to this order (2: uni+bigrams)")
+    ngram_char_n: int = Field(0, ge=0, le=6, description="char n-grams of this size inside words; 0: none")
+    # kind: graph (one word co-occurrence graph per text; the vocabulary is frozen after the first fit)
+    graph_layer: Literal["gcn", "gin", "gat"] = "gcn"
+    graph_dim: int = Field(64, ge=4, description="word embedding and hidden size")
+    graph_window: int = Field(3, ge=2, description="words co-occur (share an edge) within this sliding window")
+    graph_vocab_size: int = Field(30000, ge=1, description="most frequent words kept; the rest map to <unk>")
+    graph_min_count: int = Field(1, ge=1, description="a word needs this many occurrences to enter the vocabulary")
+    graph_word_dropout: float = Field(0.1, ge=0, lt=1, description="train-time chance a word is read as <unk>, "
+                                      "so <unk> (unseen words at inference) has a trained embedding")
 
     @field_validator("name")
     @classmethod

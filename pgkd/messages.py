@@ -19,7 +19,8 @@ class Example(Message):
     text: str
     label: str
     source: Literal["seed", "generated", "pool", "augmented"]
-    soft_label: dict[str, float] | None = None  # teacher probabilities over (some) labels
+    soft_label: dict[str, float] | None = None  # teacher probabilities for the KD loss (intended + confusions)
+    candidate_probs: dict[str, float] | None = None  # the teacher's calibrated scores over every candidate scored
     teacher: str | None = None  # actor and model that wrote it
     report_version: str | None = None  # the validation report that steered it
     intended_label: str | None = None  # before relabelling

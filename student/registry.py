@@ -20,7 +20,7 @@ def register_student(kind: str):
 
 
 def student_class(kind: str):
-    from student import encoder  # noqa: F401  (registers its kinds)
+    from student import encoder, export, graph, ngram  # noqa: F401  (register their kinds)
 
     if kind not in STUDENT_KINDS:
         raise ValueError(f"unknown student kind '{kind}' (known: {sorted(STUDENT_KINDS)})")

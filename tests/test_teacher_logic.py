@@ -1,5 +1,7 @@
 import random
 
+import pytest
+
 from pgkd.config import TeacherConfig
 from pgkd.dataset import Label
 from pgkd.messages import EvalReport, HardNegative
@@ -132,3 +134,22 @@ def test_batch_relabels_when_configured():
     teacher = make_teacher(["i want a refund please"], prefers={"refund please": "refund"}, label_check="relabel")
     examples, stats = teacher.write_batch(None)
     assert examples[0].label == "refund" and examples[0].intended_label == "card_arrival" and stats.relabelled == 1
+
+
+def test_low_confidence_is_dropped_and_counted():
+    # The "model" believes the text is card_arrival, but only weakly: 1.0 nats above the others, p < 0.8.
+    teacher = make_teacher(["my card never came"], prefers={"never came": "card arrival"})
+    teacher.labeler.backend.prefers = {}
+    teacher.labeler.backend.label_bias = {"card arrival": 1.0}
+    examples, stats = teacher.write_batch(None)
+    # the bias is calibrated away (the content-free input has it too), so the teacher is unsure
+    assert examples == [] and stats.dropped["low_confidence"] == 1
+
+
+def test_kd_target_keeps_label_and_confusions_only():
+    from teacher.teacher import kd_target
+
+    probs = {"a": 0.6, "b": 0.2, "c": 0.15, "d": 0.05}
+    target = kd_target(probs, "a", ["b"])
+    assert target == pytest.approx({"a": 0.75, "b": 0.25})
+    assert kd_target(None, "a", []) is None

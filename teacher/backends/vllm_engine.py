@@ -10,17 +10,32 @@ from teacher.model_store import resolve_teacher_model
 log = logging.getLogger(__name__)
 
 
+WARM_KEY_TOKENS = 32
+
+
+def common_prefix(sequences: list[tuple]) -> tuple:
+    first, last = min(sequences), max(sequences)
+    n = 0
+    while n < min(len(first), len(last)) and first[n] == last[n]:
+        n += 1
+    return first[:n]
+
+
 @register_backend("vllm")
 class VLLMEngineBackend:
     def __init__(self, model: str, dtype: str = "bfloat16", max_model_len: int = 1024, kv_cache_gib: float = 2,
-                 enforce_eager: bool = True, tensor_parallel_size: int = 1, seed: int = 0):
+                 enforce_eager: bool = True, tensor_parallel_size: int = 1, seed: int = 0,
+                 block_size: int | None = None):
         os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(int(kv_cache_gib)))
         from vllm import LLM
+
+        from cluster.placement import vllm_block_size
 
         folder = resolve_teacher_model(model)
         self.model_name = model
         self.llm = LLM(folder, dtype=dtype, max_model_len=max_model_len, enforce_eager=enforce_eager,
-                       tensor_parallel_size=tensor_parallel_size, seed=seed, enable_prefix_caching=True)
+                       tensor_parallel_size=tensor_parallel_size, seed=seed, enable_prefix_caching=True,
+                       block_size=block_size or vllm_block_size())
         self.tokenizer = self.llm.get_tokenizer()
         self.max_model_len = max_model_len
 
@@ -37,25 +52,66 @@ class VLLMEngineBackend:
         ]
 
     def continuation_logprobs(self, prefixes: list[str], continuations: list[str]) -> list[float | None]:
+        """Score continuations token by token with decode steps, never with prompt logprobs.
+
+        Prompt logprobs run the 262k-way output layer at every prompt position and bypass the prefix cache; a
+        decode step runs it once and reads the prefix from the cache. Every (context, next token) pair becomes
+        one request asking for the log-probabilities of exactly the needed next tokens (`logprob_token_ids`,
+        raw: before any masking), so the candidates of one text share a request per trie node.
+        """
         from vllm import SamplingParams
 
-        params = SamplingParams(max_tokens=1, prompt_logprobs=0, temperature=0.0)
-        fulls = [p + c for p, c in zip(prefixes, continuations)]
-        outputs = self.llm.generate(fulls, params, use_tqdm=False)
-        return [self._sum_continuation(prefix, out) for prefix, out in zip(prefixes, outputs)]
+        pairs = [self._token_pairs(p, c) for p, c in zip(prefixes, continuations)]
+        # levels[i]: context -> next tokens wanted at step i. Step 0 prefills each prefix once; later steps are
+        # sent after it, so they find the prefix in the cache and prefill a token or two.
+        levels: list[dict[tuple, set[int]]] = []
+        for steps in pairs:
+            for depth, (context, token) in enumerate(steps):
+                if depth == len(levels):
+                    levels.append({})
+                levels[depth].setdefault(context, set()).add(token)
+        scored: dict[tuple, dict] = {}
+        if levels:
+            self._warm_shared_prefixes(list(levels[0]))
+        for wanted in levels:
+            contexts = list(wanted)
+            params = [SamplingParams(max_tokens=1, temperature=0.0, logprob_token_ids=sorted(wanted[c]))
+                      for c in contexts]
+            outputs = self.llm.generate([{"prompt_token_ids": list(c)} for c in contexts], params, use_tqdm=False)
+            scored.update({c: (out.outputs[0].logprobs or [{}])[0] for c, out in zip(contexts, outputs)})
+        return [self._sum(steps, scored) for steps in pairs]
 
-    def _sum_continuation(self, prefix: str, out) -> float | None:
-        n_prefix = len(self.tokenizer(prefix).input_ids)
-        ids, logprobs = out.prompt_token_ids, out.prompt_logprobs
-        if logprobs is None or n_prefix >= len(ids):
-            return None
+    def _warm_shared_prefixes(self, contexts: list[tuple]) -> None:
+        """Prefill the prefix that contexts share (prompt template, demos) once, before the batch that needs it:
+        requests scheduled together cannot reuse each other's blocks, requests after them can."""
+        from vllm import SamplingParams
+
+        groups: dict[tuple, list[tuple]] = {}
+        for context in contexts:
+            groups.setdefault(context[:WARM_KEY_TOKENS], []).append(context)
+        shared = [common_prefix(group) for group in groups.values() if len(group) > 1]
+        shared = [p for p in shared if len(p) >= WARM_KEY_TOKENS]
+        if shared:
+            self.llm.generate([{"prompt_token_ids": list(p)} for p in shared],
+                              SamplingParams(max_tokens=1, temperature=0.0), use_tqdm=False)
+
+    def _token_pairs(self, prefix: str, continuation: str) -> list[tuple[tuple, int]]:
+        context = tuple(self.tokenizer(prefix).input_ids)
+        steps = []
+        for token in self.tokenizer(continuation, add_special_tokens=False).input_ids:
+            steps.append((context, token))
+            context = context + (token,)
+        return steps
+
+    @staticmethod
+    def _sum(steps, scored) -> float | None:
         total = 0.0
-        for position in range(n_prefix, len(ids)):
-            entry = logprobs[position]
-            if not entry or ids[position] not in entry:
+        for context, token in steps:
+            entry = scored[context].get(token)
+            if entry is None:
                 return None
-            total += entry[ids[position]].logprob
-        return total
+            total += entry.logprob
+        return total if steps else None
 
     def close(self) -> None:
         del self.llm
