@@ -6,6 +6,7 @@ import logging
 import ray
 
 from actors.common import setup_actor
+from actors.metrics import record_evaluation, record_queue
 from cluster.placement import torch_device
 from pgkd.bus import CHECKPOINTS, REPORTS
 from pgkd.config import EvaluatorConfig, LoopConfig
@@ -31,6 +32,7 @@ class EvaluatorActor:
         self.device = torch_device(gpus)
         self.stopping = EarlyStopping(self.loop.patience, self.loop.min_delta)
         self.loaded: dict[str, object] = {}
+        self.best_by_student: dict[str, float] = {}
         self.bus.ensure_group(CHECKPOINTS, GROUP)
 
     def run(self) -> int:
@@ -65,6 +67,9 @@ class EvaluatorActor:
         self.bus.set_model(LATEST_REPORT, report)
         if self.stopping.update(report.macro_f1, report.key):
             self.bus.set_model(BEST, checkpoint)
+        self.best_by_student[report.student] = max(report.macro_f1, self.best_by_student.get(report.student, 0.0))
+        record_evaluation(report.student, report.macro_f1, self.best_by_student[report.student])
+        record_queue("checkpoints:evaluator", self.bus.lag(CHECKPOINTS, GROUP))
         log.info("%s: macro-F1 %.4f accuracy %.4f (%d examples, %d from the teacher); best %s %.4f",
                  report.key, report.macro_f1, report.accuracy, report.examples_seen, report.generated_seen,
                  self.stopping.best_key, self.stopping.best)

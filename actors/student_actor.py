@@ -10,6 +10,7 @@ from pathlib import Path
 import ray
 
 from actors.common import setup_actor
+from actors.metrics import record_queue, record_version
 from cluster.placement import torch_device
 from pgkd.bus import CHECKPOINTS, EXAMPLES
 from pgkd.config import StudentConfig
@@ -61,4 +62,6 @@ class StudentActor:
                                                  train_seconds=result.train_seconds, train_loss=result.train_loss))
         self.bus.ack(EXAMPLES, self.group, self.staged)
         self.staged = []
+        record_version(self.name, result.version, result.examples_seen)
+        record_queue(f"examples:{self.name}", self.bus.lag(EXAMPLES, self.group))
         set_status(self.bus, self.name, state="published", version=result.version)

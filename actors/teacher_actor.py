@@ -7,12 +7,14 @@ import time
 import ray
 
 from actors.common import setup_actor
+from actors.metrics import record_teacher_batch
 from pgkd.bus import EXAMPLES
 from pgkd.config import TeacherConfig
 from pgkd.control import latest_report, set_status, stop_requested, teacher_stats_key
 from pgkd.messages import ExampleBatch
 
 log = logging.getLogger("pgkd.teacher")
+BATCH_COUNTER = "teacher:batch_counter"
 
 
 @ray.remote
@@ -47,22 +49,21 @@ class TeacherActor:
     def _loop(self, teacher) -> None:
         used: dict[str, int] = {}
         current = None
-        while stop_requested(self.bus) is None and not self._out_of_budget(teacher):
+        while stop_requested(self.bus) is None:
+            number = self.bus.next_number(BATCH_COUNTER)  # run-wide: replicas never plan the same batch
+            if self.config.max_batches is not None and number >= self.config.max_batches:
+                break
             report = latest_report(self.bus)
             if report is not None and report.version >= used.get(report.student, -1):
                 current, used[report.student] = report, report.version
-            set_status(self.bus, self.name, state="generating", batch=teacher.batches,
+            set_status(self.bus, self.name, state="generating", batch=number,
                        steered_by=current.key if current else "none")
-            examples, stats = teacher.write_batch(current)
+            examples, stats = teacher.write_batch(current, number)
             if examples:
-                self.bus.publish(EXAMPLES, ExampleBatch(producer=self.name, batch=teacher.batches, examples=examples))
+                self.bus.publish(EXAMPLES, ExampleBatch(producer=self.name, batch=number, examples=examples))
             self.bus.add_counts(teacher_stats_key(self.name), stats.as_counts() | {"batches": 1})
+            record_teacher_batch(self.name, stats.as_counts())
             log.info("batch %d (steered by %s): %d generated, %d kept, dropped %s, %.1fs (generate %.1fs, label %.1fs)",
-                     teacher.batches, current.key if current else "no report", stats.generated, stats.kept,
+                     number, current.key if current else "no report", stats.generated, stats.kept,
                      dict(stats.dropped), stats.busy_seconds, stats.generate_seconds, stats.label_seconds)
         set_status(self.bus, self.name, state="done", finished=time.time())
-
-    def _out_of_budget(self, teacher) -> bool:
-        if self.config.max_batches is not None and teacher.batches >= self.config.max_batches:
-            return True
-        return False

@@ -134,6 +134,10 @@ class Bus:
             pipe.hincrbyfloat(self.key(name), field, value)
         self.call(pipe.execute)
 
+    def next_number(self, name: str) -> int:
+        """0, 1, 2, ... across every process of the run (an atomic counter)."""
+        return int(self.call(self.client.incr, self.key(name))) - 1
+
     def set_fields(self, name: str, fields: dict[str, str | float]) -> None:
         if fields:
             self.call(self.client.hset, self.key(name), mapping={k: str(v) for k, v in fields.items()})

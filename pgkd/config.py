@@ -48,6 +48,10 @@ class TeacherConfig(Strict):
     max_hard_negatives: int = Field(3, ge=0)
     label_check: Literal["drop", "relabel", "off"] = "drop"
     soft_label_candidates: int = Field(4, ge=2)
+    near_duplicate_threshold: float = Field(0.8, gt=0, le=1, description="word-bigram Jaccard; 1 turns it off")
+    price_per_hour: float = Field(0.0, ge=0, description="USD per replica-hour of busy time, for cost accounting")
+    price_per_million_prompt_tokens: float = Field(0.0, ge=0)
+    price_per_million_completion_tokens: float = Field(0.0, ge=0)
     min_confidence: float = Field(0.8, ge=0, le=1, description="drop when the teacher's own probability of the intended label is lower")
     max_batches: int | None = Field(None, ge=1)
     threads: int = Field(1, ge=1)

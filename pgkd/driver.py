@@ -50,7 +50,7 @@ def open_bus(config: RunConfig, run_dir: Path, run_id: str) -> tuple[Bus, Embedd
     if url is None:
         embedded = EmbeddedRedis(run_dir / "redis").start()
         url = embedded.url
-    bus = Bus(url, run_id, retry_seconds=10)
+    bus = Bus(url, run_id, retry_seconds=3)
     try:
         bus.ping()
     except BusUnavailable as exc:
@@ -109,6 +109,7 @@ def run(config: RunConfig, run_id: str | None = None, progress=print) -> dict:
     progress(f"run {run_id}: {len(data.labels)} labels, {len(inputs.seeds)} seeds, "
              f"{len(inputs.validation)} validation texts; bus {redact(bus.url)}; folder {run_dir}")
     publish_seeds(bus, inputs.seeds)
+    stop_on_signals(bus, progress)
     started_ray = start_ray(config)
     started = time.time()
     try:
@@ -121,6 +122,22 @@ def run(config: RunConfig, run_id: str | None = None, progress=print) -> dict:
             ray.shutdown()
         if embedded:
             embedded.stop()
+
+
+def stop_on_signals(bus: Bus, progress) -> None:
+    """Ctrl-C or SIGTERM asks for a clean stop (the report is still written); a second one exits at once,
+    still through the finally blocks that stop Ray and the embedded Redis."""
+    import signal
+
+    def handle(signum, frame):
+        if stop_requested(bus) is None:
+            progress(f"signal {signum}: stopping cleanly (send it again to exit now)")
+            request_stop(bus, "user", f"signal {signum}")
+        else:
+            raise KeyboardInterrupt
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, handle)
 
 
 def supervise(config: RunConfig, inputs, bus: Bus, run_id: str, run_dir: Path, progress) -> Stop:

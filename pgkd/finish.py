@@ -13,6 +13,7 @@ from pgkd.evaluation import score
 from pgkd.live_status import teacher_totals
 from pgkd.messages import Checkpoint, EvalReport, ExampleBatch, Stop
 from pgkd.report import write_markdown
+from teacher.accounting import teacher_accounting
 
 log = logging.getLogger("pgkd.driver")
 
@@ -39,7 +40,7 @@ def finish_run(config: RunConfig, data, inputs, bus: Bus, run_id: str, run_dir: 
         "best_student": best_block,
         "teacher": {"totals": totals, "per_replica": per_teacher,
                     "dropped": {k[len("dropped_"):]: v for k, v in totals.items() if k.startswith("dropped_")},
-                    "kept_ratio": (totals.get("kept", 0) / totals["generated"]) if totals.get("generated") else None},
+                    **teacher_accounting(totals, config.teacher)},
         "examples": {"seed": sum(e.source == "seed" for b in batches for e in b.examples),
                      "generated": sum(e.source != "seed" for b in batches for e in b.examples)},
     }

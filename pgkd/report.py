@@ -68,7 +68,9 @@ def teacher_section(teacher: dict) -> list[str]:
              f"Generated {t.get('generated', 0):.0f}, kept {t.get('kept', 0):.0f}"
              + (f" ({ratio:.0%})" if ratio is not None else "")
              + f"; {t.get('prompt_tokens', 0):.0f} prompt and {t.get('completion_tokens', 0):.0f} completion tokens "
-             f"in {t.get('busy_seconds', 0):.0f} busy seconds over {t.get('batches', 0):.0f} batches.", ""]
+             f"in {t.get('busy_seconds', 0):.0f} busy seconds over {t.get('batches', 0):.0f} batches "
+             f"({teacher['kept_per_busy_second'] or 0:.2f} kept examples per busy second; "
+             f"cost ${teacher['cost_usd']:.4f} at the configured prices).", ""]
     if teacher["dropped"]:
         lines += ["| dropped because | count |", "|---|---:|"]
         lines += [f"| {reason} | {n:.0f} |" for reason, n in sorted(teacher["dropped"].items(), key=lambda kv: -kv[1])]

@@ -52,16 +52,21 @@ class Teacher:
         self.rng = random.Random(seed)
         demos = demos_by_label(seeds, self.rng)
         self.prompts = PromptBuilder(labels, demos, task)
-        self.novelty = NoveltyFilter([s["text"] for s in seeds], protected_texts)
+        self.novelty = NoveltyFilter([s["text"] for s in seeds], protected_texts, config.near_duplicate_threshold)
         self.labeler = SoftLabeler(backend, self.prompts, self.label_names, config.soft_label_candidates, self.rng)
         self.batches = 0
 
-    def write_batch(self, report: EvalReport | None) -> tuple[list[Example], BatchStats]:
-        """One batch of new labelled examples, steered by report (None: no report yet)."""
+    def write_batch(self, report: EvalReport | None, batch: int | None = None) -> tuple[list[Example], BatchStats]:
+        """One batch of new labelled examples, steered by report (None: no report yet).
+
+        batch: a run-wide batch number (replicas draw them from one counter); it picks the round-robin slice and
+        seeds the class sampling, so replicas sharing one report do not write the same request twice."""
         started, stats = time.monotonic(), BatchStats()
         c = self.config
-        plan = plan_batch(self.label_names, report, self.batches, c.classes_per_batch, c.examples_per_class,
-                          c.max_hard_negatives, c.use_report, c.hard_negatives, self.rng)
+        number = self.batches if batch is None else batch
+        plan_rng = random.Random(f"{c.seed}:{number}")
+        plan = plan_batch(self.label_names, report, number, c.classes_per_batch, c.examples_per_class,
+                          c.max_hard_negatives, c.use_report, c.hard_negatives, plan_rng)
         drafts = self._generate(plan, stats)
         stats.generate_seconds = time.monotonic() - started
         examples = self._label(drafts, stats, report)

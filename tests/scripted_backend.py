@@ -13,10 +13,12 @@ class ScriptedBackend:
         self.label_bias = label_bias or {}  # a constant per-label bias, as a small base model has
         self.prefers = prefers or {}  # text substring -> the label the "model" believes
         self.generate_calls = 0
+        self.prompts: list[str] = []
         self.score_calls = 0
 
     def generate(self, prompts, spec: SamplingSpec):
         self.generate_calls += 1
+        self.prompts.extend(prompts)
         out = []
         for _ in prompts:
             reply = self.replies.pop(0) if self.replies else None

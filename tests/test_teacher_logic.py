@@ -153,3 +153,30 @@ def test_kd_target_keeps_label_and_confusions_only():
     target = kd_target(probs, "a", ["b"])
     assert target == pytest.approx({"a": 0.75, "b": 0.25})
     assert kd_target(None, "a", []) is None
+
+
+def test_near_duplicates_of_seeds_and_eval_texts_are_dropped():
+    f = NoveltyFilter(seen=["please send my new card to my home address"],
+                      protected=["why was my card payment declined at the shop today"])
+    assert f.check("please send my new card to my home address now") == "near_duplicate"
+    assert f.check("why was my card payment declined at the shop") == "near_eval_text"
+    assert f.check("how long does a bank transfer take") is None
+    assert NoveltyFilter(["a b c d e"], [], near_threshold=1.0).check("a b c d e f") is None
+
+
+def test_replicas_drawing_different_batch_numbers_write_different_classes():
+    first, second = make_teacher(["a reply text"], {}), make_teacher(["a reply text"], {})
+    first.write_batch(None, 0)
+    second.write_batch(None, 1)
+    asked = [t.labeler.backend.prompts[0] for t in (first, second)]
+    assert '"card arrival"' in asked[0] and '"lost card"' in asked[1]
+
+
+def test_accounting_prices_busy_time_and_tokens():
+    from teacher.accounting import teacher_accounting
+
+    totals = {"busy_seconds": 1800.0, "kept": 50.0, "generated": 100.0, "prompt_tokens": 2e6, "completion_tokens": 1e6}
+    config = TeacherConfig(price_per_hour=2.0, price_per_million_prompt_tokens=0.5, price_per_million_completion_tokens=1.5)
+    acc = teacher_accounting(totals, config)
+    assert acc["cost_usd"] == pytest.approx(1.0 + 1.0 + 1.5)
+    assert acc["kept_ratio"] == 0.5 and acc["cost_usd_per_1k_kept"] == pytest.approx(70.0)

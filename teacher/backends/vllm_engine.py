@@ -40,16 +40,38 @@ class VLLMEngineBackend:
         self.max_model_len = max_model_len
 
     def generate(self, prompts: list[str], spec: SamplingSpec) -> list[Completion]:
+        """Completions in prompt order. A prompt too long for the context, or one the engine rejects, gets an
+        empty Completion (counted as no reply by the caller); the rest of the batch goes on."""
         from vllm import SamplingParams
 
         params = SamplingParams(n=spec.n, temperature=spec.temperature, top_p=spec.top_p,
                                 max_tokens=spec.max_tokens, stop=list(spec.stop), seed=spec.seed)
-        outputs = self.llm.generate(prompts, params, use_tqdm=False)
-        return [
-            Completion(texts=[o.text for o in out.outputs], prompt_tokens=len(out.prompt_token_ids or []),
-                       completion_tokens=sum(len(o.token_ids) for o in out.outputs))
-            for out in outputs
-        ]
+        budget = self.max_model_len - spec.max_tokens
+        fits = [i for i, p in enumerate(prompts) if len(self.tokenizer(p).input_ids) <= budget]
+        if len(fits) < len(prompts):
+            log.warning("%d of %d prompts exceed %d tokens; skipped", len(prompts) - len(fits), len(prompts), budget)
+        results = [Completion(texts=[], prompt_tokens=0, completion_tokens=0) for _ in prompts]
+        for index, out in zip(fits, self._generate_isolated([prompts[i] for i in fits], params)):
+            if out is not None:
+                results[index] = Completion(texts=[o.text for o in out.outputs],
+                                            prompt_tokens=len(out.prompt_token_ids or []),
+                                            completion_tokens=sum(len(o.token_ids) for o in out.outputs))
+        return results
+
+    def _generate_isolated(self, prompts: list[str], params) -> list:
+        """One batched call; if the engine rejects it, retry prompt by prompt so one bad request loses itself only."""
+        try:
+            return self.llm.generate(prompts, params, use_tqdm=False)
+        except (ValueError, RuntimeError) as exc:
+            log.warning("batch of %d prompts failed (%s); retrying one by one", len(prompts), exc)
+        outputs = []
+        for prompt in prompts:
+            try:
+                outputs.append(self.llm.generate([prompt], params, use_tqdm=False)[0])
+            except (ValueError, RuntimeError) as exc:
+                log.warning("prompt dropped: %s", exc)
+                outputs.append(None)
+        return outputs
 
     def continuation_logprobs(self, prefixes: list[str], continuations: list[str]) -> list[float | None]:
         """Score continuations token by token with decode steps, never with prompt logprobs.
