@@ -25,11 +25,12 @@ class StudentActor:
     def __init__(self, name: str, bus_url: str, run_id: str, config: dict, labels: list[str], checkpoint_dir: str,
                  poll_seconds: float):
         from student.registry import make_student
-        from student.trainer import StudentTrainer
+        from student.trainer import StudentTrainer, seed_everything
 
         self.name, self.poll_ms = name, int(poll_seconds * 1000)
         self.config = StudentConfig.model_validate(config)
         self.bus = setup_actor(name, bus_url, run_id, self.config.threads)
+        seed_everything(self.config.seed)
         student = make_student(labels, self.config, torch_device(self.config.gpus))
         self.trainer = StudentTrainer(student, self.config, Path(checkpoint_dir) / name)
         self.group = f"student:{name}"

@@ -1,4 +1,4 @@
-"""pgkd command line: demo, run, status, stop, predict."""
+"""pgkd command line: demo, run, status, stop, predict, export."""
 from __future__ import annotations
 
 import argparse
@@ -47,6 +47,12 @@ def parser() -> argparse.ArgumentParser:
     predict.add_argument("student", help="a student folder, e.g. runs/<id>/best_student")
     predict.add_argument("texts", nargs="*", help="texts; none: read one per line from stdin")
     predict.set_defaults(func=cmd_predict)
+    export = sub.add_parser("export", help="export a run's best student: hf (a copy), onnx or torchscript")
+    export.add_argument("run_id")
+    export.add_argument("--format", required=True, choices=["hf", "onnx", "torchscript"])
+    export.add_argument("--runs-dir", default="runs")
+    export.add_argument("--out", help="destination folder (default: runs/RUN_ID/export-FORMAT)")
+    export.set_defaults(func=cmd_export)
     return p
 
 
@@ -114,6 +120,22 @@ def cmd_predict(args) -> int:
     student = load_student(args.student)
     for text, (label, prob) in zip(texts, student.predict(texts)):
         print(json.dumps({"text": text, "label": label, "probability": round(prob, 4)}))
+    return 0
+
+
+def cmd_export(args) -> int:
+    from student.export import export_student
+    from student.registry import META_FILE
+
+    run_dir = Path(args.runs_dir) / args.run_id
+    source = run_dir / "best_student"
+    if not (source / META_FILE).is_file():
+        raise InputError("no saved best student here (has the run finished?)", file=str(source / META_FILE))
+    try:
+        out = export_student(source, Path(args.out) if args.out else run_dir / f"export-{args.format}", args.format)
+    except NotImplementedError as exc:
+        raise InputError(str(exc), field="--format") from exc
+    print(out)
     return 0
 
 

@@ -73,7 +73,10 @@ class StudentConfig(Strict):
     feature_scale: float = Field(10.0, gt=0, description="scales unit-norm embeddings before the head")
     batch_size: int = Field(64, ge=1)
     temperature: float = Field(2.0, gt=0)
-    alpha: float = Field(0.5, ge=0, le=1)
+    # KD weight. 0 by default: soft labels of the embedded 270M teacher raised the very confusions they describe
+    # (banking77, 100 teacher examples: validation macro-F1 0.838 with alpha 0, 0.798 with 0.5). Use 0.3-0.7
+    # with a teacher whose probabilities you trust.
+    alpha: float = Field(0.0, ge=0, le=1)
     seed: int = 0
     threads: int = Field(1, ge=1)
     gpus: float = Field(0, ge=0)

@@ -9,9 +9,9 @@ import os
 import time
 from pathlib import Path
 
-from pgkd.bus import CHECKPOINTS, EXAMPLES, Bus, redact
+from pgkd.bus import EXAMPLES, Bus, redact
 from pgkd.config import RunConfig, dump_config, redis_url_from_env
-from pgkd.control import request_stop, stop_requested, teacher_stats_key
+from pgkd.control import request_stop, stop_requested
 from pgkd.dataset import dedupe_texts, load_dataset, sample_per_class
 from pgkd.errors import BusUnavailable, InputError
 from pgkd.messages import Example, ExampleBatch, Stop

@@ -5,7 +5,6 @@ retrains the head on all data so far (seconds on CPU). With `finetune: true` the
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +13,7 @@ import torch.nn.functional as F
 
 from pgkd.messages import Example
 from student.kd_loss import kd_loss, soft_matrix
-from student.registry import META_FILE, register_student
+from student.registry import read_meta, register_student, top_labels, write_meta
 
 EMBEDDED_PREFIX = "embedded:"
 
@@ -124,8 +123,7 @@ class EncoderStudent:
             return torch.softmax(self.head(feats * self.feature_scale), dim=-1).cpu().numpy()
 
     def predict(self, texts: list[str]) -> list[tuple[str, float]]:
-        probs = self.predict_proba(texts)
-        return [(self.labels[i], float(p[i])) for p, i in zip(probs, probs.argmax(1))]
+        return top_labels(self.labels, self.predict_proba(texts))
 
     # ---- persistence
     def save(self, folder: str | Path) -> Path:
@@ -137,13 +135,13 @@ class EncoderStudent:
             self.tokenizer.save_pretrained(folder / "encoder")
         meta = {"kind": self.kind, "labels": self.labels, "encoder": self.encoder_spec, "pooling": self.pooling,
                 "max_length": self.max_length, "finetune": self.finetune, "feature_scale": self.feature_scale}
-        (folder / META_FILE).write_text(json.dumps(meta, indent=2))
+        write_meta(folder, meta)
         return folder
 
     @classmethod
     def load(cls, folder: str | Path, device: str):
         folder = Path(folder)
-        meta = json.loads((folder / META_FILE).read_text())
+        meta = read_meta(folder)
         shipped = str(folder / "encoder") if meta["finetune"] else None
         head = torch.load(folder / "head.pt", map_location=device)
         return cls(meta["labels"], meta["encoder"], meta["pooling"], meta["max_length"], meta["finetune"], device,

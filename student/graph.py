@@ -19,7 +19,8 @@ import torch.nn.functional as F
 from pgkd.messages import Example
 from student.kd_loss import kd_loss, soft_matrix
 from student.ngram import words
-from student.registry import META_FILE, register_student
+from student.inference import batched_probabilities
+from student.registry import read_meta, register_student, top_labels, write_meta
 
 UNK = 0
 VOCAB_FILE = "vocab.json"
@@ -190,16 +191,11 @@ class GraphStudent:
     def predict_proba(self, texts: list[str], batch_size: int = 256) -> np.ndarray:
         if self.net is None:
             raise RuntimeError("the graph student has no vocabulary yet: fit it first")
-        self.net.eval()
-        with torch.inference_mode():
-            chunks = [self.net(**self._inputs([self.graphs.graph(t) for t in texts[s:s + batch_size]]))
-                      for s in range(0, len(texts), batch_size)]
-            logits = torch.cat(chunks) if chunks else torch.zeros(0, len(self.labels))
-            return torch.softmax(logits, dim=-1).cpu().numpy()
+        return batched_probabilities(self.net, lambda chunk: self._inputs([self.graphs.graph(t) for t in chunk]),
+                                     texts, batch_size, len(self.labels))
 
     def predict(self, texts: list[str]) -> list[tuple[str, float]]:
-        probs = self.predict_proba(texts)
-        return [(self.labels[i], float(p[i])) for p, i in zip(probs, probs.argmax(1))]
+        return top_labels(self.labels, self.predict_proba(texts))
 
     def export_parts(self) -> tuple[torch.nn.Module, TextGraphs]:
         return self.net, self.graphs
@@ -212,13 +208,13 @@ class GraphStudent:
         torch.save(self.net.state_dict(), folder / "graph.pt")
         meta = {"kind": self.kind, "labels": self.labels, "layer": self.layer, "dim": self.dim,
                 **self.graphs.save(folder)}
-        (folder / META_FILE).write_text(json.dumps(meta, indent=2))
+        write_meta(folder, meta)
         return folder
 
     @classmethod
     def load(cls, folder: str | Path, device: str):
         folder = Path(folder)
-        meta = json.loads((folder / META_FILE).read_text())
+        meta = read_meta(folder)
         student = cls(meta["labels"], device, meta["layer"], meta["dim"], meta["window"],
                       graphs=TextGraphs.load(folder, meta))
         student.net.load_state_dict(torch.load(folder / "graph.pt", map_location=device))

@@ -4,7 +4,6 @@ examples train in seconds on CPU, and the model is one sparse matrix.
 """
 from __future__ import annotations
 
-import json
 import math
 import re
 import zlib
@@ -16,7 +15,8 @@ import torch
 
 from pgkd.messages import Example
 from student.kd_loss import kd_loss, soft_matrix
-from student.registry import META_FILE, register_student
+from student.inference import batched_probabilities
+from student.registry import read_meta, register_student, top_labels, write_meta
 
 WORD = re.compile(r"\w+")
 
@@ -132,16 +132,11 @@ class NgramStudent:
         return last
 
     def predict_proba(self, texts: list[str], batch_size: int = 256) -> np.ndarray:
-        self.net.eval()
-        with torch.inference_mode():
-            chunks = [self.net(**self._batch([self.features.encode(t) for t in texts[s:s + batch_size]]))
-                      for s in range(0, len(texts), batch_size)]
-            logits = torch.cat(chunks) if chunks else torch.zeros(0, len(self.labels))
-            return torch.softmax(logits, dim=-1).cpu().numpy()
+        return batched_probabilities(self.net, lambda chunk: self._batch([self.features.encode(t) for t in chunk]),
+                                     texts, batch_size, len(self.labels))
 
     def predict(self, texts: list[str]) -> list[tuple[str, float]]:
-        probs = self.predict_proba(texts)
-        return [(self.labels[i], float(p[i])) for p, i in zip(probs, probs.argmax(1))]
+        return top_labels(self.labels, self.predict_proba(texts))
 
     def export_parts(self) -> tuple[torch.nn.Module, HashedNgrams]:
         return self.net, self.features
@@ -155,13 +150,13 @@ class NgramStudent:
         torch.save({"rows": rows, "values": weight[rows], "bias": self.net.bias.detach().cpu()}, folder / "ngram.pt")
         meta = {"kind": self.kind, "labels": self.labels, "feature_scale": self.net.scale,
                 **self.features.save(folder)}
-        (folder / META_FILE).write_text(json.dumps(meta, indent=2))
+        write_meta(folder, meta)
         return folder
 
     @classmethod
     def load(cls, folder: str | Path, device: str):
         folder = Path(folder)
-        meta = json.loads((folder / META_FILE).read_text())
+        meta = read_meta(folder)
         student = cls(meta["labels"], HashedNgrams.load(folder, meta), device, meta["feature_scale"])
         state = torch.load(folder / "ngram.pt", map_location=device)
         with torch.no_grad():

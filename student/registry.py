@@ -10,6 +10,19 @@ STUDENT_KINDS: dict[str, Callable] = {}
 META_FILE = "student.json"
 
 
+def write_meta(folder: Path, meta: dict) -> None:
+    (Path(folder) / META_FILE).write_text(json.dumps(meta, indent=2))
+
+
+def read_meta(folder: Path) -> dict:
+    return json.loads((Path(folder) / META_FILE).read_text())
+
+
+def top_labels(labels: list[str], probs) -> list[tuple[str, float]]:
+    """(label, probability) of the most probable class of each row."""
+    return [(labels[i], float(p[i])) for p, i in zip(probs, probs.argmax(1))]
+
+
 def register_student(kind: str):
     def wrap(cls):
         STUDENT_KINDS[kind] = cls

@@ -22,6 +22,18 @@ class VersionResult:
     train_loss: float
 
 
+def seed_everything(seed: int) -> None:
+    """Same seed, same initial head: versions and runs are comparable."""
+    import random
+
+    import numpy as np
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
 class StudentTrainer:
     def __init__(self, student, config, checkpoint_dir: Path):
         self.student, self.config = student, config
