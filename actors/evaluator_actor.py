@@ -11,7 +11,7 @@ from cluster.placement import torch_device
 from pgkd.bus import CHECKPOINTS, REPORTS
 from pgkd.config import EvaluatorConfig, LoopConfig
 from pgkd.control import BEST, LATEST_REPORT, request_stop, set_status, stop_requested, teacher_stats_key
-from pgkd.early_stopping import EarlyStopping
+from pgkd.early_stopping import RunStopping
 from pgkd.evaluation import score
 from pgkd.messages import Checkpoint, EvalReport
 
@@ -22,7 +22,7 @@ GROUP = "evaluator"
 @ray.remote
 class EvaluatorActor:
     def __init__(self, bus_url: str, run_id: str, config: dict, loop: dict, labels: list[str],
-                 validation: list[dict], teacher_names: list[str], gpus: float = 0):
+                 validation: list[dict], teacher_names: list[str], student_names: list[str], gpus: float = 0):
         self.config = EvaluatorConfig.model_validate(config)
         self.loop = LoopConfig.model_validate(loop)
         self.bus = setup_actor("evaluator", bus_url, run_id, self.config.threads)
@@ -30,7 +30,7 @@ class EvaluatorActor:
         self.texts = [row["text"] for row in validation]
         self.gold = [row["label"] for row in validation]
         self.device = torch_device(gpus)
-        self.stopping = EarlyStopping(self.loop.patience, self.loop.min_delta)
+        self.stopping = RunStopping(self.loop.patience, self.loop.min_delta, student_names)
         self.loaded: dict[str, object] = {}
         self.best_by_student: dict[str, float] = {}
         self.bus.ensure_group(CHECKPOINTS, GROUP)
@@ -65,7 +65,7 @@ class EvaluatorActor:
                             **{k: v for k, v in scores.items() if k in EvalReport.model_fields})
         self.bus.publish(REPORTS, report)
         self.bus.set_model(LATEST_REPORT, report)
-        if self.stopping.update(report.macro_f1, report.key):
+        if self.stopping.update(report.student, report.macro_f1, report.key):
             self.bus.set_model(BEST, checkpoint)
         self.best_by_student[report.student] = max(report.macro_f1, self.best_by_student.get(report.student, 0.0))
         record_evaluation(report.student, report.macro_f1, self.best_by_student[report.student])
@@ -80,7 +80,7 @@ class EvaluatorActor:
 
     def _maybe_stop(self) -> None:
         if self.stopping.should_stop:
-            request_stop(self.bus, "patience", f"no macro-F1 gain of {self.loop.min_delta} in "
+            request_stop(self.bus, "patience", f"no student gained {self.loop.min_delta} macro-F1 in its last "
                                                f"{self.loop.patience} versions; best {self.stopping.best_key}")
         elif self.stopping.seen >= self.loop.max_versions:
             request_stop(self.bus, "max_versions", f"{self.stopping.seen} versions scored")

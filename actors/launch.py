@@ -53,7 +53,7 @@ def launch_all(config: RunConfig, inputs: RunInputs, bus_url: str, run_id: str, 
     options = actor_options("evaluator", ns, config.evaluator.threads)
     launched.handles["evaluator"] = EvaluatorActor.options(**options).remote(
         bus_url, run_id, config.evaluator.model_dump(mode="json"), config.loop.model_dump(mode="json"), names,
-        inputs.validation, teacher_names(config))
+        inputs.validation, teacher_names(config), [name for name, _ in student_names(config)])
     for name, handle in launched.handles.items():
         launched.runs[name] = handle.run.remote()
     return launched

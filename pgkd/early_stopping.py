@@ -29,3 +29,30 @@ class EarlyStopping:
     @property
     def should_stop(self) -> bool:
         return self.since_improvement >= self.patience
+
+
+class RunStopping:
+    """Patience per student (a strong student must not end the run while a weaker one still learns);
+    the run stops when every student has run out of patience. Also keeps the best version across students."""
+
+    def __init__(self, patience: int, min_delta: float, students: list[str]):
+        self.per_student = {name: EarlyStopping(patience, min_delta) for name in students}
+        self.best, self.best_key, self.seen = float("-inf"), None, 0
+
+    def update(self, student: str, score: float, key: str) -> bool:
+        """Record one scored version; True when it is the best of the run so far."""
+        self.seen += 1
+        tracker = self.per_student.setdefault(student, EarlyStopping(*self._settings()))
+        tracker.update(score, key)
+        if score > self.best:
+            self.best, self.best_key = score, key
+            return True
+        return False
+
+    def _settings(self) -> tuple[int, float]:
+        any_tracker = next(iter(self.per_student.values()))
+        return any_tracker.patience, any_tracker.min_delta
+
+    @property
+    def should_stop(self) -> bool:
+        return bool(self.per_student) and all(t.should_stop for t in self.per_student.values())

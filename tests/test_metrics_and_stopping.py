@@ -33,3 +33,18 @@ def test_early_stopping_resets_on_real_gain():
     stop.update(0.5, "v1")
     stop.update(0.6, "v2")
     assert stop.since_improvement == 0 and stop.best_key == "v2"
+
+
+def test_run_stops_only_when_every_student_ran_out_of_patience():
+    from pgkd.early_stopping import RunStopping
+
+    stop = RunStopping(patience=2, min_delta=0.01, students=["strong", "weak"])
+    assert stop.update("strong", 1.0, "strong@v0")
+    for version, score in enumerate([0.5, 0.6, 0.7]):
+        stop.update("weak", score, f"weak@v{version}")
+    stop.update("strong", 1.0, "strong@v1")
+    stop.update("strong", 1.0, "strong@v2")
+    assert not stop.should_stop  # the weak student is still improving
+    stop.update("weak", 0.7, "weak@v3")
+    stop.update("weak", 0.7, "weak@v4")
+    assert stop.should_stop and stop.best_key == "strong@v0" and stop.seen == 8
