@@ -49,7 +49,7 @@ def launch_all(config: RunConfig, inputs: RunInputs, bus_url: str, run_id: str, 
         options = actor_options(name, ns, student.threads, student.gpus)
         launched.handles[name] = StudentActor.options(**options).remote(
             name, bus_url, run_id, student.model_dump(mode="json"), names, checkpoint_dir,
-            config.loop.poll_interval_s)
+            config.loop.poll_interval_s, inputs.validation)
     options = actor_options("evaluator", ns, config.evaluator.threads)
     launched.handles["evaluator"] = EvaluatorActor.options(**options).remote(
         bus_url, run_id, config.evaluator.model_dump(mode="json"), config.loop.model_dump(mode="json"), names,

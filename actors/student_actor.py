@@ -23,7 +23,7 @@ log = logging.getLogger("pgkd.student")
 @ray.remote
 class StudentActor:
     def __init__(self, name: str, bus_url: str, run_id: str, config: dict, labels: list[str], checkpoint_dir: str,
-                 poll_seconds: float):
+                 poll_seconds: float, validation: list[dict]):
         from student.registry import make_student
         from student.trainer import StudentTrainer, seed_everything
 
@@ -32,7 +32,7 @@ class StudentActor:
         self.bus = setup_actor(name, bus_url, run_id, self.config.threads)
         seed_everything(self.config.seed)
         student = make_student(labels, self.config, torch_device(self.config.gpus))
-        self.trainer = StudentTrainer(student, self.config, Path(checkpoint_dir) / name)
+        self.trainer = StudentTrainer(student, self.config, Path(checkpoint_dir) / name, validation)
         self.group = f"student:{name}"
         self.bus.ensure_group(EXAMPLES, self.group)
         self.staged: list[str] = []
@@ -60,7 +60,8 @@ class StudentActor:
         self.bus.publish(CHECKPOINTS, Checkpoint(student=self.name, version=result.version, path=str(result.path),
                                                  examples_seen=result.examples_seen,
                                                  generated_seen=result.generated_seen,
-                                                 train_seconds=result.train_seconds, train_loss=result.train_loss))
+                                                 train_seconds=result.train_seconds, train_loss=result.train_loss,
+                                                 epochs=result.epochs, validation_loss=result.validation_loss))
         self.bus.ack(EXAMPLES, self.group, self.staged)
         self.staged = []
         record_version(self.name, result.version, result.examples_seen)

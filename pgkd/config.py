@@ -77,6 +77,8 @@ class StudentConfig(Strict):
     # (banking77, 100 teacher examples: validation macro-F1 0.838 with alpha 0, 0.798 with 0.5). Use 0.3-0.7
     # with a teacher whose probabilities you trust.
     alpha: float = Field(0.0, ge=0, le=1)
+    early_stop_every: int = Field(5, ge=1, description="epochs between validation-loss checks inside training")
+    early_stop_patience: int = Field(3, ge=1, description="checks without a lower validation loss before stopping")
     seed: int = 0
     threads: int = Field(1, ge=1)
     gpus: float = Field(0, ge=0)

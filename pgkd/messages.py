@@ -41,6 +41,8 @@ class Checkpoint(Message):
     generated_seen: int
     train_seconds: float
     train_loss: float | None = None
+    epochs: int | None = None  # fewer than configured when validation loss stopped training early
+    validation_loss: float | None = None
     created: float = Field(default_factory=time.time)
 
 

@@ -93,8 +93,8 @@ class EncoderStudent:
         last = float("nan")
         for epoch in range(config.epochs):
             last = self._epoch(texts, features, hard, soft, has_soft, optimizer, config, generator)
-            if on_epoch:
-                on_epoch(epoch, last)
+            if on_epoch and on_epoch(epoch, last):  # the trainer's early stopping said enough
+                break
         return last
 
     def _epoch(self, texts, features, hard, soft, has_soft, optimizer, config, generator) -> float:

@@ -184,8 +184,8 @@ class GraphStudent:
                 optimizer.step()
                 total += loss.item() * len(picked)
             last = total / len(graphs)
-            if on_epoch:
-                on_epoch(epoch, last)
+            if on_epoch and on_epoch(epoch, last):  # the trainer's early stopping said enough
+                break
         return last
 
     def predict_proba(self, texts: list[str], batch_size: int = 256) -> np.ndarray:

@@ -20,6 +20,8 @@ class VersionResult:
     generated_seen: int
     train_seconds: float
     train_loss: float
+    epochs: int
+    validation_loss: float | None
 
 
 def seed_everything(seed: int) -> None:
@@ -34,9 +36,41 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+class ValidationStop:
+    """on_epoch hook: every `every` epochs, the loss on validation texts; True (stop) after `patience` checks
+    without a new low. Without validation rows it never stops early."""
+
+    def __init__(self, student, validation: list[dict], every: int, patience: int):
+        self.student, self.every, self.patience = student, every, patience
+        self.texts = [row["text"] for row in validation]
+        index = {label: i for i, label in enumerate(student.labels)}
+        self.gold = [index[row["label"]] for row in validation if row["label"] in index]
+        self.best, self.since_best, self.stopped_at = float("inf"), 0, None
+
+    def loss(self) -> float:
+        import numpy as np
+
+        probs = self.student.predict_proba(self.texts)
+        return float(-np.mean(np.log(np.clip(probs[np.arange(len(self.gold)), self.gold], 1e-9, 1.0))))
+
+    def __call__(self, epoch: int, train_loss: float) -> bool:
+        if not self.texts or (epoch + 1) % self.every:
+            return False
+        loss = self.loss()
+        if loss < self.best - 1e-4:
+            self.best, self.since_best = loss, 0
+        else:
+            self.since_best += 1
+        if self.since_best >= self.patience:
+            self.stopped_at = epoch + 1
+            return True
+        return False
+
+
 class StudentTrainer:
-    def __init__(self, student, config, checkpoint_dir: Path):
+    def __init__(self, student, config, checkpoint_dir: Path, validation: list[dict] | None = None):
         self.student, self.config = student, config
+        self.validation = validation or []
         self.checkpoint_dir = Path(checkpoint_dir)
         self.examples: list[Example] = []
         self._ids: set[str] = set()
@@ -64,12 +98,18 @@ class StudentTrainer:
 
     def train_version(self) -> VersionResult:
         started = time.monotonic()
-        loss = self.student.fit(self.examples, self.config)
+        stopper = ValidationStop(self.student, self.validation, self.config.early_stop_every,
+                                 self.config.early_stop_patience)
+        loss = self.student.fit(self.examples, self.config, on_epoch=stopper)
         self.version += 1
         path = self.student.save(self.checkpoint_dir / f"v{self.version:04d}")
         self.new_since_version = 0
         generated = sum(e.source != "seed" for e in self.examples)
-        result = VersionResult(self.version, path, len(self.examples), generated, time.monotonic() - started, loss)
-        log.info("version %d: %d examples (%d from the teacher), loss %.4f, %.1fs", result.version,
-                 result.examples_seen, generated, loss, result.train_seconds)
+        epochs = stopper.stopped_at or self.config.epochs
+        best = stopper.best if stopper.best < float("inf") else None
+        result = VersionResult(self.version, path, len(self.examples), generated, time.monotonic() - started, loss,
+                               epochs, best)
+        log.info("version %d: %d examples (%d from the teacher), %d epochs, loss %.4f, validation loss %s, %.1fs",
+                 result.version, result.examples_seen, generated, epochs, loss,
+                 "-" if best is None else f"{best:.4f}", result.train_seconds)
         return result

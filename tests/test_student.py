@@ -64,3 +64,15 @@ def test_trainer_versions_and_redelivery(tmp_path, config):
 def test_unknown_kind_is_refused():
     with pytest.raises(ValueError, match="unknown student kind"):
         make_student(LABELS, StudentConfig(kind="nope"), "cpu")
+
+
+def test_training_stops_early_when_validation_loss_stalls(tmp_path):
+    config = StudentConfig(epochs=400, early_stop_every=5, early_stop_patience=2)
+    validation = [{"text": "is my card on its way", "label": "card"}, {"text": "move money to dad", "label": "transfer"}]
+    trainer = StudentTrainer(make_student(LABELS, config, "cpu"), config, tmp_path, validation)
+    trainer.add(examples(TRAIN))
+    result = trainer.train_version()
+    assert 10 <= result.epochs < 400 and result.validation_loss is not None
+    no_validation = StudentTrainer(make_student(LABELS, config, "cpu"), config, tmp_path / "b")
+    no_validation.add(examples(TRAIN))
+    assert no_validation.train_version().epochs == 400
