@@ -9,7 +9,8 @@ import ray
 from pgkd.bus import CHECKPOINTS, EXAMPLES, Bus
 from pgkd.config import RunConfig
 from pgkd.control import TEACHERS_DONE, request_stop, stop_requested
-from pgkd.live_status import collect_status, progress_line
+from actors.launch import teacher_names
+from pgkd.live_status import collect_status, progress_line, teacher_totals
 from pgkd.messages import Stop
 
 log = logging.getLogger("pgkd.driver")
@@ -68,9 +69,12 @@ class Watcher:
         loop = self.config.loop
         if time.time() - self.started >= loop.time_budget_s:
             request_stop(self.bus, "time_budget", f"{loop.time_budget_s:.0f}s elapsed")
-        status = collect_status(self.bus, self.config)
-        if loop.max_generated and status["teacher"].get("generated", 0) >= loop.max_generated:
-            request_stop(self.bus, "max_generated", f"{status['teacher']['generated']:.0f} examples generated")
+        if not loop.max_generated:
+            return
+        # Only the teacher counters: the full status (every report) is for the progress line, not every poll.
+        generated = teacher_totals(self.bus, teacher_names(self.config))[0].get("generated", 0)
+        if generated >= loop.max_generated:
+            request_stop(self.bus, "max_generated", f"{generated:.0f} examples generated")
 
     def _check_quiescent(self) -> None:
         """All teachers done and every example trained on and every checkpoint scored: nothing more can happen."""
