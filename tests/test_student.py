@@ -1,5 +1,6 @@
 """The MiniLM student (embedded weights): training, KD, save/load, trainer versions."""
 import numpy as np
+import torch
 import pytest
 
 from pgkd.config import StudentConfig
@@ -76,3 +77,15 @@ def test_training_stops_early_when_validation_loss_stalls(tmp_path):
     no_validation = StudentTrainer(make_student(LABELS, config, "cpu"), config, tmp_path / "b")
     no_validation.add(examples(TRAIN))
     assert no_validation.train_version().epochs == 400
+
+
+def test_finetuned_encoder_trains_and_ships_its_encoder(tmp_path):
+    config = StudentConfig(finetune=True, epochs=3, finetune_lr=1e-4, lr=1e-2, batch_size=8)
+    student = make_student(LABELS, config, "cpu")
+    before = student.encoder.embeddings.word_embeddings.weight.detach().clone()
+    student.fit(examples(TRAIN), config)
+    assert not torch.equal(before, student.encoder.embeddings.word_embeddings.weight)  # the encoder itself trained
+    folder = student.save(tmp_path / "ft")
+    assert (folder / "encoder" / "config.json").exists()
+    texts = ["has my card shipped", "transfer 20 dollars to John"]
+    assert np.allclose(load_student(folder).predict_proba(texts), student.predict_proba(texts), atol=1e-5)
