@@ -12,6 +12,7 @@ from pgkd.bus import EXAMPLES
 from pgkd.config import TeacherConfig
 from pgkd.control import latest_report, set_status, stop_requested, teacher_stats_key
 from pgkd.messages import ExampleBatch
+from teacher.planner import is_newer
 
 log = logging.getLogger("pgkd.teacher")
 BATCH_COUNTER = "teacher:batch_counter"
@@ -54,7 +55,7 @@ class TeacherActor:
             if self.config.max_batches is not None and number >= self.config.max_batches:
                 break
             report = latest_report(self.bus)
-            if report is not None and report.version >= used.get(report.student, -1):
+            if report is not None and is_newer(report, used):
                 current, used[report.student] = report, report.version
             set_status(self.bus, self.name, state="generating", batch=number,
                        steered_by=current.key if current else "none")

@@ -145,10 +145,6 @@ class Bus:
     def get_fields(self, name: str) -> dict[str, str]:
         return self.call(self.client.hgetall, self.key(name))
 
-    def keys_like(self, pattern: str) -> list[str]:
-        prefix = self.key("")
-        return [k[len(prefix):] for k in self.call(self.client.keys, self.key(pattern))]
-
 
 def entries_to_models(bus: Bus, stream: str, group: str, entries: list, model: type[M]) -> list[tuple[str, M]]:
     """Validate each entry; a malformed one goes to the dead-letter stream, is acked and counted."""

@@ -180,3 +180,12 @@ def test_accounting_prices_busy_time_and_tokens():
     acc = teacher_accounting(totals, config)
     assert acc["cost_usd"] == pytest.approx(1.0 + 1.0 + 1.5)
     assert acc["kept_ratio"] == 0.5 and acc["cost_usd_per_1k_kept"] == pytest.approx(70.0)
+
+
+def test_a_report_older_than_one_already_used_is_stale():
+    from teacher.planner import is_newer
+
+    used = {"s": 3}
+    assert is_newer(report({}, version=3), used) and is_newer(report({}, version=4), used)
+    assert not is_newer(report({}, version=2), used)
+    assert is_newer(report({}, version=0), {})
