@@ -29,15 +29,14 @@ class TeacherActor:
 
     def run(self) -> dict:
         """Generate until stopped or out of budget; returns this replica's counts."""
-        from teacher.backends.base import make_backend
+        from teacher.backends.base import backend_options, make_backend
         from teacher.teacher import Teacher
         from pgkd.dataset import Label
 
         labels, seeds, protected, task = self.inputs
         set_status(self.bus, self.name, state="loading engine")
         c = self.config
-        backend = make_backend(c.backend, model=c.model, dtype=c.dtype, max_model_len=c.max_model_len,
-                               kv_cache_gib=c.kv_cache_gib, enforce_eager=c.enforce_eager, seed=c.seed + self.replica)
+        backend = make_backend(c.backend, **backend_options(c, self.replica))
         teacher = Teacher(backend, [Label(**l) for l in labels], seeds, protected, c, self.name, task,
                           seed=c.seed * 1000 + self.replica)
         log.info("engine ready: %s", c.model)

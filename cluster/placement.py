@@ -41,11 +41,14 @@ def thread_env(threads: int) -> dict[str, str]:
 
 
 def actor_options(name: str, namespace: str, threads: int, gpus: float = 0, extra_env: dict | None = None,
-                  lifetime_detached: bool = False) -> dict:
-    """Ray options for one named actor: logical CPUs = its thread budget, GPUs as configured."""
+                  lifetime_detached: bool = False, resources: dict[str, float] | None = None) -> dict:
+    """Ray options for one named actor: logical CPUs = its thread budget, GPUs as configured, plus the custom
+    resources of its node pool (e.g. {"pgkd_teacher_gpu": 1}), so teachers and students never share GPU nodes."""
     env = thread_env(threads) | (extra_env or {})
     options = {"name": name, "namespace": namespace, "num_cpus": threads, "num_gpus": gpus,
                "runtime_env": {"env_vars": env}, "max_concurrency": 4}
+    if resources:
+        options["resources"] = dict(resources)
     if lifetime_detached:
         options["lifetime"] = "detached"
     return options

@@ -25,6 +25,19 @@ class DatasetConfig(Strict):
     seeds_per_class: int | None = Field(None, ge=1, description="keep N labelled train examples per class; null keeps all")
     sample_seed: int = 0
     max_validation: int | None = Field(None, ge=1, description="cap validation size (stratified) to bound eval time")
+    pool_from_train: bool = Field(False, description="use the train texts left after seeding, labels hidden, as the "
+                                  "unlabelled pool (as in PGKD's sparse setting; the hidden labels score the teacher)")
+    max_pool: int | None = Field(2000, ge=1, description="cap the unlabelled pool (random sample)")
+
+
+class HttpBackendConfig(Strict):
+    base_url: str = Field("http://127.0.0.1:8000/v1", description="OpenAI-compatible API root, e.g. `vllm serve`")
+    served_model: str | None = Field(None, description="model name at the endpoint; null: teacher.model")
+    api_key_env: str | None = Field("OPENAI_API_KEY", description="environment variable holding the key (never "
+                                    "put the key itself in a config)")
+    timeout_s: float = Field(120, gt=0)
+    max_retries: int = Field(4, ge=0, description="retries of one request, on retryable errors only")
+    concurrency: int = Field(8, ge=1, description="requests in flight at once per replica")
 
 
 class TeacherConfig(Strict):
@@ -57,6 +70,14 @@ class TeacherConfig(Strict):
     threads: int = Field(1, ge=1)
     gpus_per_replica: float = Field(0, ge=0)
     seed: int = 0
+    # modes, each an ablation switch (PGKD's table rows): what a batch is made of
+    generate: bool = Field(True, description="write new examples for the planned classes")
+    augmentation: bool = Field(False, description="paraphrase seeds of the planned classes")
+    augment_per_class: int = Field(2, ge=1, description="paraphrases per planned class and batch")
+    pool_labelling: bool = Field(False, description="label the pool texts the students are least sure of, first")
+    pool_per_batch: int = Field(16, ge=1, description="pool texts labelled per batch at most")
+    http: HttpBackendConfig = Field(default_factory=lambda: HttpBackendConfig(),
+                                    description="backend 'openai': any OpenAI-compatible endpoint")
 
 
 class StudentConfig(Strict):
@@ -83,6 +104,8 @@ class StudentConfig(Strict):
     threads: int = Field(1, ge=1)
     gpus: float = Field(0, ge=0)
     replicas: int = Field(1, ge=1)
+    pool_queries: int = Field(32, ge=0, description="after each version, ask the teacher to label this many of the "
+                              "pool texts this student is least sure of (margin); 0: none")
     # kind: ngram (feature_scale also scales its unit-norm n-gram vectors)
     ngram_buckets: int = Field(2**18, ge=16, le=2**24, description="hash buckets for n-gram features")
     ngram_word_n: int = Field(2, ge=1, le=4, description="word n-grams up to this order (2: uni+bigrams)")
@@ -122,6 +145,20 @@ class RayConfig(Strict):
     dashboard: bool = True
     num_cpus: int | None = Field(None, ge=1, description="logical CPUs of the local cluster")
     namespace: str = "pgkd"
+    # Custom Ray resources each teacher / student actor also asks for, e.g. {"pgkd_teacher_gpu": 1}: nodes that
+    # advertise them (ray_configs/cluster-aws.yaml, kuberay-rayjob.yaml) form pools that never take each other's GPUs.
+    teacher_resources: dict[str, float] = Field(default_factory=dict, description="custom resources per teacher")
+    student_resources: dict[str, float] = Field(default_factory=dict, description="custom resources per student")
+
+    @field_validator("teacher_resources", "student_resources")
+    @classmethod
+    def _custom_only(cls, value: dict[str, float]) -> dict[str, float]:
+        builtin = sorted(set(value) & {"CPU", "GPU", "memory", "object_store_memory"})
+        if builtin:  # Ray refuses these in `resources`; threads and gpus set them
+            raise ValueError(f"{builtin} are not custom resources; use threads / gpus_per_replica / gpus")
+        if any(amount < 0 for amount in value.values()):
+            raise ValueError("resource amounts must be >= 0")
+        return value
 
 
 class EvaluatorConfig(Strict):

@@ -4,6 +4,7 @@ Everything before launch_all can fail on bad input; nothing is started until the
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
@@ -58,16 +59,39 @@ def open_bus(config: RunConfig, run_dir: Path, run_id: str) -> tuple[Bus, Embedd
     return bus, embedded
 
 
+def ray_address(config: RunConfig) -> str:
+    """Where the driver's ray.init goes: ray.address; else, under `ray job submit`, the job's cluster (its
+    supervisor sets RAY_ADDRESS to the GCS address); else "local", a new local cluster, even where a `ray start`
+    cluster runs on this machine (a bare ray.init() would join that one). An http:// RAY_ADDRESS is a dashboard
+    URL for the jobs CLI, not a cluster to join."""
+    if config.ray.address:
+        return config.ray.address
+    env = os.environ.get("RAY_ADDRESS", "")
+    if env and not env.startswith(("http://", "https://")):
+        return env
+    return "local"
+
+
+def driver_env_vars() -> dict[str, str]:
+    """Env vars every Ray worker of the run gets. Inside a Ray job, only those the job's runtime env does not
+    set already: ray.init refuses to merge the same key twice."""
+    env = RAY_LOOPBACK_ENV | {"HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "1")}
+    job = json.loads(os.environ.get("RAY_JOB_CONFIG_JSON_ENV_VAR") or "{}")
+    taken = (job.get("runtime_env") or {}).get("env_vars") or {}
+    return {key: value for key, value in env.items() if key not in taken}
+
+
 def start_ray(config: RunConfig) -> bool:
-    """Connect to the configured cluster, or start a local one. True when this driver started it."""
+    """Connect to the configured (or the job's) cluster, or start a local one. True when this driver started it."""
     import ray
 
     os.environ.update(RAY_LOOPBACK_ENV)
     if ray.is_initialized():
         return False
-    runtime_env = {"env_vars": RAY_LOOPBACK_ENV | {"HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "1")}}
-    if config.ray.address:
-        ray.init(address=config.ray.address, namespace=config.ray.namespace, runtime_env=runtime_env)
+    runtime_env = {"env_vars": driver_env_vars()}
+    address = ray_address(config)
+    if address != "local":
+        ray.init(address=address, namespace=config.ray.namespace, runtime_env=runtime_env)
         return False
     from actors.launch import student_names
     from cluster.placement import local_cluster_cpus
@@ -75,7 +99,7 @@ def start_ray(config: RunConfig) -> bool:
     cpus = local_cluster_cpus(config.teacher.replicas, config.teacher.threads,
                               sum(s.threads for _, s in student_names(config)), config.evaluator.threads,
                               config.ray.num_cpus)
-    ray.init(num_cpus=cpus, namespace=config.ray.namespace, include_dashboard=config.ray.dashboard,
+    ray.init(address="local", num_cpus=cpus, namespace=config.ray.namespace, include_dashboard=config.ray.dashboard,
              dashboard_host="127.0.0.1", runtime_env=runtime_env, log_to_driver=True)
     return True
 

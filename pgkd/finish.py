@@ -4,9 +4,10 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+import time
 from pathlib import Path
 
-from pgkd.bus import EXAMPLES, REPORTS, Bus, redact
+from pgkd.bus import CHECKPOINTS, DEAD_LETTERS, EXAMPLES, REPORTS, Bus, redact
 from pgkd.config import RunConfig, dump_config
 from pgkd.control import BEST
 from pgkd.evaluation import score
@@ -22,7 +23,9 @@ def finish_run(config: RunConfig, data, inputs, bus: Bus, run_id: str, run_dir: 
                progress) -> dict:
     from actors.launch import teacher_names
 
+    bus_block = bus_stats(bus)  # first: the run's own traffic, not the reads below
     reports = bus.read_all(REPORTS, EvalReport)
+    checkpoints = bus.read_all(CHECKPOINTS, Checkpoint)
     batches = bus.read_all(EXAMPLES, ExampleBatch)
     write_data(run_dir / "data", batches)
     write_metrics(run_dir / "metrics.jsonl", reports)
@@ -34,6 +37,7 @@ def finish_run(config: RunConfig, data, inputs, bus: Bus, run_id: str, run_dir: 
         "config": dump_config(config) | {"redis": {"url": redact(config.redis.url) if config.redis.url else None}},
         "stopped_by": stop.model_dump(),
         "elapsed_seconds": round(elapsed, 1),
+        "started": round(time.time() - elapsed, 3),  # wall clock when the actors were launched
         "dataset": {"path": str(config.dataset.path), "labels": len(data.labels), "seeds": len(inputs.seeds),
                     "validation": len(inputs.validation), "test": len(data.test)},
         "versions": [version_row(r) for r in reports],
@@ -43,6 +47,8 @@ def finish_run(config: RunConfig, data, inputs, bus: Bus, run_id: str, run_dir: 
                     **teacher_accounting(totals, config.teacher)},
         "examples": {"seed": sum(e.source == "seed" for b in batches for e in b.examples),
                      "generated": sum(e.source != "seed" for b in batches for e in b.examples)},
+        "checkpoints": [checkpoint_row(c) for c in checkpoints],
+        "bus": bus_block,
     }
     (run_dir / "report.json").write_text(json.dumps(report, indent=2))
     write_markdown(report, run_dir)
@@ -87,6 +93,21 @@ def version_row(report: EvalReport) -> dict:
             "generated_seen": report.generated_seen, "teacher_generated": report.teacher_generated,
             "accuracy": report.accuracy, "macro_f1": report.macro_f1, "eval_seconds": round(report.eval_seconds, 2),
             "created": report.created}
+
+
+def checkpoint_row(checkpoint: Checkpoint) -> dict:
+    return {"student": checkpoint.student, "version": checkpoint.version, "train_seconds": checkpoint.train_seconds,
+            "epochs": checkpoint.epochs, "examples_seen": checkpoint.examples_seen, "created": checkpoint.created}
+
+
+def bus_stats(bus: Bus) -> dict:
+    """Redis INFO counters (server-wide: the whole run on the embedded server, everyone's traffic on a shared one)
+    and the run's stream lengths, read while the server is still up."""
+    info = bus.call(bus.client.info)
+    block = {k: info.get(k) for k in ("total_commands_processed", "total_net_input_bytes", "total_net_output_bytes",
+                                      "used_memory", "uptime_in_seconds")}
+    block["streams"] = {s: bus.stream_length(s) for s in (EXAMPLES, CHECKPOINTS, REPORTS, DEAD_LETTERS)}
+    return block
 
 
 def write_data(folder: Path, batches: list[ExampleBatch]) -> None:

@@ -58,5 +58,7 @@ def test_duplicate_student_names_refused(tmp_path):
 def test_shipped_configs_validate():
     from pathlib import Path
 
+    cluster_files = {"cluster-aws.yaml", "kuberay-rayjob.yaml", "runtime_env.yaml"}  # tests/test_cluster_configs.py
     for path in sorted(Path(__file__).parents[1].glob("ray_configs/*.yaml")):
-        load_config(path)
+        if path.name not in cluster_files:
+            load_config(path)

@@ -46,8 +46,16 @@ def register_backend(name: str):
 
 
 def make_backend(name: str, **kwargs) -> TeacherBackend:
-    from teacher.backends import vllm_engine  # noqa: F401  (registers "vllm")
+    from teacher.backends import openai_http, vllm_engine  # noqa: F401  (register "openai" and "vllm")
 
     if name not in BACKENDS:
         raise ValueError(f"unknown teacher backend '{name}' (known: {sorted(BACKENDS)})")
     return BACKENDS[name](**kwargs)
+
+
+def backend_options(config, replica: int) -> dict:
+    """The keyword arguments a TeacherConfig gives its backend (replicas sample with different seeds)."""
+    if config.backend == "openai":
+        return {"model": config.model, **config.http.model_dump()}
+    return {"model": config.model, "dtype": config.dtype, "max_model_len": config.max_model_len,
+            "kv_cache_gib": config.kv_cache_gib, "enforce_eager": config.enforce_eager, "seed": config.seed + replica}

@@ -1,0 +1,96 @@
+"""The HTTP teacher backend against a real vLLM OpenAI-compatible server (CPU engine, the embedded Gemma 3 270M)
+started on 127.0.0.1 by this test. About a minute to start."""
+import random
+import socket
+import subprocess
+import time
+
+import httpx
+import pytest
+
+from pgkd.config import TeacherConfig
+from pgkd.dataset import Label
+from teacher.backends.base import SamplingSpec, make_backend
+from teacher.serve import SERVED_NAME, server_command, server_env
+from teacher.teacher import Teacher
+
+pytestmark = pytest.mark.integration
+START_TIMEOUT_S = 300
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server_url(tmp_path_factory):
+    port = free_port()
+    log = (tmp_path_factory.mktemp("vllm") / "server.log").open("w")
+    process = subprocess.Popen(server_command("embedded:gemma3-270m", port=port), env=server_env(),
+                               stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/v1"
+    try:
+        wait_ready(url, process)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def wait_ready(url: str, process: subprocess.Popen) -> None:
+    deadline = time.time() + START_TIMEOUT_S
+    while time.time() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"vLLM server exited with {process.returncode}")
+        try:
+            if httpx.get(f"{url}/models", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(2)
+    raise TimeoutError(f"vLLM server not ready after {START_TIMEOUT_S}s")
+
+
+def http_backend(url: str):
+    return make_backend("openai", model=SERVED_NAME, base_url=url, api_key_env=None, timeout_s=60, concurrency=4)
+
+
+def test_generates_with_token_counts(server_url):
+    backend = http_backend(server_url)
+    prompt = "Messages customers send a bank about a card that has not arrived:\n- Where is my new card?\n-"
+    out = backend.generate([prompt] * 3, SamplingSpec(max_tokens=24, seed=1))
+    assert all(c.texts and c.texts[0].strip() for c in out)
+    assert all(c.prompt_tokens > 10 and 0 < c.completion_tokens <= 24 for c in out)
+    assert backend.failures == 0
+
+
+def test_scores_obey_the_chain_rule(server_url):
+    """log p(" card arrival" | x) == log p(" card" | x) + log p(" arrival" | x + " card"): prompt-token
+    scoring over HTTP picks exactly the continuation's tokens."""
+    backend = http_backend(server_url)
+    prefix = "Message: my card still has not come\nLabel:"
+    whole, first, second = backend.continuation_logprobs([prefix, prefix, prefix + " card"],
+                                                         [" card arrival", " card", " arrival"])
+    assert whole is not None and whole < 0
+    assert whole == pytest.approx(first + second, abs=0.05)
+
+
+def test_a_teacher_batch_over_http_accounts_for_every_text(server_url):
+    labels = [Label("card_arrival"), Label("transfer")]
+    seeds = [{"text": "where is my new card", "label": "card_arrival"},
+             {"text": "my card has not arrived yet", "label": "card_arrival"},
+             {"text": "send money to my friend please", "label": "transfer"},
+             {"text": "how do I transfer cash abroad", "label": "transfer"}]
+    config = TeacherConfig(backend="openai", model=SERVED_NAME, classes_per_batch=2, examples_per_class=4,
+                           max_new_tokens=24, min_confidence=0.0)
+    teacher = Teacher(http_backend(server_url), labels, seeds, [], config, "teacher-0", "Customer messages to a bank",
+                      seed=random.Random(0).randint(0, 99))
+    examples, stats = teacher.write_batch(None, 0)
+    assert stats.generated == 8 and stats.prompt_tokens > 0 and stats.completion_tokens > 0
+    assert stats.kept == len(examples) == stats.generated - sum(stats.dropped.values())
+    assert all(e.candidate_probs and abs(sum(e.candidate_probs.values()) - 1) < 1e-6 for e in examples)

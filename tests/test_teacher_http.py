@@ -1,0 +1,128 @@
+"""The OpenAI-compatible HTTP backend against small real HTTP servers on 127.0.0.1: retries on retryable errors
+only, bounded concurrency, one lost request losing itself only. The real `vllm serve` test is in
+test_integration_http.py."""
+import json
+import socket
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from teacher.backends import openai_http
+from teacher.backends.base import SamplingSpec, make_backend
+
+
+class ScriptedEndpoint:
+    """A /v1/completions endpoint that answers each request with the next scripted status (then 200)."""
+
+    def __init__(self, statuses: list[int], delay_s: float = 0.0):
+        self.statuses, self.delay_s = list(statuses), delay_s
+        self.requests: list[dict] = []
+        self.in_flight = self.max_in_flight = 0
+        self.lock = threading.Lock()
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_port}/v1"
+
+    def _handler(self):
+        endpoint = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                with endpoint.lock:
+                    endpoint.requests.append(body)
+                    status = endpoint.statuses.pop(0) if endpoint.statuses else 200
+                    endpoint.in_flight += 1
+                    endpoint.max_in_flight = max(endpoint.max_in_flight, endpoint.in_flight)
+                time.sleep(endpoint.delay_s)
+                reply = {"choices": [{"text": " reply to " + body["prompt"][-8:]}],
+                         "usage": {"prompt_tokens": 5, "completion_tokens": 3}}
+                data = json.dumps(reply if status == 200 else {"error": "scripted"}).encode()
+                with endpoint.lock:
+                    endpoint.in_flight -= 1
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        return Handler
+
+    def close(self):
+        self.server.shutdown()
+
+
+@pytest.fixture(autouse=True)
+def fast_backoff(monkeypatch):
+    monkeypatch.setattr(openai_http, "BACKOFF_START_S", 0.01)
+
+
+@pytest.fixture
+def endpoint_factory():
+    made = []
+
+    def make(*args, **kwargs):
+        made.append(ScriptedEndpoint(*args, **kwargs))
+        return made[-1]
+
+    yield make
+    for endpoint in made:
+        endpoint.close()
+
+
+def backend(url: str, **kwargs):
+    return make_backend("openai", model="m", base_url=url, api_key_env=None, timeout_s=5, **kwargs)
+
+
+def test_retryable_status_is_retried_and_succeeds(endpoint_factory):
+    endpoint = endpoint_factory([503, 429])
+    out = backend(endpoint.url, max_retries=3).generate(["hello"], SamplingSpec())
+    assert out[0].texts == [" reply to hello"] and out[0].completion_tokens == 3
+    assert len(endpoint.requests) == 3
+
+
+def test_non_retryable_status_loses_that_request_only(endpoint_factory):
+    endpoint = endpoint_factory([400])
+    teacher = backend(endpoint.url, max_retries=3, concurrency=1)
+    out = teacher.generate(["first", "second"], SamplingSpec())
+    assert out[0].texts == [] and out[0].completion_tokens == 0
+    assert out[1].texts == [" reply to second"]
+    assert len(endpoint.requests) == 2  # the 400 was not retried
+
+
+def test_retries_run_out_on_an_unreachable_server():
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    teacher = backend(f"http://127.0.0.1:{port}/v1", max_retries=2)
+    assert teacher.generate(["x"], SamplingSpec())[0].texts == []
+    assert teacher.continuation_logprobs(["a"], [" b"]) == [None]
+    assert teacher.failures == 6  # 3 attempts for each of the two requests
+
+
+def test_concurrency_is_bounded(endpoint_factory):
+    endpoint = endpoint_factory([], delay_s=0.1)
+    backend(endpoint.url, concurrency=3).generate([f"p{i}" for i in range(12)], SamplingSpec())
+    assert len(endpoint.requests) == 12 and 1 < endpoint.max_in_flight <= 3
+
+
+def test_request_body_carries_the_sampling_spec(endpoint_factory):
+    endpoint = endpoint_factory([])
+    backend(endpoint.url).generate(["p"], SamplingSpec(n=1, temperature=0.5, top_p=0.9, max_tokens=7, seed=3))
+    sent = endpoint.requests[0]
+    assert (sent["model"], sent["temperature"], sent["top_p"], sent["max_tokens"], sent["seed"]) == \
+        ("m", 0.5, 0.9, 7, 3)
+    assert sent["stop"] == ["\n"]
+
+
+def test_continuation_sum_aligns_on_the_prompt_end():
+    # echoed text "<bos>ab: cd" + generated "\n": offsets start 5 chars late because of "<bos>"
+    logprobs = {"text_offset": [0, 5, 7, 8, 10, 11], "token_logprobs": [None, -1.0, -0.5, -2.0, -3.0, -9.0]}
+    prompt = "ab: cd"  # prefix "ab:" (3 chars), continuation " cd" -> tokens " c" (offset 8) and "d" (offset 10)
+    assert openai_http.continuation_sum(logprobs, 1, 3, len(prompt)) == pytest.approx(-5.0)
+    assert openai_http.continuation_sum(logprobs, 1, 6, len(prompt)) is None  # nothing after the prefix
