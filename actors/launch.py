@@ -21,6 +21,8 @@ class RunInputs:
     validation: list[dict]
     protected_texts: list[str]
     task: str
+    pool: list[str] = field(default_factory=list)  # unlabelled texts for active learning (empty: off)
+    pool_gold: list[str | None] = field(default_factory=list)  # hidden labels, kept by the driver for the report
 
 
 @dataclass
@@ -45,12 +47,12 @@ def launch_all(config: RunConfig, inputs: RunInputs, bus_url: str, run_id: str, 
                                 resources=config.ray.teacher_resources)
         launched.handles[name] = TeacherActor.options(**options).remote(
             name, bus_url, run_id, config.teacher.model_dump(mode="json"), inputs.labels, inputs.seeds,
-            inputs.protected_texts, inputs.task, replica)
+            inputs.protected_texts, inputs.task, replica, inputs.pool)
     for name, student in student_names(config):
         options = actor_options(name, ns, student.threads, student.gpus, resources=config.ray.student_resources)
         launched.handles[name] = StudentActor.options(**options).remote(
             name, bus_url, run_id, student.model_dump(mode="json"), names, checkpoint_dir,
-            config.loop.poll_interval_s, inputs.validation)
+            config.loop.poll_interval_s, inputs.validation, inputs.pool)
     options = actor_options("evaluator", ns, config.evaluator.threads)
     launched.handles["evaluator"] = EvaluatorActor.options(**options).remote(
         bus_url, run_id, config.evaluator.model_dump(mode="json"), config.loop.model_dump(mode="json"), names,

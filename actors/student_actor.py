@@ -15,7 +15,8 @@ from cluster.placement import torch_device
 from pgkd.bus import CHECKPOINTS, EXAMPLES
 from pgkd.config import StudentConfig
 from pgkd.control import set_status, stop_requested, teachers_done
-from pgkd.messages import Checkpoint, ExampleBatch
+from pgkd import pool_queue
+from pgkd.messages import Checkpoint, ExampleBatch, PoolHint
 
 log = logging.getLogger("pgkd.student")
 
@@ -23,7 +24,7 @@ log = logging.getLogger("pgkd.student")
 @ray.remote
 class StudentActor:
     def __init__(self, name: str, bus_url: str, run_id: str, config: dict, labels: list[str], checkpoint_dir: str,
-                 poll_seconds: float, validation: list[dict]):
+                 poll_seconds: float, validation: list[dict], pool: list[str] | None = None):
         from student.registry import make_student
         from student.trainer import StudentTrainer, seed_everything
 
@@ -36,6 +37,7 @@ class StudentActor:
         self.group = f"student:{name}"
         self.bus.ensure_group(EXAMPLES, self.group)
         self.staged: list[str] = []
+        self.pool = pool or []
 
     def run(self) -> int:
         """Train until stopped; returns the number of versions published."""
@@ -64,6 +66,21 @@ class StudentActor:
                                                  epochs=result.epochs, validation_loss=result.validation_loss))
         self.bus.ack(EXAMPLES, self.group, self.staged)
         self.staged = []
+        self._offer_uncertain_pool_texts(result.version)
         record_version(self.name, result.version, result.examples_seen)
         record_queue(f"examples:{self.name}", self.bus.lag(EXAMPLES, self.group))
         set_status(self.bus, self.name, state="published", version=result.version)
+
+    def _offer_uncertain_pool_texts(self, version: int) -> None:
+        """Active learning: offer the teacher the pool texts this version is least sure of."""
+        k = self.config.pool_queries
+        if not self.pool or k == 0:
+            return
+        from student.active import least_confident
+
+        set_status(self.bus, self.name, state="scoring pool", version=version)
+        student = self.trainer.student
+        picked = least_confident(student.predict_proba(self.pool), student.labels, k, pool_queue.labelled(self.bus))
+        offered = pool_queue.offer(self.bus, [PoolHint(index=i, uncertainty=u, student=self.name, version=version,
+                                                       top_labels=top) for i, u, top in picked])
+        log.info("version %d: offered %d uncertain pool texts of %d", version, offered, len(self.pool))

@@ -12,7 +12,9 @@ from pgkd.bus import EXAMPLES
 from pgkd.config import TeacherConfig
 from pgkd.control import latest_report, set_status, stop_requested, teacher_stats_key
 from pgkd.messages import ExampleBatch
+from pgkd import pool_queue
 from teacher.planner import is_newer
+from teacher.teacher import PoolText
 
 log = logging.getLogger("pgkd.teacher")
 BATCH_COUNTER = "teacher:batch_counter"
@@ -21,11 +23,12 @@ BATCH_COUNTER = "teacher:batch_counter"
 @ray.remote
 class TeacherActor:
     def __init__(self, name: str, bus_url: str, run_id: str, config: dict, labels: list, seeds: list[dict],
-                 protected_texts: list[str], task: str, replica: int):
+                 protected_texts: list[str], task: str, replica: int, pool: list[str] | None = None):
         self.name, self.replica = name, replica
         self.config = TeacherConfig.model_validate(config)
         self.bus = setup_actor(name, bus_url, run_id, self.config.threads)
         self.inputs = (labels, seeds, protected_texts, task)
+        self.pool = pool or []
 
     def run(self) -> dict:
         """Generate until stopped or out of budget; returns this replica's counts."""
@@ -58,12 +61,21 @@ class TeacherActor:
                 current, used[report.student] = report, report.version
             set_status(self.bus, self.name, state="generating", batch=number,
                        steered_by=current.key if current else "none")
-            examples, stats = teacher.write_batch(current, number)
+            claimed = self._claim_pool()
+            examples, stats = teacher.write_batch(current, number, [PoolText(self.pool[h.index], h.top_labels)
+                                                                     for h in claimed])
             if examples:
                 self.bus.publish(EXAMPLES, ExampleBatch(producer=self.name, batch=number, examples=examples))
+            pool_queue.mark_labelled(self.bus, [h.index for h in claimed])  # after publishing: a crash re-offers
             self.bus.add_counts(teacher_stats_key(self.name), stats.as_counts() | {"batches": 1})
             record_teacher_batch(self.name, stats.as_counts())
             log.info("batch %d (steered by %s): %d generated, %d kept, dropped %s, %.1fs (generate %.1fs, label %.1fs)",
                      number, current.key if current else "no report", stats.generated, stats.kept,
                      dict(stats.dropped), stats.busy_seconds, stats.generate_seconds, stats.label_seconds)
         set_status(self.bus, self.name, state="done", finished=time.time())
+
+    def _claim_pool(self) -> list:
+        """The most uncertain pool texts the students offered (none unless pool labelling is on)."""
+        if not (self.config.pool_labelling and self.pool):
+            return []
+        return [h for h in pool_queue.claim(self.bus, self.config.pool_per_batch) if 0 <= h.index < len(self.pool)]

@@ -76,6 +76,8 @@ class TeacherConfig(Strict):
     augment_per_class: int = Field(2, ge=1, description="paraphrases per planned class and batch")
     pool_labelling: bool = Field(False, description="label the pool texts the students are least sure of, first")
     pool_per_batch: int = Field(16, ge=1, description="pool texts labelled per batch at most")
+    templates_dir: Path | None = Field(None, description="folder of prompt templates (generate.txt, classify.txt, "
+                                       "paraphrase.txt); null: teacher/templates")
     http: HttpBackendConfig = Field(default_factory=lambda: HttpBackendConfig(),
                                     description="backend 'openai': any OpenAI-compatible endpoint")
 

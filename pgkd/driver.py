@@ -13,7 +13,7 @@ from pathlib import Path
 from pgkd.bus import EXAMPLES, Bus, redact
 from pgkd.config import RunConfig, dump_config, redis_url_from_env
 from pgkd.control import request_stop, stop_requested
-from pgkd.dataset import dedupe_texts, load_dataset, sample_per_class
+from pgkd.dataset import dedupe_texts, load_dataset, normalize_text, sample_per_class
 from pgkd.errors import BusUnavailable, InputError
 from pgkd.messages import Example, ExampleBatch, Stop
 from pgkd.redis_server import EmbeddedRedis
@@ -35,9 +35,28 @@ def prepare_inputs(config: RunConfig):
                          file=str(Path(config.dataset.path) / "train.jsonl"))
     validation = sample_per_class(data.validation, _per_class_cap(config, data), config.dataset.sample_seed)
     protected = [row["text"] for row in data.validation + data.test]
+    pool = choose_pool(config, data, seeds, protected) if config.teacher.pool_labelling else []
     inputs = RunInputs(labels=[{"name": l.name, "description": l.description} for l in data.labels], seeds=seeds,
-                       validation=validation, protected_texts=protected, task=config.dataset.task)
+                       validation=validation, protected_texts=protected, task=config.dataset.task,
+                       pool=[row["text"] for row in pool], pool_gold=[row.get("label") for row in pool])
     return data, inputs
+
+
+def choose_pool(config: RunConfig, data, seeds: list[dict], protected: list[str]) -> list[dict]:
+    """The unlabelled pool: unlabeled.jsonl, or the train texts left after seeding (labels kept aside only to
+    score the teacher's pool labels in the report). Never a seed, validation or test text; capped at random."""
+    import random
+
+    rows = data.train if config.dataset.pool_from_train else data.unlabeled
+    taken = {normalize_text(t) for t in [row["text"] for row in seeds] + protected}
+    rows = [row for row in dedupe_texts(rows) if normalize_text(row["text"]) not in taken]
+    cap = config.dataset.max_pool
+    if cap is not None and len(rows) > cap:
+        rows = random.Random(config.dataset.sample_seed).sample(rows, cap)
+    if not rows:
+        source = "train.jsonl" if config.dataset.pool_from_train else "unlabeled.jsonl"
+        raise InputError("teacher.pool_labelling is on but the pool is empty", file=str(Path(config.dataset.path) / source))
+    return rows
 
 
 def _per_class_cap(config: RunConfig, data) -> int | None:

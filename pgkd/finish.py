@@ -45,8 +45,7 @@ def finish_run(config: RunConfig, data, inputs, bus: Bus, run_id: str, run_dir: 
         "teacher": {"totals": totals, "per_replica": per_teacher,
                     "dropped": {k[len("dropped_"):]: v for k, v in totals.items() if k.startswith("dropped_")},
                     **teacher_accounting(totals, config.teacher)},
-        "examples": {"seed": sum(e.source == "seed" for b in batches for e in b.examples),
-                     "generated": sum(e.source != "seed" for b in batches for e in b.examples)},
+        "examples": {**source_counts(batches), "pool_label_accuracy": pool_label_accuracy(batches, inputs)},
         "checkpoints": [checkpoint_row(c) for c in checkpoints],
         "bus": bus_block,
     }
@@ -86,6 +85,21 @@ def score_best(best: Checkpoint, reports: list[EvalReport], data, run_dir: Path,
              f"test macro-F1 {test['macro_f1']:.4f} accuracy {test['accuracy']:.4f} "
              f"(seeds only: test macro-F1 {block['seeds_only_test']['macro_f1']:.4f}); exported to {export}")
     return block
+
+
+def source_counts(batches: list[ExampleBatch]) -> dict[str, int]:
+    """Examples on the bus by source; `generated` keeps its old meaning: everything the teacher added."""
+    counts = {source: 0 for source in ("seed", "generated", "augmented", "pool")}
+    for example in (e for b in batches for e in b.examples):
+        counts[example.source] += 1
+    return counts | {"teacher_total": counts["generated"] + counts["augmented"] + counts["pool"]}
+
+
+def pool_label_accuracy(batches: list[ExampleBatch], inputs) -> float | None:
+    """How often the teacher's pool labels match the hidden ones (pool_from_train only; None otherwise)."""
+    gold = {text: label for text, label in zip(inputs.pool, inputs.pool_gold) if label}
+    judged = [e.label == gold[e.text] for b in batches for e in b.examples if e.source == "pool" and e.text in gold]
+    return round(sum(judged) / len(judged), 4) if judged else None
 
 
 def version_row(report: EvalReport) -> dict:

@@ -72,6 +72,16 @@ class EvalReport(Message):
         return f"{self.student}@v{self.version}"
 
 
+class PoolHint(Message):
+    """A pool text a student is unsure of, offered to the teacher to label (active learning)."""
+
+    index: int  # position in the run's unlabelled pool
+    uncertainty: float  # 1 - (top-1 minus top-2 probability): higher is less sure
+    student: str
+    version: int
+    top_labels: list[str]  # the student's best guesses, most likely first: the teacher's candidates
+
+
 class Stop(Message):
     reason: Literal["patience", "max_versions", "time_budget", "max_generated", "user", "teacher_done", "error"]
     detail: str = ""

@@ -39,6 +39,7 @@ class PromptBuilder:
         self.task = task
         self.generate_template = load_template("generate", templates)
         self.classify_template = load_template("classify", templates)
+        self.paraphrase_template = load_template("paraphrase", templates)
 
     def generation_prompt(self, task: ClassTask, n_demos: int) -> str:
         label = self.labels[task.label]
@@ -50,6 +51,12 @@ class PromptBuilder:
             hard_negatives=self._hard_negative_block(task),
             contrast=self._contrast_block(task),
         ).rstrip("\n")
+
+    def paraphrase_prompt(self, label_name: str, text: str) -> str:
+        label = self.labels[label_name]
+        return self.paraphrase_template.format(
+            task=self.task, label=label.display, text=one_line(text),
+            description=f" ({label.description})" if label.description else "").rstrip("\n")
 
     def _hard_negative_block(self, task: ClassTask) -> str:
         """Misclassified validation texts of this class, as plain bullets under a header naming the mix-up."""

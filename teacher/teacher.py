@@ -28,9 +28,13 @@ class BatchStats:
     busy_seconds: float = 0.0
     generate_seconds: float = 0.0
     label_seconds: float = 0.0
+    augmented: int = 0  # of `generated`, paraphrases of seeds
+    pool_offered: int = 0  # pool texts claimed for labelling
+    pool_labelled: int = 0  # of those, labelled confidently enough to keep
 
     def as_counts(self) -> dict[str, float]:
         counts = {"generated": self.generated, "kept": self.kept, "relabelled": self.relabelled,
+                  "augmented": self.augmented, "pool_offered": self.pool_offered, "pool_labelled": self.pool_labelled,
                   "prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
                   "busy_seconds": round(self.busy_seconds, 3), "generate_seconds": round(self.generate_seconds, 3),
                   "label_seconds": round(self.label_seconds, 3)}
@@ -42,6 +46,15 @@ class BatchStats:
 class Draft:
     text: str
     task: ClassTask
+    source: str = "generated"  # or "augmented": a reworded seed
+
+
+@dataclass
+class PoolText:
+    """An unlabelled text to label, with the student's best guesses as candidates."""
+
+    text: str
+    guesses: list[str]
 
 
 class Teacher:
@@ -51,13 +64,15 @@ class Teacher:
         self.label_names = [label.name for label in labels]
         self.rng = random.Random(seed)
         demos = demos_by_label(seeds, self.rng)
-        self.prompts = PromptBuilder(labels, demos, task)
+        self.demos = demos
+        self.prompts = PromptBuilder(labels, demos, task, config.templates_dir)
         self.novelty = NoveltyFilter([s["text"] for s in seeds], protected_texts, config.near_duplicate_threshold)
         self.labeler = SoftLabeler(backend, self.prompts, self.label_names, config.soft_label_candidates, self.rng)
         self.batches = 0
 
-    def write_batch(self, report: EvalReport | None, batch: int | None = None) -> tuple[list[Example], BatchStats]:
-        """One batch of new labelled examples, steered by report (None: no report yet).
+    def write_batch(self, report: EvalReport | None, batch: int | None = None,
+                    pool: list[PoolText] = ()) -> tuple[list[Example], BatchStats]:
+        """One batch of new labelled examples, steered by report (None: no report yet); pool texts first.
 
         batch: a run-wide batch number (replicas draw them from one counter); it picks the round-robin slice and
         seeds the class sampling, so replicas sharing one report do not write the same request twice."""
@@ -67,38 +82,72 @@ class Teacher:
         plan_rng = random.Random(f"{c.seed}:{number}")
         plan = plan_batch(self.label_names, report, number, c.classes_per_batch, c.examples_per_class,
                           c.max_hard_negatives, c.use_report, c.hard_negatives, plan_rng)
-        drafts = self._generate(plan, stats)
+        drafts = self._generate(plan, stats, plan_rng)
         stats.generate_seconds = time.monotonic() - started
         examples = self._label(drafts, stats, report)
-        stats.label_seconds = time.monotonic() - started - stats.generate_seconds
         stats.kept = len(examples)
+        examples = self._label_pool(list(pool), stats, report) + examples
+        stats.label_seconds = time.monotonic() - started - stats.generate_seconds
         stats.busy_seconds = time.monotonic() - started
         self.batches += 1
         return examples, stats
 
-    def _generate(self, plan: list[ClassTask], stats: BatchStats) -> list[Draft]:
-        prompts = [self.prompts.generation_prompt(task, self.config.demos_per_class) for task in plan]
+    def _generate(self, plan: list[ClassTask], stats: BatchStats, rng: random.Random) -> list[Draft]:
+        """The batch's requests in one backend call: new texts per planned class (mode `generate`) and
+        rewordings of its seeds (mode `augmentation`)."""
+        requests = []  # (task, source, prompt); one prompt per sample: the prefix cache makes repeats cheap
+        if self.config.generate:
+            for task in plan:
+                prompt = self.prompts.generation_prompt(task, self.config.demos_per_class)
+                requests += [(task, "generated", prompt)] * task.count
+        if self.config.augmentation:
+            for task in plan:
+                seeds = self.demos.get(task.label, [])
+                for text in rng.sample(seeds, min(len(seeds), self.config.augment_per_class)):
+                    requests.append((task, "augmented", self.prompts.paraphrase_prompt(task.label, text)))
         spec = SamplingSpec(n=1, temperature=self.config.temperature, top_p=self.config.top_p,
                             max_tokens=self.config.max_new_tokens, seed=None)
-        # One prompt per sample: vLLM's prefix cache makes repeats cheap, and n>1 is not on every backend.
-        expanded = [(task, prompt) for task, prompt in zip(plan, prompts) for _ in range(task.count)]
-        completions = self.backend.generate([p for _, p in expanded], spec)
+        completions = self.backend.generate([prompt for _, _, prompt in requests], spec) if requests else []
         drafts = []
-        for (task, _), completion in zip(expanded, completions):
+        for (task, source, _), completion in zip(requests, completions):
             stats.prompt_tokens += completion.prompt_tokens
             stats.completion_tokens += completion.completion_tokens
             for raw in completion.texts or [None]:
                 stats.generated += 1
-                drafts.extend(self._accept(raw, task, stats))
+                stats.augmented += source == "augmented"
+                drafts.extend(self._accept(raw, task, source, stats))
         return drafts
 
-    def _accept(self, raw: str | None, task: ClassTask, stats: BatchStats) -> list[Draft]:
+    def _accept(self, raw: str | None, task: ClassTask, source: str, stats: BatchStats) -> list[Draft]:
         parsed = parse_reply(raw, self.config.min_words, self.config.max_words)
         reason = parsed.reason or self.novelty.check(parsed.text)
         if reason:
             stats.dropped[reason] += 1
             return []
-        return [Draft(parsed.text, task)]
+        return [Draft(parsed.text, task, source)]
+
+    def _label_pool(self, pool: list[PoolText], stats: BatchStats, report: EvalReport | None) -> list[Example]:
+        """Label pool texts by the teacher's top label among the student's guesses (plus random candidates);
+        a top label below min_confidence is dropped and counted as pool_low_confidence."""
+        if not pool:
+            return []
+        stats.pool_offered += len(pool)
+        sets = [self.labeler.candidates(p.guesses[0], p.guesses[1:]) for p in pool]
+        examples = []
+        for item, probs in zip(pool, self.labeler.score([p.text for p in pool], sets)):
+            if probs is None:
+                stats.dropped["pool_unscored"] += 1
+                continue
+            label = max(probs, key=probs.get)
+            if probs[label] < self.config.min_confidence:
+                stats.dropped["pool_low_confidence"] += 1
+                continue
+            examples.append(Example(text=item.text, label=label, source="pool", candidate_probs=probs,
+                                    soft_label=kd_target(probs, label, item.guesses),
+                                    teacher=f"{self.name}:{self.backend.model_name}",
+                                    report_version=report.key if report else None))
+        stats.pool_labelled += len(examples)
+        return examples
 
     def _label(self, drafts: list[Draft], stats: BatchStats, report: EvalReport | None) -> list[Example]:
         if not drafts:
@@ -112,7 +161,7 @@ class Teacher:
         for draft, probs in zip(drafts, soft):
             label = self._checked_label(draft.task.label, probs, stats)
             if label is not None:
-                examples.append(Example(text=draft.text, label=label, source="generated",
+                examples.append(Example(text=draft.text, label=label, source=draft.source,
                                         soft_label=kd_target(probs, label, draft.task.contrast),
                                         candidate_probs=probs, teacher=f"{self.name}:{self.backend.model_name}",
                                         report_version=version, intended_label=draft.task.label))

@@ -1,0 +1,103 @@
+"""Pool labelling (active learning) and augmentation: the student's choice of uncertain texts, the queue on a real
+redis-server, the teacher's batch with pool texts and paraphrases, and the driver's pool."""
+import json
+
+import numpy as np
+import pytest
+
+from pgkd import pool_queue
+from pgkd.config import RunConfig
+from pgkd.driver import prepare_inputs
+from pgkd.errors import InputError
+from pgkd.messages import PoolHint
+from student.active import least_confident
+from teacher.teacher import PoolText
+from tests.test_teacher_logic import make_teacher
+
+
+def test_least_confident_ranks_by_margin_and_skips_labelled():
+    probs = np.array([[0.9, 0.05, 0.05], [0.4, 0.35, 0.25], [0.5, 0.1, 0.4], [0.34, 0.33, 0.33]])
+    picked = least_confident(probs, ["a", "b", "c"], 2, skip={3}, top=2)
+    assert [(i, top) for i, _, top in picked] == [(1, ["a", "b"]), (2, ["a", "c"])]
+    assert picked[0][1] == pytest.approx(0.95)
+
+
+def hint(index, uncertainty, student="student-x-0"):
+    return PoolHint(index=index, uncertainty=uncertainty, student=student, version=0, top_labels=["a", "b"])
+
+
+def test_queue_hands_out_most_uncertain_first_once(bus):
+    assert pool_queue.offer(bus, [hint(1, 0.2), hint(2, 0.9), hint(3, 0.5)]) == 3
+    pool_queue.offer(bus, [hint(1, 0.95, "student-y-0")])  # another student is less sure of text 1: it moves up
+    first = pool_queue.claim(bus, 2)
+    assert [h.index for h in first] == [1, 2] and first[0].student == "student-y-0"
+    assert [h.index for h in pool_queue.claim(bus, 5)] == [3]
+    assert pool_queue.claim(bus, 5) == []
+
+
+def test_labelled_texts_are_never_offered_again(bus):
+    pool_queue.mark_labelled(bus, [7])
+    assert pool_queue.offer(bus, [hint(7, 0.9), hint(8, 0.1)]) == 1
+    assert [h.index for h in pool_queue.claim(bus, 5)] == [8]
+
+
+def test_a_claim_lost_before_marking_is_offered_again(bus):
+    pool_queue.offer(bus, [hint(4, 0.5)])
+    pool_queue.claim(bus, 1)  # the teacher dies here, before mark_labelled
+    assert pool_queue.offer(bus, [hint(4, 0.6)]) == 1 and pool_queue.queued(bus) == 1
+
+
+def test_pool_texts_are_labelled_first_and_counted():
+    teacher = make_teacher([None], prefers={"never arrived": "card arrival", "money back": "refund"})
+    teacher.config.generate = False
+    pool = [PoolText("the card never arrived at home", ["card_arrival", "lost_card"]),
+            PoolText("send my money back now", ["top_up", "card_arrival"])]
+    examples, stats = teacher.write_batch(None, 0, pool)
+    by_text = {e.text: e for e in examples}
+    assert by_text["the card never arrived at home"].label == "card_arrival"
+    assert by_text["send my money back now"].label == "refund"  # a candidate the student had not guessed
+    assert all(e.source == "pool" for e in examples)
+    assert stats.pool_offered == 2 and stats.generated == 0 and stats.kept == 0
+
+
+def test_unsure_pool_labels_are_dropped_and_counted():
+    teacher = make_teacher([None], prefers={})
+    teacher.config.generate = False
+    examples, stats = teacher.write_batch(None, 0, [PoolText("something vague here", ["top_up", "refund"])])
+    assert examples == [] and stats.dropped["pool_low_confidence"] == 1 and stats.pool_labelled == 0
+
+
+def test_augmentation_rewords_seeds_and_generation_can_be_switched_off():
+    teacher = make_teacher(["when will my card get here", "card arriving when"],
+                           prefers={"get here": "card arrival", "arriving": "card arrival"})
+    teacher.config.generate, teacher.config.augmentation, teacher.config.augment_per_class = False, True, 2
+    examples, stats = teacher.write_batch(None, 0)
+    prompts = teacher.backend.prompts
+    assert len(prompts) == 1 and "where is my card" in prompts[0] and "reworded" in prompts[0]  # one seed exists
+    assert stats.generated == stats.augmented == 1
+    assert [e.source for e in examples] == ["augmented"]
+
+
+@pytest.fixture
+def pool_config(tiny_dataset):
+    rows = [{"text": "my card is late again", "label": "card"}, {"text": "wire money abroad", "label": "transfer"},
+            {"text": "where is my new card", "label": "card"}]  # a test text and a seed: never in the pool
+    (tiny_dataset / "train.jsonl").open("a").write("".join(json.dumps(r) + "\n" for r in rows))
+
+    def make(**dataset):
+        return RunConfig.model_validate({"dataset": {"path": str(tiny_dataset), "seeds_per_class": 1, **dataset},
+                                         "teacher": {"pool_labelling": True}})
+
+    return make
+
+
+def test_pool_from_train_keeps_hidden_labels_and_excludes_seeds_and_eval_texts(pool_config):
+    _, inputs = prepare_inputs(pool_config(pool_from_train=True))
+    seeds = {row["text"] for row in inputs.seeds}
+    assert inputs.pool and not seeds & set(inputs.pool) and "wire money abroad" not in inputs.pool
+    assert dict(zip(inputs.pool, inputs.pool_gold))["my card is late again"] == "card"
+
+
+def test_pool_labelling_without_a_pool_is_refused(pool_config):
+    with pytest.raises(InputError, match="unlabeled.jsonl"):
+        prepare_inputs(pool_config())
