@@ -37,6 +37,7 @@ def write_markdown(report: dict, run_dir: Path) -> Path:
               f"{d['validation']} validation and {d['test']} test texts.", ""]
     lines += best_section(report.get("best_student"))
     lines += teacher_section(report["teacher"])
+    lines += sources_section(report.get("examples", {}))
     lines += ["## Versions", "", "| student | version | examples | from teacher | val accuracy | val macro-F1 |",
               "|---|---:|---:|---:|---:|---:|"]
     lines += [f"| {v['student']} | {v['version']} | {v['examples_seen']} | {v['generated_seen']} | "
@@ -76,3 +77,15 @@ def teacher_section(teacher: dict) -> list[str]:
         lines += [f"| {reason} | {n:.0f} |" for reason, n in sorted(teacher["dropped"].items(), key=lambda kv: -kv[1])]
         lines.append("")
     return lines
+
+
+def sources_section(examples: dict) -> list[str]:
+    """Where the training data came from: seeds, generated, reworded seeds, labelled pool texts."""
+    sources = [k for k in ("seed", "generated", "augmented", "pool") if examples.get(k)]
+    if not sources:
+        return []
+    lines = ["## Examples by source", "", "| source | examples |", "|---|---:|"]
+    lines += [f"| {k} | {examples[k]} |" for k in sources]
+    if examples.get("pool_label_accuracy") is not None:
+        lines += ["", f"Pool labels matching the hidden gold labels: {examples['pool_label_accuracy']:.1%}."]
+    return lines + [""]
