@@ -44,12 +44,13 @@ def launch_all(config: RunConfig, inputs: RunInputs, bus_url: str, run_id: str, 
     ns, names = config.ray.namespace, [label["name"] for label in inputs.labels]
     for replica, name in enumerate(teacher_names(config)):
         options = actor_options(name, ns, config.teacher.threads, config.teacher.gpus_per_replica, teacher_env(),
-                                resources=config.ray.teacher_resources)
+                                resources=config.ray.teacher_resources, max_restarts=config.ray.max_restarts)
         launched.handles[name] = TeacherActor.options(**options).remote(
             name, bus_url, run_id, config.teacher.model_dump(mode="json"), inputs.labels, inputs.seeds,
             inputs.protected_texts, inputs.task, replica, inputs.pool)
     for name, student in student_names(config):
-        options = actor_options(name, ns, student.threads, student.gpus, resources=config.ray.student_resources)
+        options = actor_options(name, ns, student.threads, student.gpus, resources=config.ray.student_resources,
+                                max_restarts=config.ray.max_restarts)
         launched.handles[name] = StudentActor.options(**options).remote(
             name, bus_url, run_id, student.model_dump(mode="json"), names, checkpoint_dir,
             config.loop.poll_interval_s, inputs.validation, inputs.pool)

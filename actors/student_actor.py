@@ -37,15 +37,15 @@ class StudentActor:
         self.group = f"student:{name}"
         self.bus.ensure_group(EXAMPLES, self.group)
         self.staged: list[str] = []
+        self._resume(labels)
         self.pool = pool or []
 
     def run(self) -> int:
         """Train until stopped; returns the number of versions published."""
-        recovering = True
         while stop_requested(self.bus) is None:
-            entries = self.bus.read_group(EXAMPLES, self.group, self.name, ExampleBatch, count=1 if self.trainer.version < 0 else 100,
-                                          block_ms=self.poll_ms, pending_first=recovering)
-            recovering = False
+            entries = self.bus.read_group(EXAMPLES, self.group, self.name, ExampleBatch,
+                                          count=1 if self.trainer.version < 0 else 100, block_ms=self.poll_ms,
+                                          pending_first=False)  # _resume took what this consumer held
             for entry_id, batch in entries:
                 self.trainer.add(batch.examples)
                 self.staged.append(entry_id)
@@ -84,3 +84,19 @@ class StudentActor:
         offered = pool_queue.offer(self.bus, [PoolHint(index=i, uncertainty=u, student=self.name, version=version,
                                                        top_labels=top) for i, u, top in picked])
         log.info("version %d: offered %d uncertain pool texts of %d", version, offered, len(self.pool))
+
+    def _resume(self, labels: list[str]) -> None:
+        """After a restart (Ray max_restarts): the newest checkpoint on disk and every example it was trained on
+        (acked entries) come back, and the entries held unacked when the actor died are staged again."""
+        from student.registry import student_class
+
+        published = [c for c in self.bus.read_all(CHECKPOINTS, Checkpoint) if c.student == self.name]
+        if published:  # a checkpoint saved but never published was not scored: it is trained again
+            newest = max(published, key=lambda c: c.version)
+            student = student_class(self.config.kind).load(newest.path, torch_device(self.config.gpus))
+            trained = [e for batch in self.bus.read_acked(EXAMPLES, self.group, ExampleBatch) for e in batch.examples]
+            self.trainer.resume(student, newest.version, trained)
+            log.info("resumed from version %d (%s) with %d examples", newest.version, newest.path, len(trained))
+        for entry_id, batch in self.bus.read_own_pending(EXAMPLES, self.group, self.name, ExampleBatch):
+            self.trainer.add(batch.examples)
+            self.staged.append(entry_id)

@@ -41,7 +41,8 @@ def thread_env(threads: int) -> dict[str, str]:
 
 
 def actor_options(name: str, namespace: str, threads: int, gpus: float = 0, extra_env: dict | None = None,
-                  lifetime_detached: bool = False, resources: dict[str, float] | None = None) -> dict:
+                  lifetime_detached: bool = False, resources: dict[str, float] | None = None,
+                  max_restarts: int = 0) -> dict:
     """Ray options for one named actor: logical CPUs = its thread budget, GPUs as configured, plus the custom
     resources of its node pool (e.g. {"pgkd_teacher_gpu": 1}), so teachers and students never share GPU nodes."""
     env = thread_env(threads) | (extra_env or {})
@@ -49,6 +50,8 @@ def actor_options(name: str, namespace: str, threads: int, gpus: float = 0, extr
                "runtime_env": {"env_vars": env}, "max_concurrency": 4}
     if resources:
         options["resources"] = dict(resources)
+    if max_restarts:  # a restarted actor re-runs run(): it resumes from Redis and its last checkpoint
+        options |= {"max_restarts": max_restarts, "max_task_retries": -1}
     if lifetime_detached:
         options["lifetime"] = "detached"
     return options

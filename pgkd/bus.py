@@ -87,6 +87,25 @@ class Bus:
                           block=block_ms)
         return reply[0][1] if reply else []
 
+    def read_own_pending(self, stream: str, group: str, consumer: str, model: type[M]) -> list[tuple[str, M]]:
+        """Every entry delivered to this consumer and not acked yet (what it held when it died), oldest first."""
+        found, start = [], "0"
+        while entries := self._xreadgroup(stream, group, consumer, start, 500, None):
+            found += entries_to_models(self, stream, group, entries, model)
+            start = entries[-1][0]
+        return found
+
+    def read_acked(self, stream: str, group: str, model: type[M]) -> list[M]:
+        """Entries the group has acked: delivered (up to its last-delivered id) and no longer pending."""
+        groups = {g["name"]: g for g in self.call(self.client.xinfo_groups, self.key(stream))}
+        if group not in groups:
+            return []
+        last = groups[group]["last-delivered-id"]
+        pending = {p["message_id"] for p in self.call(self.client.xpending_range, self.key(stream), group,
+                                                          "-", "+", 1_000_000)}
+        entries = [e for e in self.call(self.client.xrange, self.key(stream), "-", last) if e[0] not in pending]
+        return [model.model_validate_json(fields["json"]) for _, fields in entries]
+
     def ack(self, stream: str, group: str, ids: list[str]) -> None:
         if ids:
             self.call(self.client.xack, self.key(stream), group, *ids)

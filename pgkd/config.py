@@ -150,6 +150,7 @@ class RayConfig(Strict):
     # Custom Ray resources each teacher / student actor also asks for, e.g. {"pgkd_teacher_gpu": 1}: nodes that
     # advertise them (ray_configs/cluster-aws.yaml, kuberay-rayjob.yaml) form pools that never take each other's GPUs.
     teacher_resources: dict[str, float] = Field(default_factory=dict, description="custom resources per teacher")
+    max_restarts: int = Field(3, ge=0, description="times Ray restarts a failed teacher or student actor")
     student_resources: dict[str, float] = Field(default_factory=dict, description="custom resources per student")
 
     @field_validator("teacher_resources", "student_resources")

@@ -77,6 +77,12 @@ class StudentTrainer:
         self.new_since_version = 0
         self.version = -1
 
+    def resume(self, student, version: int, trained: list[Example]) -> None:
+        """Continue after a restart from the checkpoint of `version` and the examples versions up to it saw."""
+        self.student, self.version = student, version
+        self.add(trained)
+        self.new_since_version = 0
+
     def add(self, examples: list[Example]) -> int:
         """Stage examples for the next version; an example id seen before is ignored (redelivery)."""
         added = 0

@@ -79,3 +79,21 @@ def test_embedded_server_binds_loopback_and_needs_the_password(redis_server):
         redis.Redis(host="127.0.0.1", port=redis_server.port).ping()
     info = redis.Redis.from_url(redis_server.url).config_get("bind")
     assert info["bind"] == "127.0.0.1"
+
+
+def test_a_restarted_consumer_gets_back_what_it_trained_on_and_what_it_held(bus):
+    """A student that died after publishing a version (acked) and while holding newer entries (pending):
+    read_acked gives the first, read_own_pending all of the second, however many there are."""
+    bus.ensure_group(EXAMPLES, "student:s")
+    for i in range(3):
+        bus.publish(EXAMPLES, batch(i))
+    for i in range(600):
+        bus.publish(EXAMPLES, batch(100 + i))
+    trained = bus.read_group(EXAMPLES, "student:s", "s-0", ExampleBatch, count=3, pending_first=False)
+    bus.ack(EXAMPLES, "student:s", [entry_id for entry_id, _ in trained])
+    while bus.read_group(EXAMPLES, "student:s", "s-0", ExampleBatch, count=500, block_ms=10, pending_first=False):
+        pass
+    assert [b.batch for b in bus.read_acked(EXAMPLES, "student:s", ExampleBatch)] == [0, 1, 2]
+    held = bus.read_own_pending(EXAMPLES, "student:s", "s-0", ExampleBatch)
+    assert [b.batch for _, b in held] == [100 + i for i in range(600)]
+    assert bus.read_acked(EXAMPLES, "student:absent", ExampleBatch) == []

@@ -4,6 +4,7 @@ Minutes, not seconds: marked `integration`. It runs on CPU, so it needs no GPU.
 """
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -110,13 +111,14 @@ def test_status_and_stop_on_a_live_run(tmp_path):
     assert report["stopped_by"]["reason"] == "user" and report["best_student"]["version"] == 0
 
 
-def wait_for_scored_version(runs: Path, timeout: float = 240) -> str:
+def wait_for_scored_version(runs: Path, version: int = 0, timeout: float = 240) -> str:
     deadline = time.time() + timeout
     while time.time() < deadline:
         if (runs / "itest-2" / "run.json").exists():
             status = subprocess.run(PGKD + ["status", "itest-2", "--runs-dir", str(runs)], env=ENV,
                                     capture_output=True, text=True, timeout=60)
-            if "v0 macro-F1" in status.stdout:
+            scored = [int(v) for v in re.findall(r"v(\d+) macro-F1", status.stdout)]
+            if scored and max(scored) >= version:
                 return status.stdout
         time.sleep(2)
     raise AssertionError("no scored version within the timeout")
@@ -135,3 +137,35 @@ def test_bad_dataset_is_refused_before_anything_starts(tmp_path):
     assert proc.returncode == 2
     assert f"{data / 'test.jsonl'}:2: field 'label': unknown label 'c'" in proc.stderr
     assert not (tmp_path / "runs").exists()
+
+
+def test_a_killed_student_restarts_resumes_and_loses_nothing(tmp_path):
+    """SIGKILL the student's process after its first teacher-data version: Ray restarts it, it resumes from its
+    last published checkpoint and the acked examples, and its last version has trained on every kept example."""
+    config = write_config(tmp_path, """
+teacher:
+  classes_per_batch: 2
+  examples_per_class: 6
+  max_new_tokens: 32
+  max_batches: 4
+students:
+  - name: ngram
+    kind: ngram
+    min_new_examples: 4
+""")
+    runs = tmp_path / "runs"
+    proc = subprocess.Popen(PGKD + ["run", str(config), "--run-id", "itest-2", "--set", "loop.patience=50"], env=ENV,
+                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        wait_for_scored_version(runs, version=1, timeout=360)
+        killed = subprocess.run(["pkill", "-KILL", "-f", "ray::StudentActor"], check=False).returncode == 0
+        out, _ = proc.communicate(timeout=420)
+    finally:
+        proc.kill()
+    assert killed and proc.returncode == 0, out[-3000:]
+    report = json.loads((runs / "itest-2" / "report.json").read_text())
+    versions = [c["version"] for c in report["checkpoints"]]
+    assert versions == sorted(set(versions)) and versions[-1] >= 2, versions  # went on after the kill, no repeats
+    last = report["checkpoints"][-1]
+    assert last["examples_seen"] == report["dataset"]["seeds"] + report["examples"]["teacher_total"]
+    assert report["stopped_by"]["reason"] in {"teacher_done", "patience", "max_versions"}
