@@ -37,7 +37,7 @@ class StudentActor:
         self.group = f"student:{name}"
         self.bus.ensure_group(EXAMPLES, self.group)
         self.staged: list[str] = []
-        self._resume(labels)
+        self._resume()
         self.pool = pool or []
 
     def run(self) -> int:
@@ -80,12 +80,13 @@ class StudentActor:
 
         set_status(self.bus, self.name, state="scoring pool", version=version)
         student = self.trainer.student
-        picked = least_confident(student.predict_proba(self.pool), student.labels, k, pool_queue.labelled(self.bus))
+        done = pool_queue.labelled(self.bus)
+        picked = least_confident(student.predict_proba(self.pool), student.labels, k, done)
         offered = pool_queue.offer(self.bus, [PoolHint(index=i, uncertainty=u, student=self.name, version=version,
-                                                       top_labels=top) for i, u, top in picked])
+                                                       top_labels=top) for i, u, top in picked], done)
         log.info("version %d: offered %d uncertain pool texts of %d", version, offered, len(self.pool))
 
-    def _resume(self, labels: list[str]) -> None:
+    def _resume(self) -> None:
         """After a restart (Ray max_restarts): the newest checkpoint on disk and every example it was trained on
         (acked entries) come back, and the entries held unacked when the actor died are staged again."""
         from student.registry import student_class

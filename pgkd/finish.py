@@ -88,7 +88,8 @@ def score_best(best: Checkpoint, reports: list[EvalReport], data, run_dir: Path,
 
 
 def source_counts(batches: list[ExampleBatch]) -> dict[str, int]:
-    """Examples on the bus by source; `generated` keeps its old meaning: everything the teacher added."""
+    """Examples on the bus by source, and `teacher_total`: everything the teacher added (generated, reworded
+    seeds, labelled pool texts)."""
     counts = {source: 0 for source in ("seed", "generated", "augmented", "pool")}
     for example in (e for b in batches for e in b.examples):
         counts[example.source] += 1

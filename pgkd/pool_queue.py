@@ -13,9 +13,10 @@ from pgkd.messages import PoolHint
 QUEUE, HINTS, LABELLED = "pool:queue", "pool:hints", "pool:labelled"
 
 
-def offer(bus: Bus, hints: list[PoolHint]) -> int:
-    """Queue hints for texts not labelled yet; a text already queued keeps its highest uncertainty."""
-    done = labelled(bus)
+def offer(bus: Bus, hints: list[PoolHint], done: set[int] | None = None) -> int:
+    """Queue hints for texts not labelled yet (`done`: the labelled set, if the caller just read it); a text
+    already queued keeps its highest uncertainty."""
+    done = labelled(bus) if done is None else done
     fresh = [h for h in hints if h.index not in done]
     if not fresh:
         return 0

@@ -63,9 +63,8 @@ class Teacher:
         self.backend, self.config, self.name = backend, config, name
         self.label_names = [label.name for label in labels]
         self.rng = random.Random(seed)
-        demos = demos_by_label(seeds, self.rng)
-        self.demos = demos
-        self.prompts = PromptBuilder(labels, demos, task, config.templates_dir)
+        self.demos = demos_by_label(seeds, self.rng)
+        self.prompts = PromptBuilder(labels, self.demos, task, config.templates_dir)
         self.novelty = NoveltyFilter([s["text"] for s in seeds], protected_texts, config.near_duplicate_threshold)
         self.labeler = SoftLabeler(backend, self.prompts, self.label_names, config.soft_label_candidates, self.rng)
         self.batches = 0

@@ -28,7 +28,7 @@ class RequestFailed(Exception):
 @register_backend("openai")
 class OpenAIHTTPBackend:
     def __init__(self, model: str, base_url: str, served_model: str | None = None, api_key_env: str | None = None,
-                 timeout_s: float = 120, max_retries: int = 4, concurrency: int = 8, **_engine_options):
+                 timeout_s: float = 120, max_retries: int = 4, concurrency: int = 8):
         self.model_name = served_model or model
         self.max_retries = max_retries
         key = os.environ.get(api_key_env) if api_key_env else None
