@@ -1,17 +1,46 @@
-"""What every actor shell shares: logging, its bus, thread budget."""
+"""What every actor shell shares: logging (stdout, plus a JSON-lines file per actor), its bus, thread budget."""
 from __future__ import annotations
 
+import json
 import logging
+import os
 import sys
+import time
+from pathlib import Path
 
 from cluster.placement import set_thread_budget
 from pgkd.bus import Bus
 
 
-def setup_actor(name: str, bus_url: str, run_id: str, threads: int) -> Bus:
+class JsonLines(logging.Formatter):
+    """One JSON object per record: easy to grep, load with pandas, or ship to a log store."""
+
+    def __init__(self, actor: str):
+        super().__init__()
+        self.actor = actor
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {"ts": round(record.created, 3), "time": time.strftime("%H:%M:%S", time.localtime(record.created)),
+                 "actor": self.actor, "pid": record.process, "level": record.levelname, "logger": record.name,
+                 "message": record.getMessage()}
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry)
+
+
+def setup_logging(name: str, log_dir: str | None) -> None:
     logging.basicConfig(level=logging.INFO, stream=sys.stdout, force=True,
                         format=f"%(asctime)s {name} %(levelname)s %(name)s: %(message)s")
+    if log_dir:  # appended to: a restarted actor continues its own file
+        Path(log_dir).mkdir(parents=True, exist_ok=True)
+        handler = logging.FileHandler(Path(log_dir) / f"{name}.jsonl")
+        handler.setFormatter(JsonLines(name))
+        logging.getLogger().addHandler(handler)
+
+
+def setup_actor(name: str, bus_url: str, run_id: str, threads: int) -> Bus:
+    setup_logging(name, os.environ.get("PGKD_LOG_DIR"))
     set_thread_budget(threads)
-    bus = Bus(bus_url, run_id)
+    bus = Bus(bus_url, run_id, retry_seconds=float(os.environ.get("PGKD_BUS_RETRY_S", "120")))
     bus.ping()
     return bus

@@ -10,7 +10,8 @@ from actors.metrics import record_evaluation, record_queue
 from cluster.placement import torch_device
 from pgkd.bus import CHECKPOINTS, REPORTS
 from pgkd.config import EvaluatorConfig, LoopConfig
-from pgkd.control import BEST, LATEST_REPORT, request_stop, set_status, stop_requested, teacher_stats_key
+from pgkd.control import (BEST, LATEST_REPORT, actor_names, request_stop, retired, set_status, stop_requested,
+                          teacher_stats_key)
 from pgkd.early_stopping import RunStopping
 from pgkd.evaluation import score
 from pgkd.messages import Checkpoint, EvalReport
@@ -22,30 +23,49 @@ GROUP = "evaluator"
 @ray.remote
 class EvaluatorActor:
     def __init__(self, bus_url: str, run_id: str, config: dict, loop: dict, labels: list[str],
-                 validation: list[dict], teacher_names: list[str], student_names: list[str], gpus: float = 0):
+                 validation: list[dict], student_names: list[str], gpus: float = 0):
         self.config = EvaluatorConfig.model_validate(config)
         self.loop = LoopConfig.model_validate(loop)
         self.bus = setup_actor("evaluator", bus_url, run_id, self.config.threads)
-        self.labels, self.teacher_names = labels, teacher_names
+        self.labels = labels
         self.texts = [row["text"] for row in validation]
         self.gold = [row["label"] for row in validation]
         self.device = torch_device(gpus)
         self.stopping = RunStopping(self.loop.patience, self.loop.min_delta, student_names)
         self.loaded: dict[str, object] = {}
         self.best_by_student: dict[str, float] = {}
+        self.scored: set[str] = set()
+        self._replay_reports()
         self.bus.ensure_group(CHECKPOINTS, GROUP)
+
+    def _replay_reports(self) -> None:
+        """After a restart or `pgkd resume`: patience, the best version and the version count come back from the
+        reports already published, so nothing is scored twice and patience does not start over."""
+        for report in self.bus.read_all(REPORTS, EvalReport):
+            self._count(report)
+        if self.scored:
+            log.info("replayed %d reports; best %s %.4f", len(self.scored), self.stopping.best_key, self.stopping.best)
+
+    def _count(self, report: EvalReport) -> bool:
+        """Record a scored version; True when it is the run's best so far."""
+        self.scored.add(report.key)
+        self.best_by_student[report.student] = max(report.macro_f1, self.best_by_student.get(report.student, 0.0))
+        return self.stopping.update(report.student, report.macro_f1, report.key)
 
     def run(self) -> int:
         """Score checkpoints until stopped; returns the number scored."""
         recovering = True
         while stop_requested(self.bus) is None:
+            reconnects = self.bus.reconnects
             entries = self.bus.read_group(CHECKPOINTS, GROUP, "evaluator", Checkpoint, count=1,
                                           block_ms=int(self.loop.poll_interval_s * 1000), pending_first=recovering)
-            recovering = False
+            recovering = self.bus.reconnects != reconnects  # a reply lost in an outage is still pending: reread
             for entry_id, checkpoint in entries:
-                self._evaluate(checkpoint)
+                if f"{checkpoint.student}@v{checkpoint.version}" not in self.scored:  # else: scored, ack was lost
+                    self._evaluate(checkpoint)
                 self.bus.ack(CHECKPOINTS, GROUP, [entry_id])
                 self._maybe_stop()
+            self._forget_retired()
             set_status(self.bus, "evaluator", state="idle", scored=self.stopping.seen)
         return self.stopping.seen
 
@@ -65,9 +85,8 @@ class EvaluatorActor:
                             **{k: v for k, v in scores.items() if k in EvalReport.model_fields})
         self.bus.publish(REPORTS, report)
         self.bus.set_model(LATEST_REPORT, report)
-        if self.stopping.update(report.student, report.macro_f1, report.key):
+        if self._count(report):
             self.bus.set_model(BEST, checkpoint)
-        self.best_by_student[report.student] = max(report.macro_f1, self.best_by_student.get(report.student, 0.0))
         record_evaluation(report.student, report.macro_f1, self.best_by_student[report.student])
         record_queue("checkpoints:evaluator", self.bus.lag(CHECKPOINTS, GROUP))
         log.info("%s: macro-F1 %.4f accuracy %.4f (%d examples, %d from the teacher); best %s %.4f",
@@ -76,7 +95,17 @@ class EvaluatorActor:
         return report
 
     def _teacher_generated(self) -> int:
-        return int(sum(float(self.bus.get_fields(teacher_stats_key(t)).get("generated", 0)) for t in self.teacher_names))
+        return int(sum(float(self.bus.get_fields(teacher_stats_key(t)).get("generated", 0))
+                       for t in actor_names(self.bus, "teacher")))
+
+    def _forget_retired(self) -> None:
+        """A student scaled down will publish nothing more: its patience must not hold the run open."""
+        gone = retired(self.bus)
+        for name in gone & set(self.stopping.per_student):
+            self.stopping.retire(name)
+            log.info("%s was scaled down: no longer waited on for patience", name)
+        for name in self.stopping.retired - gone:
+            self.stopping.unretire(name)
 
     def _maybe_stop(self) -> None:
         if self.stopping.should_stop:

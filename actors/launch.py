@@ -1,4 +1,4 @@
-"""Creates the named actors of a run with the options cluster.placement decides."""
+"""Creates (and removes) the named actors of a run with the options cluster.placement decides."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -9,7 +9,7 @@ from actors.evaluator_actor import EvaluatorActor
 from actors.student_actor import StudentActor
 from actors.teacher_actor import TeacherActor
 from cluster.placement import actor_options, teacher_env
-from pgkd.config import RunConfig
+from pgkd.config import RunConfig, StudentConfig
 
 
 @dataclass
@@ -26,46 +26,125 @@ class RunInputs:
 
 
 @dataclass
+class RunContext:
+    """Everything needed to start one more actor of a live run (scaling, restarts by the driver)."""
+
+    config: RunConfig
+    inputs: RunInputs
+    bus_url: str
+    run_id: str
+    checkpoint_dir: str
+    log_dir: str | None = None  # per-actor JSON-lines logs; None: stdout only
+
+    @property
+    def label_names(self) -> list[str]:
+        return [label["name"] for label in self.inputs.labels]
+
+    def env(self) -> dict[str, str]:
+        env = {"PGKD_BUS_RETRY_S": str(self.config.redis.retry_seconds)}
+        return env | ({"PGKD_LOG_DIR": self.log_dir} if self.log_dir else {})
+
+
+@dataclass
 class Launched:
+    context: RunContext
     handles: dict[str, object] = field(default_factory=dict)
     runs: dict[str, object] = field(default_factory=dict)  # actor name -> ObjectRef of its run()
 
+    def start(self, name: str, handle) -> None:
+        self.handles[name], self.runs[name] = handle, handle.run.remote()
+
+
+def teacher_name(replica: int) -> str:
+    return f"teacher-{replica}"
+
+
+def student_name(student: StudentConfig, replica: int) -> str:
+    return actor_name(student.name, replica)
+
 
 def teacher_names(config: RunConfig) -> list[str]:
-    return [f"teacher-{i}" for i in range(config.teacher.replicas)]
+    return [teacher_name(i) for i in range(config.teacher.replicas)]
 
 
-def student_names(config: RunConfig) -> list[tuple[str, object]]:
-    return [(f"student-{s.name}-{i}", s) for s in config.students for i in range(s.replicas)]
+def student_names(config: RunConfig) -> list[tuple[str, StudentConfig]]:
+    return [(student_name(s, i), s) for s in config.students for i in range(s.replicas)]
 
 
-def launch_all(config: RunConfig, inputs: RunInputs, bus_url: str, run_id: str, checkpoint_dir: str) -> Launched:
-    launched = Launched()
-    ns, names = config.ray.namespace, [label["name"] for label in inputs.labels]
-    for replica, name in enumerate(teacher_names(config)):
-        options = actor_options(name, ns, config.teacher.threads, config.teacher.gpus_per_replica, teacher_env(),
-                                resources=config.ray.teacher_resources, max_restarts=config.ray.max_restarts)
-        launched.handles[name] = TeacherActor.options(**options).remote(
-            name, bus_url, run_id, config.teacher.model_dump(mode="json"), inputs.labels, inputs.seeds,
-            inputs.protected_texts, inputs.task, replica, inputs.pool)
-    for name, student in student_names(config):
-        options = actor_options(name, ns, student.threads, student.gpus, resources=config.ray.student_resources,
-                                max_restarts=config.ray.max_restarts)
-        launched.handles[name] = StudentActor.options(**options).remote(
-            name, bus_url, run_id, student.model_dump(mode="json"), names, checkpoint_dir,
-            config.loop.poll_interval_s, inputs.validation, inputs.pool)
-    options = actor_options("evaluator", ns, config.evaluator.threads)
-    launched.handles["evaluator"] = EvaluatorActor.options(**options).remote(
-        bus_url, run_id, config.evaluator.model_dump(mode="json"), config.loop.model_dump(mode="json"), names,
-        inputs.validation, teacher_names(config), [name for name, _ in student_names(config)])
-    for name, handle in launched.handles.items():
-        launched.runs[name] = handle.run.remote()
+def launch_teacher(launched: Launched, replica: int) -> str:
+    c, name = launched.context, teacher_name(replica)
+    t = c.config.teacher
+    options = actor_options(name, c.config.ray.namespace, t.threads, t.gpus_per_replica, teacher_env() | c.env(),
+                            resources=c.config.ray.teacher_resources, max_restarts=c.config.ray.max_restarts)
+    launched.start(name, TeacherActor.options(**options).remote(
+        name, c.bus_url, c.run_id, t.model_dump(mode="json"), c.inputs.labels, c.inputs.seeds,
+        c.inputs.protected_texts, c.inputs.task, replica, c.inputs.pool))
+    return name
+
+
+def launch_student(launched: Launched, student: StudentConfig, replica: int) -> str:
+    c, name = launched.context, student_name(student, replica)
+    options = actor_options(name, c.config.ray.namespace, student.threads, student.gpus, c.env(),
+                            resources=c.config.ray.student_resources, max_restarts=c.config.ray.max_restarts)
+    launched.start(name, StudentActor.options(**options).remote(
+        name, c.bus_url, c.run_id, student.model_dump(mode="json"), c.label_names, c.checkpoint_dir,
+        c.config.loop.poll_interval_s, c.inputs.validation, c.inputs.pool))
+    return name
+
+
+def launch_evaluator(launched: Launched) -> str:
+    c = launched.context
+    options = actor_options("evaluator", c.config.ray.namespace, c.config.evaluator.threads, extra_env=c.env(),
+                            max_restarts=c.config.ray.max_restarts)  # it rebuilds its state from the reports
+    launched.start("evaluator", EvaluatorActor.options(**options).remote(
+        c.bus_url, c.run_id, c.config.evaluator.model_dump(mode="json"), c.config.loop.model_dump(mode="json"),
+        c.label_names, c.inputs.validation, [name for name, _ in student_names(c.config)]))
+    return "evaluator"
+
+
+def launch_all(context: RunContext) -> Launched:
+    launched = Launched(context)
+    for replica in range(context.config.teacher.replicas):
+        launch_teacher(launched, replica)
+    for student in context.config.students:
+        for replica in range(student.replicas):
+            launch_student(launched, student, replica)
+    launch_evaluator(launched)
     return launched
 
 
-def kill_all(launched: Launched) -> None:
-    for handle in launched.handles.values():
+def forget(launched: Launched, name: str) -> None:
+    """Kill one actor (if still there) and drop it, so its name can be launched again."""
+    handle = launched.handles.pop(name, None)
+    launched.runs.pop(name, None)
+    if handle is not None:
         try:
             ray.kill(handle)
         except Exception:  # already gone
             pass
+
+
+def kill_all(launched: Launched) -> None:
+    for name in list(launched.handles):
+        forget(launched, name)
+
+
+def pool_of(name: str) -> tuple[str, int] | None:
+    """teacher-3 -> ("teacher", 3); student-minilm-1 -> ("minilm", 1); the evaluator is in no pool."""
+    if name.startswith("teacher-"):
+        return "teacher", int(name.rsplit("-", 1)[1])
+    if name.startswith("student-"):
+        pool, index = name[len("student-"):].rsplit("-", 1)
+        return pool, int(index)
+    return None
+
+
+def launch_in_pool(launched: Launched, pool: str, replica: int) -> str:
+    if pool == "teacher":
+        return launch_teacher(launched, replica)
+    student = next(s for s in launched.context.config.students if s.name == pool)
+    return launch_student(launched, student, replica)
+
+
+def actor_name(pool: str, replica: int) -> str:
+    return teacher_name(replica) if pool == "teacher" else f"student-{pool}-{replica}"

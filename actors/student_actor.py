@@ -14,7 +14,7 @@ from actors.metrics import record_queue, record_version
 from cluster.placement import torch_device
 from pgkd.bus import CHECKPOINTS, EXAMPLES
 from pgkd.config import StudentConfig
-from pgkd.control import set_status, stop_requested, teachers_done
+from pgkd.control import is_retired, register_actor, set_status, stop_requested, teachers_done
 from pgkd import pool_queue
 from pgkd.messages import Checkpoint, ExampleBatch, PoolHint
 
@@ -31,6 +31,7 @@ class StudentActor:
         self.name, self.poll_ms = name, int(poll_seconds * 1000)
         self.config = StudentConfig.model_validate(config)
         self.bus = setup_actor(name, bus_url, run_id, self.config.threads)
+        register_actor(self.bus, "student", name)
         seed_everything(self.config.seed)
         student = make_student(labels, self.config, torch_device(self.config.gpus))
         self.trainer = StudentTrainer(student, self.config, Path(checkpoint_dir) / name, validation)
@@ -43,9 +44,16 @@ class StudentActor:
     def run(self) -> int:
         """Train until stopped; returns the number of versions published."""
         while stop_requested(self.bus) is None:
+            if is_retired(self.bus, self.name):  # scaled down: what it staged stays pending for a later comeback
+                set_status(self.bus, self.name, state="retired", version=self.trainer.version)
+                break
+            reconnects = self.bus.reconnects
             entries = self.bus.read_group(EXAMPLES, self.group, self.name, ExampleBatch,
                                           count=1 if self.trainer.version < 0 else 100, block_ms=self.poll_ms,
                                           pending_first=False)  # _resume took what this consumer held
+            if self.bus.reconnects != reconnects:  # a reply lost in a Redis outage left entries pending here
+                entries += [(i, b) for i, b in self.bus.read_own_pending(EXAMPLES, self.group, self.name, ExampleBatch)
+                            if i not in self.staged and i not in {e for e, _ in entries}]
             for entry_id, batch in entries:
                 self.trainer.add(batch.examples)
                 self.staged.append(entry_id)

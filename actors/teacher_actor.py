@@ -10,7 +10,7 @@ from actors.common import setup_actor
 from actors.metrics import record_teacher_batch
 from pgkd.bus import EXAMPLES
 from pgkd.config import TeacherConfig
-from pgkd.control import latest_report, set_status, stop_requested, teacher_stats_key
+from pgkd.control import is_retired, latest_report, register_actor, set_status, stop_requested, teacher_stats_key
 from pgkd.messages import ExampleBatch
 from pgkd import pool_queue
 from teacher.planner import is_newer
@@ -27,6 +27,7 @@ class TeacherActor:
         self.name, self.replica = name, replica
         self.config = TeacherConfig.model_validate(config)
         self.bus = setup_actor(name, bus_url, run_id, self.config.threads)
+        register_actor(self.bus, "teacher", name)
         self.inputs = (labels, seeds, protected_texts, task)
         self.pool = pool or []
 
@@ -53,6 +54,9 @@ class TeacherActor:
         used: dict[str, int] = {}
         current = None
         while stop_requested(self.bus) is None:
+            if is_retired(self.bus, self.name):  # `pgkd scale` took this replica away
+                set_status(self.bus, self.name, state="retired", finished=time.time())
+                return
             number = self.bus.next_number(BATCH_COUNTER)  # run-wide: replicas never plan the same batch
             if self.config.max_batches is not None and number >= self.config.max_batches:
                 break

@@ -70,10 +70,14 @@ def teacher_env() -> dict[str, str]:
             "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "1"), "TOKENIZERS_PARALLELISM": "false"}
 
 
+SCALE_HEADROOM_CPUS = 4
+
+
 def local_cluster_cpus(teacher_replicas: int, teacher_threads: int, students_threads: int, evaluator_threads: int,
                        configured: int | None) -> int:
-    """Logical CPUs for a local cluster: enough for every actor plus the driver, whatever the core count.
-    Logical CPUs only schedule; the thread budgets above decide real core use."""
+    """Logical CPUs for a local cluster: enough for every actor plus the driver, whatever the core count, and
+    room for `pgkd scale` to add a few actors (a local cluster cannot grow later). Logical CPUs only schedule;
+    the thread budgets above decide real core use."""
     if configured:
         return configured
-    return teacher_replicas * teacher_threads + students_threads + evaluator_threads + 1
+    return teacher_replicas * teacher_threads + students_threads + evaluator_threads + 1 + SCALE_HEADROOM_CPUS

@@ -38,6 +38,7 @@ def redact(url: str) -> str:
 class Bus:
     def __init__(self, url: str, run_id: str, retry_seconds: float = 30.0):
         self.url, self.run_id, self.retry_seconds = url, run_id, retry_seconds
+        self.reconnects = 0  # commands that needed a retry: a reader checks it to recover replies lost in between
         self.client = redis.Redis.from_url(url, decode_responses=True, socket_timeout=30, socket_connect_timeout=5,
                                            health_check_interval=15)
 
@@ -52,6 +53,7 @@ class Bus:
             try:
                 return fn(*args, **kwargs)
             except RETRYABLE as exc:
+                self.reconnects += 1
                 if time.monotonic() >= deadline:
                     raise BusUnavailable(f"Redis at {redact(self.url)} unreachable: {exc}") from exc
                 log.warning("redis at %s: %s; retrying in %.1fs", redact(self.url), exc, delay)

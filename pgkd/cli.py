@@ -1,4 +1,4 @@
-"""pgkd command line: demo, run, status, stop, predict, export."""
+"""pgkd command line: demo, run, status, stop, scale, resume, predict, export."""
 from __future__ import annotations
 
 import argparse
@@ -43,6 +43,19 @@ def parser() -> argparse.ArgumentParser:
         one.add_argument("run_id")
         one.add_argument("--runs-dir", default="runs")
         one.set_defaults(func=func)
+    scale = sub.add_parser("scale", help="change the number of teachers or students of a live run")
+    scale.add_argument("run_id")
+    scale.add_argument("--teachers", type=int, metavar="N", help="teacher replicas wanted")
+    scale.add_argument("--students", action="append", default=[], metavar="[NAME=]M",
+                       help="replicas wanted of a configured student (NAME=M), or M for the first one; repeatable")
+    scale.add_argument("--runs-dir", default="runs")
+    scale.set_defaults(func=cmd_scale)
+    resume = sub.add_parser("resume", help="continue a stopped or crashed run from Redis and its checkpoints")
+    resume.add_argument("run_id")
+    resume.add_argument("--runs-dir", default="runs")
+    resume.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="change the saved config, e.g. teacher.max_batches=20 or loop.time_budget_s=600")
+    resume.set_defaults(func=cmd_resume)
     predict = sub.add_parser("predict", help="label texts with an exported student")
     predict.add_argument("student", help="a student folder, e.g. runs/<id>/best_student")
     predict.add_argument("texts", nargs="*", help="texts; none: read one per line from stdin")
@@ -109,6 +122,39 @@ def cmd_stop(args) -> int:
     first = request_stop(bus, "user", "pgkd stop")
     print("stop requested" if first else "run was already stopping")
     return 0
+
+
+def cmd_scale(args) -> int:
+    from pgkd.config import load_config
+    from pgkd.control import CONTROL
+    from pgkd.messages import ScaleRequest
+    from pgkd.scaling import check_request
+
+    bus, run_dir = _bus_for(args)
+    names = [s.name for s in load_config(run_dir / "config.yaml").students]
+    request = ScaleRequest(teachers=args.teachers, students=parse_student_counts(args.students, names))
+    check_request(request, names)
+    bus.publish(CONTROL, request)
+    print(f"scale requested: {request.model_dump(exclude={'created'})}; the driver applies it within a second "
+          f"(see `pgkd status {args.run_id}`)")
+    return 0
+
+
+def parse_student_counts(values: list[str], names: list[str]) -> dict[str, int]:
+    counts = {}
+    for value in values:
+        name, _, count = value.rpartition("=")
+        if not count.isdigit():
+            raise InputError(f"expected M or NAME=M with M a whole number, got '{value}'", field="--students")
+        counts[name or names[0]] = int(count)
+    return counts
+
+
+def cmd_resume(args) -> int:
+    from pgkd.driver import resume
+
+    report = resume(args.run_id, args.runs_dir, args.set)
+    return 0 if report.get("best_student") else 1
 
 
 def cmd_predict(args) -> int:

@@ -140,6 +140,8 @@ class LoopConfig(Strict):
 
 class RedisConfig(Strict):
     url: str | None = Field(None, description="absent: start an embedded redis-server on 127.0.0.1")
+    retry_seconds: float = Field(120, gt=0, description="how long every process retries a Redis that went away "
+                                 "(restart, failover, network blip) before giving up")
 
 
 class RayConfig(Strict):

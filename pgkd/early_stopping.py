@@ -38,20 +38,27 @@ class RunStopping:
     def __init__(self, patience: int, min_delta: float, students: list[str]):
         self.per_student = {name: EarlyStopping(patience, min_delta) for name in students}
         self.best, self.best_key, self.seen = float("-inf"), None, 0
+        self.settings = (patience, min_delta)
+        self.retired: set[str] = set()
 
     def update(self, student: str, score: float, key: str) -> bool:
         """Record one scored version; True when it is the best of the run so far."""
         self.seen += 1
-        tracker = self.per_student.setdefault(student, EarlyStopping(*self._settings()))
-        tracker.update(score, key)
+        if student not in self.retired:
+            self.per_student.setdefault(student, EarlyStopping(*self.settings)).update(score, key)
         if score > self.best:
             self.best, self.best_key = score, key
             return True
         return False
 
-    def _settings(self) -> tuple[int, float]:
-        any_tracker = next(iter(self.per_student.values()))
-        return any_tracker.patience, any_tracker.min_delta
+    def retire(self, student: str) -> None:
+        """Stop waiting on a student that will publish no more versions (its best stays the run's best)."""
+        self.per_student.pop(student, None)
+        self.retired.add(student)
+
+    def unretire(self, student: str) -> None:
+        """Scaled up again: its patience counts afresh from its next version."""
+        self.retired.discard(student)
 
     @property
     def should_stop(self) -> bool:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from pgkd.bus import CHECKPOINTS, DEAD_LETTERS, EXAMPLES, REPORTS, Bus, redact
 from pgkd.config import RunConfig, dump_config
-from pgkd.control import BEST
+from pgkd.control import BEST, actor_names, stop_history
 from pgkd.evaluation import score
 from pgkd.live_status import teacher_totals
 from pgkd.messages import Checkpoint, EvalReport, ExampleBatch, Stop
@@ -29,13 +29,14 @@ def finish_run(config: RunConfig, data, inputs, bus: Bus, run_id: str, run_dir: 
     batches = bus.read_all(EXAMPLES, ExampleBatch)
     write_data(run_dir / "data", batches)
     write_metrics(run_dir / "metrics.jsonl", reports)
-    totals, per_teacher = teacher_totals(bus, teacher_names(config))
+    totals, per_teacher = teacher_totals(bus, actor_names(bus, "teacher", teacher_names(config)))
     best = bus.get_model(BEST, Checkpoint)
     best_block = score_best(best, reports, data, run_dir, progress) if best else None
     report = {
         "run_id": run_id,
         "config": dump_config(config) | {"redis": {"url": redact(config.redis.url) if config.redis.url else None}},
         "stopped_by": stop.model_dump(),
+        "earlier_sessions": [s.model_dump() for s in stop_history(bus)],  # stops before each `pgkd resume`
         "elapsed_seconds": round(elapsed, 1),
         "started": round(time.time() - elapsed, 3),  # wall clock when the actors were launched
         "dataset": {"path": str(config.dataset.path), "labels": len(data.labels), "seeds": len(inputs.seeds),

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from pgkd.bus import CHECKPOINTS, EXAMPLES, REPORTS, Bus
-from pgkd.control import BEST, stop_requested, teacher_stats_key
+from pgkd.control import BEST, actor_names, retired, stop_requested, teacher_stats_key
 from pgkd.messages import Checkpoint, EvalReport
 
 
@@ -28,8 +28,9 @@ def teacher_totals(bus: Bus, teachers: list[str]) -> tuple[dict[str, float], dic
 def collect_status(bus: Bus, config) -> dict:
     from actors.launch import student_names, teacher_names
 
-    teachers = teacher_names(config)
-    students = [name for name, _ in student_names(config)]
+    teachers = actor_names(bus, "teacher", teacher_names(config))
+    students = actor_names(bus, "student", [name for name, _ in student_names(config)])
+    gone = retired(bus)
     totals, per_teacher = teacher_totals(bus, teachers)
     reports = bus.read_all(REPORTS, EvalReport)
     latest = {}
@@ -40,10 +41,10 @@ def collect_status(bus: Bus, config) -> dict:
     busy = totals.get("busy_seconds", 0.0)
     return {
         "teacher": totals,
-        "teachers": {t: per_teacher[t] | {"state": bus.get_fields(f"status:{t}").get("state", "starting")}
+        "teachers": {t: per_teacher[t] | {"state": _state(bus, t, gone)}
                      for t in teachers},
         "teacher_tokens_per_s": (totals.get("completion_tokens", 0.0) / busy) if busy else 0.0,
-        "students": {s: bus.get_fields(f"status:{s}") for s in students},
+        "students": {s: bus.get_fields(f"status:{s}") | {"state": _state(bus, s, gone)} for s in students},
         "scores": {s: {"version": r.version, "macro_f1": r.macro_f1, "accuracy": r.accuracy,
                        "examples_seen": r.examples_seen} for s, r in latest.items()},
         "versions_scored": len(reports),
@@ -55,6 +56,11 @@ def collect_status(bus: Bus, config) -> dict:
                    "checkpoints_lag:evaluator": bus.lag(CHECKPOINTS, "evaluator")},
         "stop": None if stop is None else stop.model_dump(),
     }
+
+
+def _state(bus: Bus, actor: str, gone: set[str]) -> str:
+    state = bus.get_fields(f"status:{actor}").get("state", "starting")
+    return f"{state} (scaled down)" if actor in gone else state
 
 
 def progress_line(status: dict, elapsed: float) -> str:

@@ -82,6 +82,14 @@ class PoolHint(Message):
     top_labels: list[str]  # the student's best guesses, most likely first: the teacher's candidates
 
 
+class ScaleRequest(Message):
+    """`pgkd scale`: the wanted number of teacher replicas and of replicas per student config (by name)."""
+
+    teachers: int | None = Field(None, ge=0)
+    students: dict[str, int] = Field(default_factory=dict)  # student config name -> replicas
+    created: float = Field(default_factory=time.time)
+
+
 class Stop(Message):
     reason: Literal["patience", "max_versions", "time_budget", "max_generated", "user", "teacher_done", "error"]
     detail: str = ""

@@ -9,6 +9,7 @@ import logging
 import secrets
 import socket
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -35,6 +36,15 @@ class EmbeddedRedis:
         self.port = port or free_port(host)
         self.password = password or secrets.token_urlsafe(24)
         self.process: subprocess.Popen | None = None
+        self.attached = False  # a server an earlier driver started (it outlived that driver): stop by SHUTDOWN
+        self.restarts = 0
+        self._stopping = threading.Event()
+
+    @classmethod
+    def attach(cls, data_dir: Path, host: str, port: int, password: str) -> "EmbeddedRedis":
+        server = cls(data_dir, port=port, password=password, host=host)
+        server.attached = True
+        return server
 
     @property
     def url(self) -> str:
@@ -42,14 +52,34 @@ class EmbeddedRedis:
 
     def start(self, timeout: float = 15.0) -> "EmbeddedRedis":
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        # appendfsync always: a write Redis acknowledged survives even a SIGKILL of the server (the bus carries
+        # tens of messages a second, far below what fsync-per-write costs). The password goes through argv of a
+        # local process only; it is never logged.
         args = [redis_binary(), "--bind", self.host, "--port", str(self.port), "--requirepass", self.password,
-                "--dir", str(self.data_dir), "--appendonly", "yes", "--save", "", "--protected-mode", "yes",
-                "--logfile", str(self.data_dir / "redis.log")]
-        # The password goes through argv of a local process only; it is never logged.
+                "--dir", str(self.data_dir), "--appendonly", "yes", "--appendfsync", "always", "--save", "",
+                "--protected-mode", "yes", "--logfile", str(self.data_dir / "redis.log")]
+        # Own session: Ctrl-C in the driver's terminal must not kill the bus before the report is written.
         self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                         start_new_session=True)
         self._wait_ready(timeout)
         log.info("embedded redis-server on %s:%d (data in %s)", self.host, self.port, self.data_dir)
+        return self
+
+    def keep_alive(self, every_s: float = 0.5) -> "EmbeddedRedis":
+        """Restart the server, same port, password and data, whenever it dies: clients ride out the gap with
+        their retries, and the append-only file brings every stream and consumer group back."""
+        def watch():
+            while not self._stopping.wait(every_s):
+                process = self.process
+                if process is not None and process.poll() is not None and not self._stopping.is_set():
+                    log.warning("embedded redis-server exited (%s); restarting it", process.returncode)
+                    self.restarts += 1
+                    try:
+                        self.start()
+                    except (RuntimeError, TimeoutError, OSError) as exc:
+                        log.error("could not restart redis-server: %s", exc)
+
+        threading.Thread(target=watch, name="redis-keep-alive", daemon=True).start()
         return self
 
     def _wait_ready(self, timeout: float) -> None:
@@ -66,6 +96,13 @@ class EmbeddedRedis:
         raise TimeoutError(f"redis-server not ready on {self.host}:{self.port} after {timeout}s")
 
     def stop(self) -> None:
+        self._stopping.set()
+        if self.attached:
+            try:
+                redis.Redis(host=self.host, port=self.port, password=self.password).shutdown()
+            except redis.ConnectionError:  # SHUTDOWN closes the connection: that is success
+                pass
+            self.attached = False
         if self.process and self.process.poll() is None:
             self.process.terminate()
             try:

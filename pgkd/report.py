@@ -32,6 +32,8 @@ def write_markdown(report: dict, run_dir: Path) -> Path:
     lines = [f"# pgkd run {report['run_id']}", ""]
     stop = report["stopped_by"]
     lines += [f"Stopped by **{stop['reason']}** {stop.get('detail', '')} after {report['elapsed_seconds']:.0f} s.", ""]
+    for n, earlier in enumerate(report.get("earlier_sessions", []), 1):
+        lines += [f"Session {n} ended by {earlier['reason']} {earlier.get('detail', '')}; resumed with `pgkd resume`.", ""]
     d = report["dataset"]
     lines += [f"Dataset `{d['path']}`: {d['labels']} labels, {d['seeds']} labelled seeds, "
               f"{d['validation']} validation and {d['test']} test texts.", ""]

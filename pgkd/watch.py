@@ -6,38 +6,55 @@ import time
 
 import ray
 
+from actors.launch import actor_name, forget, launch_in_pool, pool_of, teacher_names
 from pgkd.bus import CHECKPOINTS, EXAMPLES, Bus
 from pgkd.config import RunConfig
-from pgkd.control import TEACHERS_DONE, request_stop, stop_requested
-from actors.launch import teacher_names
+from pgkd.control import (CONTROL, TEACHERS_DONE, actor_names, request_stop, retire, retired, stop_requested,
+                          unretire)
 from pgkd.live_status import collect_status, progress_line, teacher_totals
-from pgkd.messages import Stop
+from pgkd.messages import ScaleRequest, Stop
+from pgkd.scaling import plan_scale
+from pgkd.terminal_bar import TerminalBar
 
 log = logging.getLogger("pgkd.driver")
 PROGRESS_EVERY_S = 10.0
+BAR_EVERY_S = 2.0
 DRAIN_TIMEOUT_S = 120.0
 
 
 class Watcher:
     def __init__(self, config: RunConfig, bus: Bus, launched, progress):
-        self.config, self.bus, self.launched, self.progress = config, bus, launched, progress
+        self.config, self.bus, self.launched = config, bus, launched
         self.started = time.time()
+        self.bar = TerminalBar(config.loop.time_budget_s)
+        self.progress = self.bar.write if self.bar.active and progress is print else progress
         self.finished: dict[str, str] = {}  # actor -> "ok" or the error
         self.last_progress = 0.0
+        bus.ensure_group(CONTROL, "driver")
 
     def until_stopped(self) -> Stop:
         while True:
             stop = stop_requested(self.bus)
             if stop is not None:
+                self.bar.close()
                 self.progress(f"stopping: {stop.reason} {stop.detail}".rstrip())
                 return stop
             self._check_actors()
+            self._apply_scale_requests()
             self._check_budgets()
             self._check_quiescent()
-            if time.time() - self.last_progress >= PROGRESS_EVERY_S:
-                self.last_progress = time.time()
-                self.progress(progress_line(collect_status(self.bus, self.config), time.time() - self.started))
+            self._report_progress()
             time.sleep(self.config.loop.poll_interval_s)
+
+    def _report_progress(self) -> None:
+        since = time.time() - self.last_progress
+        if since < (BAR_EVERY_S if self.bar.active else PROGRESS_EVERY_S):
+            return
+        status, elapsed = collect_status(self.bus, self.config), time.time() - self.started
+        self.bar.update(elapsed, status)
+        if int(elapsed // PROGRESS_EVERY_S) != int((elapsed - since) // PROGRESS_EVERY_S) or not self.bar.active:
+            self.progress(progress_line(status, elapsed))
+        self.last_progress = time.time()
 
     def _check_actors(self) -> None:
         pending = [ref for name, ref in self.launched.runs.items() if name not in self.finished]
@@ -45,6 +62,7 @@ class Watcher:
             return
         ready, _ = ray.wait(pending, num_returns=len(pending), timeout=0)
         by_ref = {ref: name for name, ref in self.launched.runs.items()}
+        gone = retired(self.bus) if ready else set()
         for ref in ready:
             name = by_ref[ref]
             try:
@@ -54,14 +72,46 @@ class Watcher:
                 self.finished[name] = f"{type(exc).__name__}: {str(exc)[-500:]}"
                 log.error("actor %s failed: %s", name, self.finished[name])
                 self.progress(f"actor {name} failed: {self.finished[name][:300]}")
+            if name in gone and self.finished[name] == "ok":  # scaled down and done: free its name and CPUs
+                self._forget(name)
+                self.progress(f"{name} finished and left the run (scaled down)")
         self._stop_if_crippled()
+
+    def _forget(self, name: str) -> None:
+        forget(self.launched, name)
+        self.finished.pop(name, None)
+
+    def _live(self, prefix: str) -> list[str]:
+        """Actors of the run still working: launched, not scaled down."""
+        gone = retired(self.bus)
+        return [n for n in self.launched.runs if n.startswith(prefix) and n not in gone]
+
+    def _apply_scale_requests(self) -> None:
+        """Carry out `pgkd scale`: start actors (a returning name resumes its own state) or retire them."""
+        for entry_id, request in self.bus.read_group(CONTROL, "driver", "driver", ScaleRequest, count=10,
+                                                     block_ms=None):
+            live: dict[str, list[int]] = {}
+            for name in self._live("teacher-") + self._live("student-"):
+                pool, index = pool_of(name)
+                live.setdefault(pool, []).append(index)
+            plan = plan_scale(live, request)
+            self.progress(f"scale request {request.model_dump(exclude={'created'})}: {plan.describe()}")
+            for pool, index in plan.retire:
+                retire(self.bus, actor_name(pool, index))
+            for pool, index in plan.launch:
+                name = actor_name(pool, index)
+                if name in self.launched.handles:  # retired but not finished yet: replace it
+                    self._forget(name)
+                unretire(self.bus, name)
+                launch_in_pool(self.launched, pool, index)
+            self.bus.ack(CONTROL, "driver", [entry_id])
 
     def _stop_if_crippled(self) -> None:
         failed = {n for n, state in self.finished.items() if state != "ok"}
-        students = [n for n in self.launched.runs if n.startswith("student-")]
+        students = self._live("student-")
         if "evaluator" in failed or (students and all(s in failed for s in students)):
             request_stop(self.bus, "error", f"actors failed: {sorted(failed)}")
-        teachers = [n for n in self.launched.runs if n.startswith("teacher-")]
+        teachers = self._live("teacher-")
         if teachers and all(t in failed for t in teachers) and not self.bus.get_fields("flags").get(TEACHERS_DONE):
             request_stop(self.bus, "error", f"every teacher failed: {sorted(failed)}")
 
@@ -72,17 +122,18 @@ class Watcher:
         if not loop.max_generated:
             return
         # Only the teacher counters: the full status (every report) is for the progress line, not every poll.
-        generated = teacher_totals(self.bus, teacher_names(self.config))[0].get("generated", 0)
+        teachers = actor_names(self.bus, "teacher", teacher_names(self.config))
+        generated = teacher_totals(self.bus, teachers)[0].get("generated", 0)
         if generated >= loop.max_generated:
             request_stop(self.bus, "max_generated", f"{generated:.0f} examples generated")
 
     def _check_quiescent(self) -> None:
         """All teachers done and every example trained on and every checkpoint scored: nothing more can happen."""
-        teachers = [n for n in self.launched.runs if n.startswith("teacher-")]
+        teachers = self._live("teacher-")
         if not teachers or not all(self.finished.get(t) == "ok" for t in teachers):
-            return
+            return  # with no live teacher (0 configured, or all scaled down) the run waits: `pgkd scale` may add one
         self.bus.set_fields("flags", {TEACHERS_DONE: 1})
-        students = [n for n in self.launched.runs if n.startswith("student-")]
+        students = self._live("student-")
         lags = [self.bus.lag(EXAMPLES, f"student:{s}") for s in students] + [self.bus.lag(CHECKPOINTS, "evaluator")]
         states = [self.bus.get_fields(f"status:{a}").get("state") for a in students + ["evaluator"]]
         if all(lag == 0 for lag in lags) and all(state == "idle" for state in states):

@@ -31,11 +31,14 @@ class VLLMEngineBackend:
 
         from cluster.placement import vllm_block_size
 
+        from teacher.backends.engine_watchdog import EngineWatchdog
+
         folder = resolve_teacher_model(model)
         self.model_name = model
-        self.llm = LLM(folder, dtype=dtype, max_model_len=max_model_len, enforce_eager=enforce_eager,
-                       tensor_parallel_size=tensor_parallel_size, seed=seed, enable_prefix_caching=True,
-                       block_size=block_size or vllm_block_size())
+        self.llm, self.watchdog = EngineWatchdog.around(lambda: LLM(
+            folder, dtype=dtype, max_model_len=max_model_len, enforce_eager=enforce_eager,
+            tensor_parallel_size=tensor_parallel_size, seed=seed, enable_prefix_caching=True,
+            block_size=block_size or vllm_block_size()))
         self.tokenizer = self.llm.get_tokenizer()
         self.max_model_len = max_model_len
 
@@ -136,4 +139,5 @@ class VLLMEngineBackend:
         return total if steps else None
 
     def close(self) -> None:
+        self.watchdog.close()
         del self.llm

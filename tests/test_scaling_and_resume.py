@@ -1,0 +1,176 @@
+"""Scaling plans, retire flags, stop history, resume guards, and the bus riding out a Redis restart (real server)."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from pgkd.control import (actor_names, clear_stop, is_retired, register_actor, request_stop, retire, retired,
+                          stop_history, stop_requested, unretire)
+from pgkd.early_stopping import RunStopping
+from pgkd.errors import InputError
+from pgkd.messages import ScaleRequest
+from pgkd.scaling import check_request, plan_scale
+
+
+def test_growing_a_pool_takes_the_lowest_free_replica_numbers():
+    plan = plan_scale({"teacher": [0, 2], "minilm": [0]}, ScaleRequest(teachers=4, students={"minilm": 2}))
+    assert sorted(plan.launch) == [("minilm", 1), ("teacher", 1), ("teacher", 3)] and plan.retire == []
+
+
+def test_shrinking_a_pool_retires_the_highest_replicas_first():
+    plan = plan_scale({"teacher": [0, 1, 2], "ngram": [0, 1]}, ScaleRequest(teachers=1, students={"ngram": 0}))
+    assert [r for r in plan.retire if r[0] == "teacher"] == [("teacher", 2), ("teacher", 1)]
+    assert [r for r in plan.retire if r[0] == "ngram"] == [("ngram", 1), ("ngram", 0)] and plan.launch == []
+
+
+def test_a_pool_not_named_in_the_request_is_left_alone():
+    assert plan_scale({"teacher": [0], "minilm": [0, 1]}, ScaleRequest(students={"minilm": 2})).describe() == \
+        "nothing to change"
+
+
+def test_scale_requests_are_checked_against_the_configured_students():
+    with pytest.raises(InputError, match="no student named \\['bert'\\]"):
+        check_request(ScaleRequest(students={"bert": 1}), ["minilm"])
+    with pytest.raises(InputError, match="nothing to scale"):
+        check_request(ScaleRequest(), ["minilm"])
+    with pytest.raises(ValueError):
+        ScaleRequest(teachers=-1)
+
+
+def test_cli_student_counts(tmp_path):
+    from pgkd.cli import parse_student_counts
+
+    assert parse_student_counts(["2", "ngram=0"], ["minilm", "ngram"]) == {"minilm": 2, "ngram": 0}
+    with pytest.raises(InputError, match="--students"):
+        parse_student_counts(["two"], ["minilm"])
+
+
+def test_retire_flags_and_the_actor_registry(bus):
+    register_actor(bus, "teacher", "teacher-10")
+    register_actor(bus, "teacher", "teacher-2")
+    assert actor_names(bus, "teacher", ["teacher-0"]) == ["teacher-0", "teacher-2", "teacher-10"]
+    retire(bus, "teacher-2")
+    assert is_retired(bus, "teacher-2") and retired(bus) == {"teacher-2"}
+    unretire(bus, "teacher-2")
+    assert not is_retired(bus, "teacher-2")
+
+
+def test_clearing_a_stop_keeps_it_in_the_history(bus):
+    assert clear_stop(bus) is None
+    request_stop(bus, "patience", "first session")
+    bus.set_fields("flags", {"teachers_done": 1})
+    cleared = clear_stop(bus)
+    assert cleared.reason == "patience" and stop_requested(bus) is None and bus.get_fields("flags") == {}
+    request_stop(bus, "user", "second session")
+    clear_stop(bus)
+    assert [s.detail for s in stop_history(bus)] == ["first session", "second session"]
+
+
+def test_a_retired_student_no_longer_holds_the_run_open():
+    stopping = RunStopping(patience=1, min_delta=0.0, students=["a", "b"])
+    stopping.update("a", 0.5, "a@v0")
+    stopping.update("a", 0.4, "a@v1")  # a is out of patience; b never reported
+    assert not stopping.should_stop
+    stopping.retire("b")
+    assert stopping.should_stop
+    stopping.update("b", 0.9, "b@v0")  # a late report of a retired student still counts for the best
+    assert stopping.best_key == "b@v0" and "b" not in stopping.per_student
+    stopping.unretire("b")
+    stopping.update("b", 0.9, "b@v1")
+    assert "b" in stopping.per_student
+
+
+def test_resume_refuses_a_run_whose_driver_still_runs(tmp_path):
+    from pgkd.runs import driver_alive, refuse_if_live
+
+    fake_driver = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "pgkd"])
+    try:
+        info = {"driver_pid": fake_driver.pid}
+        assert driver_alive(info)
+        with pytest.raises(InputError, match="still driven by process"):
+            refuse_if_live("r1", info)
+    finally:
+        fake_driver.kill()
+        fake_driver.wait()
+    assert not driver_alive(info)
+    refuse_if_live("r1", info)
+
+
+def test_the_bus_rides_out_a_killed_redis_server_and_loses_nothing(tmp_path):
+    """SIGKILL the server: keep_alive restarts it on the same port; appendfsync always keeps every acked write."""
+    from pgkd.bus import Bus
+    from pgkd.messages import Stop
+    from pgkd.redis_server import EmbeddedRedis
+
+    server = EmbeddedRedis(tmp_path / "redis").start().keep_alive(every_s=0.2)
+    try:
+        bus = Bus(server.url, "outage", retry_seconds=30)
+        for i in range(20):
+            bus.publish("events", Stop(reason="user", detail=str(i)))
+        os.kill(server.process.pid, signal.SIGKILL)
+        started = time.monotonic()
+        bus.publish("events", Stop(reason="user", detail="after"))  # retried until the server is back
+        assert time.monotonic() - started < 20 and bus.reconnects >= 1 and server.restarts == 1
+        assert [s.detail for s in bus.read_all("events", Stop)] == [str(i) for i in range(20)] + ["after"]
+    finally:
+        server.stop()
+
+
+def test_a_stopped_server_is_not_restarted(tmp_path):
+    from pgkd.redis_server import EmbeddedRedis
+
+    server = EmbeddedRedis(tmp_path / "redis").start().keep_alive(every_s=0.1)
+    server.stop()
+    time.sleep(0.5)
+    assert server.restarts == 0 and server.process is None
+
+
+def test_the_engine_watchdog_fires_when_an_engine_process_dies():
+    from teacher.backends.engine_watchdog import EngineWatchdog
+
+    fired = []
+    engine, watchdog = EngineWatchdog.around(
+        lambda: subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"]),
+        on_death=lambda: fired.append(time.monotonic()), every_s=0.1)
+    assert watchdog.pids == {engine.pid}
+    time.sleep(0.3)
+    assert not fired
+    engine.kill()
+    engine.wait()
+    deadline = time.monotonic() + 5
+    while not fired and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert fired and watchdog.dead == {engine.pid}
+
+
+def test_the_engine_watchdog_stays_quiet_on_a_deliberate_shutdown():
+    from teacher.backends.engine_watchdog import EngineWatchdog
+
+    fired = []
+    engine, watchdog = EngineWatchdog.around(
+        lambda: subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"]),
+        on_death=lambda: fired.append(1), every_s=0.1)
+    watchdog.close()
+    engine.kill()
+    engine.wait()
+    time.sleep(0.4)
+    assert not fired
+
+
+def test_actor_logs_are_json_lines(tmp_path):
+    import logging
+
+    from actors.common import setup_logging
+
+    setup_logging("teacher-7", str(tmp_path))
+    logging.getLogger("pgkd.teacher").info("batch %d done", 3)
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+    entry = json.loads((tmp_path / "teacher-7.jsonl").read_text().splitlines()[-1])
+    assert entry["actor"] == "teacher-7" and entry["message"] == "batch 3 done" and entry["level"] == "INFO"
+    logging.getLogger().handlers = [h for h in logging.getLogger().handlers
+                                    if not isinstance(h, logging.FileHandler)]
