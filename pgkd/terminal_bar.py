@@ -8,13 +8,13 @@ import sys
 
 
 class TerminalBar:
-    def __init__(self, budget_s: float, enabled: bool | None = None):
+    def __init__(self, budget_s: float, enabled: bool | None = None, file=None):
         enabled = sys.stderr.isatty() if enabled is None else enabled
         self.bar = None
         if enabled:
             from tqdm import tqdm
 
-            self.bar = tqdm(total=int(budget_s), unit="s", desc="pgkd", dynamic_ncols=True, leave=True,
+            self.bar = tqdm(total=int(budget_s), unit="s", desc="pgkd", dynamic_ncols=True, leave=True, file=file,
                             bar_format="{desc} {percentage:3.0f}%|{bar}| {n:.0f}/{total:.0f}s budget {postfix}")
 
     @property

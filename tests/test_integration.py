@@ -111,17 +111,19 @@ def test_status_and_stop_on_a_live_run(tmp_path):
     assert report["stopped_by"]["reason"] == "user" and report["best_student"]["version"] == 0
 
 
-def wait_for_scored_version(runs: Path, version: int = 0, timeout: float = 240) -> str:
+def wait_for_scored_version(runs: Path, version: int = 0, timeout: float = 240, run_id: str = "itest-2",
+                            student: str = "") -> str:
+    """`pgkd status` once some student (or the named one) has a scored version >= version."""
     deadline = time.time() + timeout
     while time.time() < deadline:
-        if (runs / "itest-2" / "run.json").exists():
-            status = subprocess.run(PGKD + ["status", "itest-2", "--runs-dir", str(runs)], env=ENV,
+        if (runs / run_id / "run.json").exists():
+            status = subprocess.run(PGKD + ["status", run_id, "--runs-dir", str(runs)], env=ENV,
                                     capture_output=True, text=True, timeout=60)
-            scored = [int(v) for v in re.findall(r"v(\d+) macro-F1", status.stdout)]
+            scored = [int(v) for v in re.findall(rf"{re.escape(student)}\S*: .*v(\d+) macro-F1", status.stdout)]
             if scored and max(scored) >= version:
                 return status.stdout
         time.sleep(2)
-    raise AssertionError("no scored version within the timeout")
+    raise AssertionError(f"no scored version >= {version} of '{student or 'any student'}' within the timeout")
 
 
 def test_bad_dataset_is_refused_before_anything_starts(tmp_path):
@@ -139,9 +141,16 @@ def test_bad_dataset_is_refused_before_anything_starts(tmp_path):
     assert not (tmp_path / "runs").exists()
 
 
-def test_a_killed_student_restarts_resumes_and_loses_nothing(tmp_path):
-    """SIGKILL the student's process after its first teacher-data version: Ray restarts it, it resumes from its
-    last published checkpoint and the acked examples, and its last version has trained on every kept example."""
+def test_killed_student_engine_and_redis_recover_and_lose_nothing(tmp_path):
+    """Mid-run, SIGKILL the student's process, the evaluator's, the teacher's vLLM EngineCore and the embedded
+    redis-server. Ray restarts the student (it resumes from its last published checkpoint and the acked examples)
+    and the evaluator (it replays the reports); the engine watchdog ends the hung teacher and Ray restarts it with
+    a fresh engine; the driver restarts Redis from its append-only file. The run ends by itself and every
+    generated example is trained on or dropped with a reason."""
+    import psutil
+
+    from pgkd.bus import Bus
+
     config = write_config(tmp_path, """
 teacher:
   classes_per_batch: 2
@@ -158,14 +167,31 @@ students:
                             cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         wait_for_scored_version(runs, version=1, timeout=360)
-        killed = subprocess.run(["pkill", "-KILL", "-f", "ray::StudentActor"], check=False).returncode == 0
-        out, _ = proc.communicate(timeout=420)
+        bus = Bus(json.loads((runs / "itest-2" / "run.json").read_text())["bus_url"], "itest-2")
+        pid_of = lambda actor: int(bus.get_fields(f"status:{actor}")["pid"])  # noqa: E731
+        student, teacher = psutil.Process(pid_of("student-ngram-0")), psutil.Process(pid_of("teacher-0"))
+        evaluator = psutil.Process(pid_of("evaluator"))
+        engines = [p for p in teacher.children(recursive=True) if p.name().startswith("VLLM::EngineCore")]
+        redis_server = [p for p in psutil.process_iter(["cmdline"])
+                        if str(runs / "itest-2" / "redis") in " ".join(p.info["cmdline"] or [])]
+        assert len(engines) == 1 and len(redis_server) == 1
+        for victim in [student, evaluator] + engines + redis_server:
+            victim.kill()
+        out, _ = proc.communicate(timeout=480)
     finally:
         proc.kill()
-    assert killed and proc.returncode == 0, out[-3000:]
+    assert proc.returncode == 0, out[-3000:]
     report = json.loads((runs / "itest-2" / "report.json").read_text())
     versions = [c["version"] for c in report["checkpoints"]]
     assert versions == sorted(set(versions)) and versions[-1] >= 2, versions  # went on after the kill, no repeats
-    last = report["checkpoints"][-1]
+    assert [v["version"] for v in report["versions"]] == versions  # every version scored, none twice
+    last, totals = report["checkpoints"][-1], report["teacher"]["totals"]
     assert last["examples_seen"] == report["dataset"]["seeds"] + report["examples"]["teacher_total"]
+    assert report["examples"]["teacher_total"] == totals["kept"]
+    assert totals["generated"] == totals["kept"] + sum(report["teacher"]["dropped"].values())
     assert report["stopped_by"]["reason"] in {"teacher_done", "patience", "max_versions"}
+    teacher_log = (runs / "itest-2" / "logs" / "teacher-0.jsonl").read_text()
+    assert "died; exiting so a fresh teacher replaces this one" in teacher_log
+    assert teacher_log.count("engine ready") == 2  # the first engine, and the restarted actor's
+    assert "embedded redis-server exited" in out
+    assert "replayed" in (runs / "itest-2" / "logs" / "evaluator.jsonl").read_text()

@@ -174,3 +174,16 @@ def test_actor_logs_are_json_lines(tmp_path):
     assert entry["actor"] == "teacher-7" and entry["message"] == "batch 3 done" and entry["level"] == "INFO"
     logging.getLogger().handlers = [h for h in logging.getLogger().handlers
                                     if not isinstance(h, logging.FileHandler)]
+
+
+def test_the_terminal_bar_shows_the_live_numbers():
+    import io
+
+    from pgkd.terminal_bar import TerminalBar
+
+    out = io.StringIO()
+    bar = TerminalBar(600, enabled=True, file=out)
+    bar.update(42, {"teacher": {"generated": 24, "kept": 16}, "versions_scored": 3, "best": {"macro_f1": 0.9671}})
+    bar.close()
+    assert "42/600s budget" in out.getvalue() and "generated 24 kept 16 | versions 3 | best 0.967" in out.getvalue()
+    assert not TerminalBar(600, enabled=False).active

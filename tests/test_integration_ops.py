@@ -1,0 +1,69 @@
+"""Operating a live run on a real local cluster: scale it, crash its driver, resume it (vLLM CPU teacher,
+n-gram students, embedded Redis). Minutes: marked `integration`."""
+import json
+import subprocess
+import time
+
+import pytest
+
+from tests.test_integration import ENV, PGKD, REPO, wait_for_scored_version, write_config
+
+pytestmark = pytest.mark.integration
+RUN = "itest-ops"
+
+
+def pgkd(*args, timeout=60) -> subprocess.CompletedProcess:
+    return subprocess.run(PGKD + list(args), env=ENV, cwd=REPO, capture_output=True, text=True, timeout=timeout)
+
+
+def wait_for(condition, what: str, timeout: float = 180) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if condition():
+            return
+        time.sleep(2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_scale_a_live_run_then_crash_its_driver_and_resume(tmp_path):
+    config = write_config(tmp_path, """
+teacher:
+  classes_per_batch: 2
+  examples_per_class: 6
+  max_new_tokens: 32
+  max_batches: 3
+students:
+  - name: ngram
+    kind: ngram
+    min_new_examples: 4
+""")
+    runs = tmp_path / "runs"
+    status = lambda: pgkd("status", RUN, "--runs-dir", str(runs)).stdout  # noqa: E731
+    proc = subprocess.Popen(PGKD + ["run", str(config), "--run-id", RUN, "--set", "loop.patience=50"], env=ENV,
+                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        wait_for_scored_version(runs, 0, run_id=RUN)
+        assert "scale requested" in pgkd("scale", RUN, "--students", "2", "--runs-dir", str(runs)).stdout
+        wait_for_scored_version(runs, 0, run_id=RUN, student="student-ngram-1")  # the added student caught up
+        refused = pgkd("scale", RUN, "--students", "bert=1", "--runs-dir", str(runs))
+        assert refused.returncode == 2 and "no student named ['bert']" in refused.stderr
+        pgkd("scale", RUN, "--students", "1", "--runs-dir", str(runs))
+        wait_for(lambda: "student-ngram-1: retired (scaled down)" in status(), "student-ngram-1 to retire")
+        wait_for_scored_version(runs, 1, run_id=RUN, student="student-ngram-0", timeout=300)  # teacher data in
+        proc.kill()  # the driver crashes: no report, no clean stop
+        proc.wait(30)
+    finally:
+        proc.kill()
+    assert not (runs / RUN / "report.json").exists()
+    resumed = pgkd("resume", RUN, "--runs-dir", str(runs), "--set", "teacher.max_batches=5", timeout=480)
+    assert resumed.returncode == 0, (resumed.stdout + resumed.stderr)[-3000:]
+    assert "resuming run itest-ops (last stopped by a crash)" in resumed.stdout + resumed.stderr
+    report = json.loads((runs / RUN / "report.json").read_text())
+    assert report["stopped_by"]["reason"] == "teacher_done"
+    first = [c for c in report["checkpoints"] if c["student"] == "student-ngram-0"]
+    versions = [c["version"] for c in first]
+    assert versions == list(range(len(versions))) and len(versions) >= 3, versions  # went on, no repeats, no gap
+    assert first[-1]["examples_seen"] == report["dataset"]["seeds"] + report["examples"]["teacher_total"]
+    assert {v["student"] for v in report["versions"]} == {"student-ngram-0", "student-ngram-1"}
+    assert report["teacher"]["totals"]["batches"] >= 4  # batches of both sessions, counted once
+    assert (runs / RUN / "logs" / "teacher-0.jsonl").is_file() and (runs / RUN / "logs" / "evaluator.jsonl").is_file()
