@@ -4,12 +4,14 @@ from __future__ import annotations
 import json
 import logging
 import os
+import socket
 import sys
 import time
 from pathlib import Path
 
 from cluster.placement import set_thread_budget
 from pgkd.bus import Bus
+from pgkd.control import set_status
 
 
 class JsonLines(logging.Formatter):
@@ -43,4 +45,5 @@ def setup_actor(name: str, bus_url: str, run_id: str, threads: int) -> Bus:
     set_thread_budget(threads)
     bus = Bus(bus_url, run_id, retry_seconds=float(os.environ.get("PGKD_BUS_RETRY_S", "120")))
     bus.ping()
+    set_status(bus, name, pid=os.getpid(), host=socket.gethostname(), started=time.time())  # for operators
     return bus

@@ -16,10 +16,16 @@ def _gauge(name: str, description: str, tags: tuple[str, ...]) -> Gauge:
     return Gauge(name, description=description, tag_keys=tags)
 
 
+def _add(counter: Counter, amount: float, tags: dict[str, str]) -> None:
+    """Ray counters refuse inc(0) with a ValueError: a batch that kept nothing must not crash its teacher."""
+    if amount > 0:
+        counter.inc(amount, tags)
+
+
 def record_teacher_batch(actor: str, counts: dict[str, float]) -> None:
     tags = {"actor": actor}
-    _counter("pgkd_examples_generated", "texts the teacher wrote", ("actor",)).inc(counts.get("generated", 0), tags)
-    _counter("pgkd_examples_kept", "texts that passed every filter", ("actor",)).inc(counts.get("kept", 0), tags)
+    _add(_counter("pgkd_examples_generated", "texts the teacher wrote", ("actor",)), counts.get("generated", 0), tags)
+    _add(_counter("pgkd_examples_kept", "texts that passed every filter", ("actor",)), counts.get("kept", 0), tags)
     busy = counts.get("busy_seconds") or 0
     if busy:
         _gauge("pgkd_teacher_tokens_per_second", "completion tokens per busy second, last batch", ("actor",)).set(

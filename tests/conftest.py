@@ -43,3 +43,18 @@ def tiny_dataset(tmp_path):
         "test": [("when does my card come", "card"), ("wire money abroad", "transfer")],
     }
     return write_dataset(tmp_path / "data", rows)
+
+
+@pytest.fixture
+def reap_servers(tmp_path):
+    """A test that kills a driver leaves its embedded redis-server running (it has its own session, by design):
+    stop every process working in this test's folder afterwards."""
+    yield
+    import psutil
+
+    for process in psutil.process_iter():
+        try:
+            if process.cwd().startswith(str(tmp_path)):
+                process.kill()
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            pass

@@ -25,7 +25,7 @@ def wait_for(condition, what: str, timeout: float = 180) -> None:
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def test_scale_a_live_run_then_crash_its_driver_and_resume(tmp_path):
+def test_scale_a_live_run_then_crash_its_driver_and_resume(tmp_path, reap_servers):
     config = write_config(tmp_path, """
 teacher:
   classes_per_batch: 2
@@ -67,3 +67,46 @@ students:
     assert {v["student"] for v in report["versions"]} == {"student-ngram-0", "student-ngram-1"}
     assert report["teacher"]["totals"]["batches"] >= 4  # batches of both sessions, counted once
     assert (runs / RUN / "logs" / "teacher-0.jsonl").is_file() and (runs / RUN / "logs" / "evaluator.jsonl").is_file()
+
+
+def test_scale_teachers_into_and_out_of_a_live_run(tmp_path, reap_servers):
+    """Teacher replicas come and go on a live run. The teacher talks to a scripted OpenAI-style endpoint here
+    (its replies cannot be scored, so nothing is kept): this test is about the actors, not the texts."""
+    from tests.test_teacher_http import ScriptedEndpoint
+
+    endpoint = ScriptedEndpoint([], delay_s=0.05)
+    config = write_config(tmp_path, f"""
+teacher:
+  replicas: 0
+  backend: openai
+  model: scripted
+  http: {{base_url: "{endpoint.url}", max_retries: 0}}
+  classes_per_batch: 2
+  examples_per_class: 2
+students:
+  - name: ngram
+    kind: ngram
+""")
+    runs, run = tmp_path / "runs", "itest-teachers"
+    status = lambda: pgkd("status", run, "--runs-dir", str(runs)).stdout  # noqa: E731
+    proc = subprocess.Popen(PGKD + ["run", str(config), "--run-id", run], env=ENV, cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        wait_for_scored_version(runs, 0, run_id=run)
+        pgkd("scale", run, "--teachers", "1", "--runs-dir", str(runs))
+        wait_for(lambda: "teacher-0: generating" in status() and len(endpoint.requests) > 0, "teacher-0 to work")
+        pgkd("scale", run, "--teachers", "0", "--runs-dir", str(runs))
+        wait_for(lambda: "teacher-0: retired (scaled down)" in status(), "teacher-0 to retire")
+        requests = len(endpoint.requests)
+        time.sleep(3)
+        assert len(endpoint.requests) == requests  # a retired teacher sends nothing more
+        pgkd("stop", run, "--runs-dir", str(runs))
+        out, _ = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+        endpoint.close()
+    assert proc.returncode == 0, out[-3000:]
+    assert "teacher-0 finished and left the run (scaled down)" in out
+    report = json.loads((runs / run / "report.json").read_text())
+    assert report["teacher"]["per_replica"]["teacher-0"]["batches"] >= 1
+    assert report["stopped_by"]["reason"] == "user"

@@ -48,3 +48,11 @@ def test_run_stops_only_when_every_student_ran_out_of_patience():
     stop.update("weak", 0.7, "weak@v3")
     stop.update("weak", 0.7, "weak@v4")
     assert stop.should_stop and stop.best_key == "strong@v0" and stop.seen == 8
+
+
+def test_a_teacher_batch_that_kept_nothing_records_without_error():
+    """Ray's Counter.inc(0) raises ValueError; a batch with 0 kept once crashed its teacher actor."""
+    from actors.metrics import record_teacher_batch
+
+    record_teacher_batch("teacher-0", {"generated": 0, "kept": 0, "busy_seconds": 0})
+    record_teacher_batch("teacher-0", {"generated": 4, "kept": 0, "busy_seconds": 0.5, "completion_tokens": 12})
