@@ -55,6 +55,8 @@ class EvaluatorActor:
     def run(self) -> int:
         """Score checkpoints until stopped; returns the number scored."""
         recovering = True
+        if self.scored:  # resumed: a run already past its patience or max_versions stops again at once
+            self._maybe_stop()
         while stop_requested(self.bus) is None:
             reconnects = self.bus.reconnects
             entries = self.bus.read_group(CHECKPOINTS, GROUP, "evaluator", Checkpoint, count=1,

@@ -168,7 +168,7 @@ students:
                                     "--set", "loop.time_budget_s=1200"], env=ENV,
                             cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        wait_for_scored_version(runs, version=1, timeout=360)
+        wait_for_scored_version(runs, version=1, timeout=600)
         url = json.loads((runs / "itest-2" / "run.json").read_text())["bus_url"]
         bus, port = Bus(url, "itest-2"), url.rsplit(":", 1)[1].split("/")[0]
         pid_of = lambda actor: int(bus.get_fields(f"status:{actor}")["pid"])  # noqa: E731

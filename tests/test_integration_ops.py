@@ -110,3 +110,13 @@ students:
     report = json.loads((runs / run / "report.json").read_text())
     assert report["teacher"]["per_replica"]["teacher-0"]["batches"] >= 1
     assert report["stopped_by"]["reason"] == "user"
+    # Resume the stopped run: its embedded Redis comes back from the append-only file (new port, same password);
+    # the evaluator replays its reports and, the run being at max_versions already, stops it again at once.
+    scored = len(report["versions"])
+    resumed = pgkd("resume", run, "--runs-dir", str(runs), "--set", f"loop.max_versions={scored}", timeout=240)
+    assert resumed.returncode == 0, (resumed.stdout + resumed.stderr)[-3000:]
+    assert "last stopped by user" in resumed.stdout + resumed.stderr
+    again = json.loads((runs / run / "report.json").read_text())
+    assert again["stopped_by"]["reason"] == "max_versions" and len(again["versions"]) == scored
+    assert [s["reason"] for s in again["earlier_sessions"]] == ["user"]
+    assert again["teacher"]["per_replica"]["teacher-0"] == report["teacher"]["per_replica"]["teacher-0"]
