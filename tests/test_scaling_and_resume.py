@@ -90,6 +90,9 @@ def test_resume_refuses_a_run_whose_driver_still_runs(tmp_path):
     fake_driver = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "pgkd"])
     try:
         info = {"driver_pid": fake_driver.pid}
+        deadline = time.monotonic() + 10
+        while not driver_alive(info) and time.monotonic() < deadline:  # until the child has exec'd
+            time.sleep(0.05)
         assert driver_alive(info)
         with pytest.raises(InputError, match="still driven by process"):
             refuse_if_live("r1", info)
