@@ -151,7 +151,7 @@ def parse_student_counts(values: list[str], names: list[str]) -> dict[str, int]:
 
 
 def cmd_resume(args) -> int:
-    from pgkd.driver import resume
+    from pgkd.resume import resume
 
     report = resume(args.run_id, args.runs_dir, args.set)
     return 0 if report.get("best_student") else 1

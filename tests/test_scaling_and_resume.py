@@ -190,3 +190,25 @@ def test_the_terminal_bar_shows_the_live_numbers():
     bar.close()
     assert "42/600s budget" in out.getvalue() and "generated 24 kept 16 | versions 3 | best 0.967" in out.getvalue()
     assert not TerminalBar(600, enabled=False).active
+
+
+def test_resume_reopens_a_stopped_embedded_bus_from_its_append_only_file(tmp_path):
+    from pgkd.bus import Bus
+    from pgkd.config import validate_config
+    from pgkd.messages import Stop
+    from pgkd.redis_server import EmbeddedRedis
+    from pgkd.resume import reopen_bus
+
+    config = validate_config({"dataset": {"path": str(tmp_path)}})
+    first = EmbeddedRedis(tmp_path / "redis").start()
+    Bus(first.url, "r1").publish("events", Stop(reason="user", detail="kept"))
+    info = {"bus_url": first.url, "embedded_redis": True}
+    adopted_bus, adopted = reopen_bus(config, tmp_path, "r1", info)  # still up: adopted, not started twice
+    assert adopted.attached and adopted.process is None and adopted_bus.url == first.url
+    first.stop()
+    bus, restarted = reopen_bus(config, tmp_path, "r1", info)  # down: started from its data folder
+    try:
+        assert restarted.process is not None and restarted.password == first.password
+        assert [s.detail for s in bus.read_all("events", Stop)] == ["kept"]
+    finally:
+        restarted.stop()

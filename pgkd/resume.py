@@ -1,0 +1,50 @@
+"""`pgkd resume`: continue a stopped or crashed run from its bus, checkpoints and saved config."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from pgkd.bus import CHECKPOINTS, EXAMPLES, Bus, redact
+from pgkd.config import RunConfig, load_config
+from pgkd.control import clear_stop
+from pgkd.driver import checked_bus, drive, prepare_inputs, publish_seeds, save_config
+from pgkd.errors import BusUnavailable
+from pgkd.redis_server import EmbeddedRedis
+from pgkd.runs import find_run, refuse_if_live, write_run_file
+
+
+def resume(run_id: str, runs_dir: str | Path, overrides: list[str] = (), progress=print) -> dict:
+    """Continue a run that was stopped or crashed: its bus (restarted from its append-only file when it was the
+    embedded one), its checkpoints on disk and its saved config, plus any --set overrides (e.g. a larger
+    teacher.max_batches). Actors come back under the same names and resume their own state from Redis."""
+    run_dir, info = find_run(run_id, runs_dir)
+    refuse_if_live(run_id, info)
+    config = load_config(run_dir / "config.yaml", overrides)
+    config.runs_dir = Path(runs_dir)
+    data, inputs = prepare_inputs(config)
+    bus, embedded = reopen_bus(config, run_dir, run_id, info)
+    write_run_file(run_dir, run_id, bus.url, info.get("embedded_redis", False))
+    save_config(config, run_dir / "config.yaml")
+    previous = clear_stop(bus)
+    progress(f"resuming run {run_id} (last stopped by {previous.reason if previous else 'a crash'}): "
+             f"{bus.stream_length(EXAMPLES)} example batches and {bus.stream_length(CHECKPOINTS)} checkpoints on "
+             f"the bus {redact(bus.url)}")
+    if bus.stream_length(EXAMPLES) == 0:  # it died before even the seeds were out
+        publish_seeds(bus, inputs.seeds)
+    return drive(config, data, inputs, bus, embedded, run_id, run_dir, progress)
+
+
+def reopen_bus(config: RunConfig, run_dir: Path, run_id: str, info: dict) -> tuple[Bus, EmbeddedRedis | None]:
+    """The run's bus again. An embedded server still up (it outlives a killed driver) is adopted; a stopped one
+    is started on a free port from its data folder, with its password."""
+    from urllib.parse import urlsplit
+
+    url = info["bus_url"]
+    if not info.get("embedded_redis"):
+        return checked_bus(url, run_id, config), None
+    parts = urlsplit(url)
+    try:
+        Bus(url, run_id, retry_seconds=1).ping()
+        embedded = EmbeddedRedis.attach(run_dir / "redis", parts.hostname, parts.port, parts.password)
+    except BusUnavailable:
+        embedded = EmbeddedRedis(run_dir / "redis", password=parts.password, host=parts.hostname).start()
+    return checked_bus(embedded.url, run_id, config), embedded
