@@ -117,10 +117,16 @@ def cmd_status(args) -> int:
 
 def cmd_stop(args) -> int:
     from pgkd.control import request_stop
+    from pgkd.runs import driver_alive, find_run
 
     bus, _ = _bus_for(args)
     first = request_stop(bus, "user", "pgkd stop")
     print("stop requested" if first else "run was already stopping")
+    _, info = find_run(args.run_id, args.runs_dir)
+    if info.get("embedded_redis") and not driver_alive(info):  # a crashed driver left its bus running
+        bus.call(bus.client.shutdown)
+        print(f"its driver is gone: stopped the run's embedded Redis (data kept; `pgkd resume {args.run_id}` "
+              f"continues the run)")
     return 0
 
 

@@ -212,3 +212,24 @@ def test_resume_reopens_a_stopped_embedded_bus_from_its_append_only_file(tmp_pat
         assert [s.detail for s in bus.read_all("events", Stop)] == ["kept"]
     finally:
         restarted.stop()
+
+
+def test_stop_on_a_crashed_run_also_stops_its_orphaned_embedded_redis(tmp_path, capsys):
+    from pgkd.cli import main
+    from pgkd.redis_server import EmbeddedRedis
+    from pgkd.runs import write_run_file
+
+    run_dir = tmp_path / "runs" / "crashed"
+    run_dir.mkdir(parents=True)
+    server = EmbeddedRedis(run_dir / "redis").start()
+    try:
+        write_run_file(run_dir, "crashed", server.url, embedded=True)
+        info = json.loads((run_dir / "run.json").read_text())
+        dead = subprocess.Popen([sys.executable, "-c", "pass"])
+        dead.wait()
+        (run_dir / "run.json").write_text(json.dumps(info | {"driver_pid": dead.pid}))
+        assert main(["stop", "crashed", "--runs-dir", str(tmp_path / "runs")]) == 0
+        assert "its driver is gone: stopped the run's embedded Redis" in capsys.readouterr().out
+        server.process.wait(10)
+    finally:
+        server.stop()
