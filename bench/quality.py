@@ -9,8 +9,10 @@ patience high enough that the budget is spent; its runs/<id>/report.json gives t
 the teacher's token counts. --seeds N repeats each row with dataset.sample_seed and teacher.seed = 0..N-1 and
 reports mean ± standard deviation. The teacher rows classify a capped test subset (--teacher-test) in this process
 by calibrated label log-probability over all labels (bench/latency.py), zero-shot and with one seed demo per label.
-A row whose keys the config rejects is skipped with the error. Finished runs are cached in
-bench/results/quality/<dataset>.json by their exact command, so rows can be added later (--force reruns).
+A row whose keys the config rejects is skipped with the error. Finished runs (and teacher rows) are cached in
+bench/results/quality/<dataset>.json by their exact command (a config under ray_configs/ by its relative path, so
+the cache serves any checkout), so rows can be added later (--force reruns; --cached-only runs nothing and prints
+what the cache holds for seeds 0..N-1 of each row).
 Writes bench/results/quality/<dataset>.md and <dataset>.png (macro-F1 against teacher tokens) and prints the table.
 """
 from __future__ import annotations
@@ -64,6 +66,8 @@ def main() -> int:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="more overrides for every run")
     p.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
     p.add_argument("--force", action="store_true", help="rerun rows found in the cache")
+    p.add_argument("--cached-only", action="store_true",
+                   help="run nothing: print the table from the cached seeds 0..N-1 of each row (missing: not run)")
     args = p.parse_args()
     name = Path(args.dataset).name
     config = Path(args.config) if args.config else default_config(name)
@@ -73,6 +77,7 @@ def main() -> int:
         p.error(f"unknown rows {unknown}")
     cache_path = OUT / f"{name}.json"
     cache = json.loads(cache_path.read_text()) if cache_path.exists() else {}
+    cache = {normalize_key(k): v for k, v in cache.items()}  # keys written before they were path-independent
     results: dict[str, list[dict]] = {}
     for row in [r for r in rows if r in RUN_ROWS]:
         for seed in range(args.seeds):
@@ -81,6 +86,10 @@ def main() -> int:
             if args.dry_run:
                 print(shlex.join(command))
                 continue
+            if args.cached_only:
+                if key in cache:
+                    results.setdefault(row, []).append(cache[key])
+                continue
             if key not in cache or args.force:
                 cache[key] = run_row(command, config, row)
                 OUT.mkdir(parents=True, exist_ok=True)
@@ -88,7 +97,7 @@ def main() -> int:
             results.setdefault(row, []).append(cache[key])
     teacher = [r for r in rows if r in TEACHER_ROWS]
     if teacher and not args.dry_run:
-        results.update(teacher_rows(args, config, teacher))
+        results.update(teacher_rows(args, config, teacher, cache, cache_path))
     if args.dry_run:
         return 0
     text = table(args, config, rows, results)
@@ -137,7 +146,15 @@ def run_command(args, config: Path, row: str, seed: int) -> list[str]:
 def cache_key(command: list[str]) -> str:
     """The command without its run id: the same row, seed and settings hit the cache (kind-encoder = full)."""
     at = command.index("--run-id")
-    return shlex.join(command[1:at] + command[at + 2:])
+    return normalize_key(shlex.join(command[1:at] + command[at + 2:]))
+
+
+def normalize_key(key: str) -> str:
+    """`run /any/checkout/ray_configs/X.yaml ...` -> `run ray_configs/X.yaml ...`: the same key in every checkout."""
+    parts = shlex.split(key)
+    if len(parts) > 1 and parts[0] == "run" and Path(parts[1]).is_absolute() and Path(parts[1]).parent.name == "ray_configs":
+        parts[1] = f"ray_configs/{Path(parts[1]).name}"
+    return shlex.join(parts)
 
 
 def run_row(command: list[str], config: Path, row: str) -> dict:
@@ -185,28 +202,42 @@ def summarize(row: str, report: dict, run_dir: Path, wall: float) -> dict:
             "batches": totals.get("batches", 0), "sources": sources, "curve": curve}
 
 
-def teacher_rows(args, config: Path, rows: list[str]) -> dict[str, list[dict]]:
-    """The teacher alone on the first --teacher-test test texts (shuffled with a fixed seed), per seed draw."""
-    from latency import seeds_for, split_sample, start_teacher, teacher_classify
+def teacher_rows(args, config: Path, rows: list[str], cache: dict, cache_path: Path) -> dict[str, list[dict]]:
+    """The teacher alone on the first --teacher-test test texts (shuffled with a fixed seed), per seed draw.
 
-    from pgkd.dataset import load_dataset
-    from pgkd.metrics import macro_f1
-
-    data = load_dataset(args.dataset)
+    Cached like the run rows, keyed by dataset, shots, test texts, seeds per class and seed draw."""
     task = (yaml.safe_load(config.read_text()).get("dataset") or {}).get("task", "Short texts")
-    texts, gold = split_sample(data, "test", args.teacher_test)
-    backend = start_teacher(4096)
-    results: dict[str, list[dict]] = {}
-    for row in rows:
-        for seed in range(args.seeds):
+    keys = {(row, seed): shlex.join(["teacher", str(Path(args.dataset).resolve()), TEACHER_ROWS[row][1], task,
+                                     f"test={args.teacher_test}", f"seeds_per_class={args.seeds_per_class}",
+                                     f"sample_seed={seed}"])
+            for row in rows for seed in range(args.seeds)}
+    todo = [rs for rs, key in keys.items() if args.force or key not in cache]
+    if todo and not args.cached_only:
+        from latency import seeds_for, split_sample, start_teacher, teacher_classify
+
+        from pgkd.dataset import load_dataset
+        from pgkd.metrics import macro_f1
+
+        data = load_dataset(args.dataset)
+        texts, gold = split_sample(data, "test", args.teacher_test)
+        backend = start_teacher(4096)
+        for row, seed in todo:
             seeds = seeds_for(data, args.seeds_per_class, seed)
             out = teacher_classify(backend, data, seeds, texts, TEACHER_ROWS[row][1], task)
             predicted = [p or "<none>" for p in out["predicted"]]
-            results.setdefault(row, []).append({
+            cache[keys[row, seed]] = {
                 "row": row, "test_accuracy": sum(g == p for g, p in zip(gold, predicted)) / len(gold),
                 "test_macro_f1": macro_f1(gold, predicted, data.label_names), "test_texts": len(gold),
-                "seeds": len(seeds), "wall_s": sum(out["seconds"]) + out["warmup_seconds"], "tokens": None})
-    backend.close()
+                "seeds": len(seeds), "wall_s": sum(out["seconds"]) + out["warmup_seconds"], "tokens": None,
+                "run_id": f"in process, seed draw {seed}"}
+            print(f"{row} s{seed}: {cache[keys[row, seed]]}", file=sys.stderr)
+            OUT.mkdir(parents=True, exist_ok=True)
+            cache_path.write_text(json.dumps(cache, indent=2))
+        backend.close()
+    results: dict[str, list[dict]] = {}
+    for (row, _), key in keys.items():
+        if key in cache:
+            results.setdefault(row, []).append(cache[key])
     return results
 
 
@@ -222,7 +253,9 @@ def spread(values: list[float | None], digits: int = 3) -> str:
 def table(args, config: Path, rows: list[str], results: dict[str, list[dict]]) -> str:
     lines = [(f"Dataset `{Path(args.dataset).name}`, config `{config.relative_to(REPO)}`, "
              f"{args.seeds_per_class} labelled seeds per class, validation capped at {args.max_validation}, "
-             f"teacher budget teacher.max_batches={args.budget}, {args.seeds} seed draw(s) (mean ± std). "
+             f"teacher budget teacher.max_batches={args.budget}, "
+             + (f"up to {args.seeds} seed draw(s) per row (the run column lists them; mean ± std). " if args.cached_only
+                else f"{args.seeds} seed draw(s) (mean ± std). ") +
              f"Teacher-alone rows: the first {args.teacher_test} shuffled test texts only; run rows: the whole test "
              "split, scored once on the run's best student (chosen on validation)."), "",
              ("| row | test accuracy | test macro-F1 | val macro-F1 | best | teacher generated / kept | "
