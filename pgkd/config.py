@@ -147,6 +147,8 @@ class RedisConfig(Strict):
 class RayConfig(Strict):
     address: str | None = None  # None: start a local cluster
     dashboard: bool = True
+    dashboard_host: str = Field("127.0.0.1", description="where a local cluster's dashboard listens; 0.0.0.0 "
+                                "exposes it (and Ray's job API) to the network")
     num_cpus: int | None = Field(None, ge=1, description="logical CPUs of the local cluster")
     namespace: str = "pgkd"
     # Custom Ray resources each teacher / student actor also asks for, e.g. {"pgkd_teacher_gpu": 1}: nodes that

@@ -114,7 +114,7 @@ def start_ray(config: RunConfig) -> bool:
                               sum(s.threads for _, s in student_names(config)), config.evaluator.threads,
                               config.ray.num_cpus)
     ray.init(address="local", num_cpus=cpus, namespace=config.ray.namespace, include_dashboard=config.ray.dashboard,
-             dashboard_host="127.0.0.1", runtime_env=runtime_env, log_to_driver=True)
+             dashboard_host=config.ray.dashboard_host, runtime_env=runtime_env, log_to_driver=True)
     return True
 
 

@@ -62,3 +62,10 @@ def test_shipped_configs_validate():
     for path in sorted(Path(__file__).parents[1].glob("ray_configs/*.yaml")):
         if path.name not in cluster_files:
             load_config(path)
+
+
+def test_servers_default_to_loopback(tmp_path):
+    from pgkd.config import validate_config
+
+    config = validate_config({"dataset": {"path": str(tmp_path)}})
+    assert config.ray.dashboard_host == "127.0.0.1" and config.redis.url is None and config.redis.retry_seconds > 0
