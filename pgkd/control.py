@@ -87,3 +87,13 @@ def actor_names(bus: Bus, role: str, configured: list[str] = ()) -> list[str]:
 
     names = set(configured) | set(bus.call(bus.client.smembers, bus.key(f"actors:{role}")))
     return sorted(names, key=lambda n: [int(p) if p.isdigit() else p for p in re.split(r"(\d+)", n)])
+
+
+def restart_roster(bus: Bus, launching: set[str]) -> None:
+    """A resumed session launches the config's replicas: those names work again, and every other actor the run
+    had counts as scaled down (so patience does not wait on a student that will never come back)."""
+    for name in actor_names(bus, "teacher") + actor_names(bus, "student"):
+        if name in launching:
+            unretire(bus, name)
+        else:
+            retire(bus, name)

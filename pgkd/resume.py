@@ -5,7 +5,7 @@ from pathlib import Path
 
 from pgkd.bus import CHECKPOINTS, EXAMPLES, Bus, redact
 from pgkd.config import RunConfig, load_config
-from pgkd.control import clear_stop
+from pgkd.control import clear_stop, restart_roster
 from pgkd.driver import checked_bus, drive, prepare_inputs, publish_seeds, save_config
 from pgkd.errors import BusUnavailable
 from pgkd.redis_server import EmbeddedRedis
@@ -25,12 +25,19 @@ def resume(run_id: str, runs_dir: str | Path, overrides: list[str] = (), progres
     write_run_file(run_dir, run_id, bus.url, info.get("embedded_redis", False))
     save_config(config, run_dir / "config.yaml")
     previous = clear_stop(bus)
+    restart_roster(bus, launched_names(config))
     progress(f"resuming run {run_id} (last stopped by {previous.reason if previous else 'a crash'}): "
              f"{bus.stream_length(EXAMPLES)} example batches and {bus.stream_length(CHECKPOINTS)} checkpoints on "
              f"the bus {redact(bus.url)}")
     if bus.stream_length(EXAMPLES) == 0:  # it died before even the seeds were out
         publish_seeds(bus, inputs.seeds)
     return drive(config, data, inputs, bus, embedded, run_id, run_dir, progress)
+
+
+def launched_names(config: RunConfig) -> set[str]:
+    from actors.launch import student_names, teacher_names
+
+    return set(teacher_names(config)) | {name for name, _ in student_names(config)}
 
 
 def reopen_bus(config: RunConfig, run_dir: Path, run_id: str, info: dict) -> tuple[Bus, EmbeddedRedis | None]:

@@ -233,3 +233,14 @@ def test_stop_on_a_crashed_run_also_stops_its_orphaned_embedded_redis(tmp_path, 
         server.process.wait(10)
     finally:
         server.stop()
+
+
+def test_a_resumed_session_relaunches_the_configured_names_and_retires_the_rest(bus):
+    from pgkd.control import restart_roster
+
+    for role, name in [("teacher", "teacher-0"), ("teacher", "teacher-1"), ("student", "student-m-0"),
+                       ("student", "student-m-1")]:
+        register_actor(bus, role, name)
+    retire(bus, "teacher-0")  # scaled down in the first session, configured again now
+    restart_roster(bus, {"teacher-0", "student-m-0"})
+    assert retired(bus) == {"teacher-1", "student-m-1"}
