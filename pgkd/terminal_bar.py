@@ -15,7 +15,7 @@ class TerminalBar:
             from tqdm import tqdm
 
             self.bar = tqdm(total=int(budget_s), unit="s", desc="pgkd", dynamic_ncols=True, leave=True, file=file,
-                            bar_format="{desc} {percentage:3.0f}%|{bar}| {n:.0f}/{total:.0f}s budget {postfix}")
+                            bar_format="{desc} {percentage:3.0f}%|{bar}| {n:.0f}/{total:.0f}s budget{postfix}")
 
     @property
     def active(self) -> bool:

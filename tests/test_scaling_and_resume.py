@@ -188,7 +188,7 @@ def test_the_terminal_bar_shows_the_live_numbers():
     bar = TerminalBar(600, enabled=True, file=out)
     bar.update(42, {"teacher": {"generated": 24, "kept": 16}, "versions_scored": 3, "best": {"macro_f1": 0.9671}})
     bar.close()
-    assert "42/600s budget" in out.getvalue() and "generated 24 kept 16 | versions 3 | best 0.967" in out.getvalue()
+    assert "42/600s budget, generated" in out.getvalue() and "generated 24 kept 16 | versions 3 | best 0.967" in out.getvalue()
     assert not TerminalBar(600, enabled=False).active
 
 
