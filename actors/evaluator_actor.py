@@ -63,7 +63,7 @@ class EvaluatorActor:
                                           block_ms=int(self.loop.poll_interval_s * 1000), pending_first=recovering)
             recovering = self.bus.reconnects != reconnects  # a reply lost in an outage is still pending: reread
             for entry_id, checkpoint in entries:
-                if f"{checkpoint.student}@v{checkpoint.version}" not in self.scored:  # else: scored, ack was lost
+                if checkpoint.key not in self.scored:  # else: scored, ack was lost
                     self._evaluate(checkpoint)
                 self.bus.ack(CHECKPOINTS, GROUP, [entry_id])
                 self._maybe_stop()

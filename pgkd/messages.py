@@ -45,6 +45,10 @@ class Checkpoint(Message):
     validation_loss: float | None = None
     created: float = Field(default_factory=time.time)
 
+    @property
+    def key(self) -> str:  # the same as the EvalReport of this version
+        return f"{self.student}@v{self.version}"
+
 
 class HardNegative(Message):
     text: str
