@@ -98,14 +98,14 @@ def _bus_for(args):
     from pgkd.runs import find_run
 
     run_dir, info = find_run(args.run_id, args.runs_dir)
-    return Bus(info["bus_url"], args.run_id, retry_seconds=3), run_dir
+    return Bus(info["bus_url"], args.run_id, retry_seconds=3), run_dir, info
 
 
 def cmd_status(args) -> int:
     from pgkd.config import load_config
     from pgkd.live_status import collect_status, format_status
 
-    bus, run_dir = _bus_for(args)
+    bus, run_dir, _ = _bus_for(args)
     config = load_config(run_dir / "config.yaml")
     try:
         print(format_status(collect_status(bus, config)))
@@ -117,12 +117,11 @@ def cmd_status(args) -> int:
 
 def cmd_stop(args) -> int:
     from pgkd.control import request_stop
-    from pgkd.runs import driver_alive, find_run
+    from pgkd.runs import driver_alive
 
-    bus, _ = _bus_for(args)
+    bus, _, info = _bus_for(args)
     first = request_stop(bus, "user", "pgkd stop")
     print("stop requested" if first else "run was already stopping")
-    _, info = find_run(args.run_id, args.runs_dir)
     if info.get("embedded_redis") and not driver_alive(info):  # a crashed driver left its bus running
         bus.call(bus.client.shutdown)
         print(f"its driver is gone: stopped the run's embedded Redis (data kept; `pgkd resume {args.run_id}` "
@@ -136,7 +135,7 @@ def cmd_scale(args) -> int:
     from pgkd.messages import ScaleRequest
     from pgkd.scaling import check_request
 
-    bus, run_dir = _bus_for(args)
+    bus, run_dir, _ = _bus_for(args)
     names = [s.name for s in load_config(run_dir / "config.yaml").students]
     request = ScaleRequest(teachers=args.teachers, students=parse_student_counts(args.students, names))
     check_request(request, names)

@@ -41,10 +41,10 @@ def collect_status(bus: Bus, config) -> dict:
     busy = totals.get("busy_seconds", 0.0)
     return {
         "teacher": totals,
-        "teachers": {t: per_teacher[t] | {"state": _state(bus, t, gone)}
+        "teachers": {t: per_teacher[t] | {"state": _state(bus.get_fields(f"status:{t}"), t, gone)}
                      for t in teachers},
         "teacher_tokens_per_s": (totals.get("completion_tokens", 0.0) / busy) if busy else 0.0,
-        "students": {s: bus.get_fields(f"status:{s}") | {"state": _state(bus, s, gone)} for s in students},
+        "students": {s: _with_state(bus.get_fields(f"status:{s}"), s, gone) for s in students},
         "scores": {s: {"version": r.version, "macro_f1": r.macro_f1, "accuracy": r.accuracy,
                        "examples_seen": r.examples_seen} for s, r in latest.items()},
         "versions_scored": len(reports),
@@ -58,9 +58,13 @@ def collect_status(bus: Bus, config) -> dict:
     }
 
 
-def _state(bus: Bus, actor: str, gone: set[str]) -> str:
-    state = bus.get_fields(f"status:{actor}").get("state", "starting")
+def _state(fields: dict[str, str], actor: str, gone: set[str]) -> str:
+    state = fields.get("state", "starting")
     return f"{state} (scaled down)" if actor in gone else state
+
+
+def _with_state(fields: dict[str, str], actor: str, gone: set[str]) -> dict[str, str]:
+    return fields | {"state": _state(fields, actor, gone)}
 
 
 def progress_line(status: dict, elapsed: float) -> str:
