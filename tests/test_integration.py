@@ -40,6 +40,22 @@ ray:
     return path
 
 
+MINILM_STUDENT = "  - name: minilm\n    min_new_examples: 4\n"
+NGRAM_STUDENT = "  - name: ngram\n    kind: ngram\n    min_new_examples: 4\n"
+
+
+def few_batches(max_batches: int, student: str) -> str:
+    """Config lines for a teacher of a few short batches (minutes on 2 cores) and one student."""
+    return f"""
+teacher:
+  classes_per_batch: 2
+  examples_per_class: 6
+  max_new_tokens: 32
+  max_batches: {max_batches}
+students:
+{student}"""
+
+
 @pytest.fixture(scope="module", autouse=True)
 def demo_data():
     from examples.make_demo_dataset import main
@@ -48,16 +64,7 @@ def demo_data():
 
 
 def test_full_loop_generates_trains_scores_and_stops_by_itself(tmp_path):
-    config = write_config(tmp_path, """
-teacher:
-  classes_per_batch: 2
-  examples_per_class: 6
-  max_new_tokens: 32
-  max_batches: 3
-students:
-  - name: minilm
-    min_new_examples: 4
-""")
+    config = write_config(tmp_path, few_batches(3, MINILM_STUDENT))
     started = time.time()
     proc = subprocess.run(PGKD + ["run", str(config), "--run-id", "itest-1"], env=ENV, cwd=REPO,
                           capture_output=True, text=True, timeout=600)
@@ -151,17 +158,7 @@ def test_killed_student_engine_and_redis_recover_and_lose_nothing(tmp_path, reap
 
     from pgkd.bus import Bus
 
-    config = write_config(tmp_path, """
-teacher:
-  classes_per_batch: 2
-  examples_per_class: 6
-  max_new_tokens: 32
-  max_batches: 4
-students:
-  - name: ngram
-    kind: ngram
-    min_new_examples: 4
-""")
+    config = write_config(tmp_path, few_batches(4, NGRAM_STUDENT))
     runs = tmp_path / "runs"
     # A generous budget: the restarted teacher loads a second engine (2.5 min on a loaded 2-core machine).
     proc = subprocess.Popen(PGKD + ["run", str(config), "--run-id", "itest-2", "--set", "loop.patience=50",

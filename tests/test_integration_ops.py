@@ -6,7 +6,8 @@ import time
 
 import pytest
 
-from tests.test_integration import ENV, PGKD, REPO, wait_for_scored_version, write_config
+from tests.test_integration import (ENV, NGRAM_STUDENT, PGKD, REPO, few_batches, wait_for_scored_version,
+                                    write_config)
 
 pytestmark = pytest.mark.integration
 RUN = "itest-ops"
@@ -26,17 +27,7 @@ def wait_for(condition, what: str, timeout: float = 180) -> None:
 
 
 def test_scale_a_live_run_then_crash_its_driver_and_resume(tmp_path, reap_servers):
-    config = write_config(tmp_path, """
-teacher:
-  classes_per_batch: 2
-  examples_per_class: 6
-  max_new_tokens: 32
-  max_batches: 3
-students:
-  - name: ngram
-    kind: ngram
-    min_new_examples: 4
-""")
+    config = write_config(tmp_path, few_batches(3, NGRAM_STUDENT))
     runs = tmp_path / "runs"
     status = lambda: pgkd("status", RUN, "--runs-dir", str(runs)).stdout  # noqa: E731
     proc = subprocess.Popen(PGKD + ["run", str(config), "--run-id", RUN, "--set", "loop.patience=50"], env=ENV,
