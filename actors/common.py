@@ -9,9 +9,9 @@ import sys
 import time
 from pathlib import Path
 
+from bus.client import Bus
+from bus.control import set_status
 from cluster.placement import set_thread_budget
-from pgkd.bus import Bus
-from pgkd.control import set_status
 
 
 class JsonLines(logging.Formatter):

@@ -7,14 +7,14 @@ import ray
 
 from actors.common import setup_actor
 from actors.metrics import record_evaluation, record_queue
+from basics.config import EvaluatorConfig, LoopConfig
+from bus.client import CHECKPOINTS, REPORTS
+from bus.control import BEST, LATEST_REPORT, request_stop, set_status, stop_requested, teacher_stats_key
+from bus.messages import Checkpoint, EvalReport
+from bus.roster import actor_names, retired
 from cluster.placement import torch_device
-from pgkd.bus import CHECKPOINTS, REPORTS
-from pgkd.config import EvaluatorConfig, LoopConfig
-from pgkd.control import (BEST, LATEST_REPORT, actor_names, request_stop, retired, set_status, stop_requested,
-                          teacher_stats_key)
-from pgkd.early_stopping import RunStopping
-from pgkd.evaluation import score
-from pgkd.messages import Checkpoint, EvalReport
+from evaluator.early_stopping import RunStopping
+from evaluator.scoring import score
 
 log = logging.getLogger("pgkd.evaluator")
 GROUP = "evaluator"

@@ -8,8 +8,9 @@ import ray
 from actors.evaluator_actor import EvaluatorActor
 from actors.student_actor import StudentActor
 from actors.teacher_actor import TeacherActor
+from basics.config import RunConfig, StudentConfig
+from bus.roster import student_name, student_names, teacher_name
 from cluster.placement import actor_options, teacher_env
-from pgkd.config import RunConfig, StudentConfig
 
 
 @dataclass
@@ -53,22 +54,6 @@ class Launched:
 
     def start(self, name: str, handle) -> None:
         self.handles[name], self.runs[name] = handle, handle.run.remote()
-
-
-def teacher_name(replica: int) -> str:
-    return f"teacher-{replica}"
-
-
-def student_name(student: StudentConfig, replica: int) -> str:
-    return actor_name(student.name, replica)
-
-
-def teacher_names(config: RunConfig) -> list[str]:
-    return [teacher_name(i) for i in range(config.teacher.replicas)]
-
-
-def student_names(config: RunConfig) -> list[tuple[str, StudentConfig]]:
-    return [(student_name(s, i), s) for s in config.students for i in range(s.replicas)]
 
 
 def launch_teacher(launched: Launched, replica: int) -> str:
@@ -129,16 +114,6 @@ def kill_all(launched: Launched) -> None:
         forget(launched, name)
 
 
-def pool_of(name: str) -> tuple[str, int] | None:
-    """teacher-3 -> ("teacher", 3); student-minilm-1 -> ("minilm", 1); the evaluator is in no pool."""
-    if name.startswith("teacher-"):
-        return "teacher", int(name.rsplit("-", 1)[1])
-    if name.startswith("student-"):
-        pool, index = name[len("student-"):].rsplit("-", 1)
-        return pool, int(index)
-    return None
-
-
 def launch_in_pool(launched: Launched, pool: str, replica: int) -> str:
     if pool == "teacher":
         return launch_teacher(launched, replica)
@@ -146,5 +121,3 @@ def launch_in_pool(launched: Launched, pool: str, replica: int) -> str:
     return launch_student(launched, student, replica)
 
 
-def actor_name(pool: str, replica: int) -> str:
-    return teacher_name(replica) if pool == "teacher" else f"student-{pool}-{replica}"

@@ -11,12 +11,13 @@ import ray
 
 from actors.common import setup_actor
 from actors.metrics import record_queue, record_version
+from basics.config import StudentConfig
+from bus import pool_queue
+from bus.client import CHECKPOINTS, EXAMPLES
+from bus.control import set_status, stop_requested, teachers_done
+from bus.messages import Checkpoint, ExampleBatch, PoolHint
+from bus.roster import is_retired, register_actor
 from cluster.placement import torch_device
-from pgkd.bus import CHECKPOINTS, EXAMPLES
-from pgkd.config import StudentConfig
-from pgkd.control import is_retired, register_actor, set_status, stop_requested, teachers_done
-from pgkd import pool_queue
-from pgkd.messages import Checkpoint, ExampleBatch, PoolHint
 
 log = logging.getLogger("pgkd.student")
 

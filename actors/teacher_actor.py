@@ -8,11 +8,13 @@ import ray
 
 from actors.common import setup_actor
 from actors.metrics import record_teacher_batch
-from pgkd.bus import EXAMPLES
-from pgkd.config import TeacherConfig
-from pgkd.control import is_retired, latest_report, register_actor, set_status, stop_requested, teacher_stats_key
-from pgkd.messages import ExampleBatch
-from pgkd import pool_queue
+from basics.config import TeacherConfig
+from bus import pool_queue
+from bus.client import EXAMPLES
+from bus.control import latest_report, set_status, stop_requested, teacher_stats_key
+from bus.messages import ExampleBatch
+from bus.roster import is_retired, register_actor
+from cluster.placement import vllm_block_size
 from teacher.planner import is_newer
 from teacher.teacher import PoolText
 
@@ -33,14 +35,14 @@ class TeacherActor:
 
     def run(self) -> dict:
         """Generate until stopped or out of budget; returns this replica's counts."""
-        from teacher.backends.base import backend_options, make_backend
+        from basics.dataset import Label
+        from teacher.backends.registry import backend_options, make_backend
         from teacher.teacher import Teacher
-        from pgkd.dataset import Label
 
         labels, seeds, protected, task = self.inputs
         set_status(self.bus, self.name, state="loading engine")
         c = self.config
-        backend = make_backend(c.backend, **backend_options(c, self.replica))
+        backend = make_backend(c.backend, **backend_options(c, self.replica, vllm_block_size()))
         teacher = Teacher(backend, [Label(**l) for l in labels], seeds, protected, c, self.name, task,
                           seed=c.seed * 1000 + self.replica)
         log.info("engine ready: %s", c.model)

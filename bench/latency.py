@@ -47,7 +47,7 @@ def main() -> int:
     p.add_argument("--gpu-price-per-hour", type=float, default=2.50, help="USD per GPU hour (used on a GPU)")
     args = p.parse_args()
 
-    from pgkd.dataset import load_dataset
+    from basics.dataset import load_dataset
 
     data = load_dataset(args.dataset)
     texts, gold = split_sample(data, args.split, BATCH * max(args.student_batches + 1, args.teacher_batches))
@@ -75,7 +75,7 @@ def split_sample(data, split: str, n: int) -> tuple[list[str], list[str]]:
 
 
 def seeds_for(data, per_class: int, sample_seed: int) -> list[dict]:
-    from pgkd.dataset import dedupe_texts, sample_per_class
+    from basics.dataset import dedupe_texts, sample_per_class
 
     return dedupe_texts(sample_per_class(data.train, per_class, sample_seed))
 
@@ -83,8 +83,8 @@ def seeds_for(data, per_class: int, sample_seed: int) -> list[dict]:
 def student_row(args, data, texts: list[str], gold: list[str]) -> dict:
     import torch
 
-    from pgkd.config import StudentConfig
-    from pgkd.messages import Example
+    from basics.config import StudentConfig
+    from bus.messages import Example
     from student.registry import load_student, make_student
 
     torch.set_num_threads(args.threads)
@@ -106,10 +106,12 @@ def student_row(args, data, texts: list[str], gold: list[str]) -> dict:
 
 
 def start_teacher(max_model_len: int):
-    from teacher.backends.base import make_backend
+    from cluster.placement import vllm_block_size
+    from teacher.backends.registry import make_backend
 
     started = time.perf_counter()
-    backend = make_backend("vllm", model="embedded:gemma3-270m", max_model_len=max_model_len)
+    backend = make_backend("vllm", model="embedded:gemma3-270m", max_model_len=max_model_len,
+                           block_size=vllm_block_size())
     print(f"teacher engine started in {time.perf_counter() - started:.0f} s", file=sys.stderr)
     return backend
 
@@ -146,7 +148,7 @@ def teacher_row(result: dict, gold: list[str], label_names: list[str], shots: st
 
 
 def quality(gold: list[str], predicted: list[str | None], label_names: list[str]) -> dict:
-    from pgkd.metrics import macro_f1
+    from evaluator.metrics import macro_f1
 
     predicted = [p or "<none>" for p in predicted]
     return {"accuracy": sum(g == p for g, p in zip(gold, predicted)) / len(gold),

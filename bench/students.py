@@ -58,10 +58,10 @@ def main() -> int:
 def bench_one(args) -> dict:
     import torch
 
-    from pgkd.config import StudentConfig
-    from pgkd.dataset import load_dataset
-    from pgkd.messages import Example
-    from pgkd.metrics import macro_f1
+    from basics.config import StudentConfig
+    from basics.dataset import load_dataset
+    from bus.messages import Example
+    from evaluator.metrics import macro_f1
     from student.export import export_student
     from student.registry import load_student, make_student
 

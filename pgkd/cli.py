@@ -8,7 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-from pgkd.errors import BusUnavailable, InputError
+from basics.errors import BusUnavailable, InputError
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO_CONFIG = REPO / "ray_configs" / "demo.yaml"
@@ -81,7 +81,7 @@ def cmd_run(args) -> int:
 
 
 def run_config(path: Path, overrides: list[str], run_id: str | None) -> int:
-    from pgkd.config import load_config
+    from basics.config import load_config
     from pgkd.driver import run
 
     config = load_config(path, overrides)
@@ -94,7 +94,7 @@ def run_config(path: Path, overrides: list[str], run_id: str | None) -> int:
 
 
 def _bus_for(args):
-    from pgkd.bus import Bus
+    from bus.client import Bus
     from pgkd.runs import find_run
 
     run_dir, info = find_run(args.run_id, args.runs_dir)
@@ -102,7 +102,7 @@ def _bus_for(args):
 
 
 def cmd_status(args) -> int:
-    from pgkd.config import load_config
+    from basics.config import load_config
     from pgkd.live_status import collect_status, format_status
 
     bus, run_dir, _ = _bus_for(args)
@@ -116,7 +116,7 @@ def cmd_status(args) -> int:
 
 
 def cmd_stop(args) -> int:
-    from pgkd.control import request_stop
+    from bus.control import request_stop
     from pgkd.runs import driver_alive
 
     bus, _, info = _bus_for(args)
@@ -130,9 +130,9 @@ def cmd_stop(args) -> int:
 
 
 def cmd_scale(args) -> int:
-    from pgkd.config import load_config
-    from pgkd.control import CONTROL
-    from pgkd.messages import ScaleRequest
+    from basics.config import load_config
+    from bus.control import CONTROL
+    from bus.messages import ScaleRequest
     from pgkd.scaling import check_request
 
     bus, run_dir, _ = _bus_for(args)
@@ -175,15 +175,17 @@ def cmd_predict(args) -> int:
 
 
 def cmd_export(args) -> int:
+    from cluster.placement import cpu_device
     from student.export import export_student
-    from student.registry import META_FILE
+    from student.saved import META_FILE
 
     run_dir = Path(args.runs_dir) / args.run_id
     source = run_dir / "best_student"
     if not (source / META_FILE).is_file():
         raise InputError("no saved best student here (has the run finished?)", file=str(source / META_FILE))
     try:
-        out = export_student(source, Path(args.out) if args.out else run_dir / f"export-{args.format}", args.format)
+        out = export_student(source, Path(args.out) if args.out else run_dir / f"export-{args.format}", args.format,
+                             cpu_device())  # traced on the CPU: the file runs anywhere
     except NotImplementedError as exc:
         raise InputError(str(exc), field="--format") from exc
     print(out)

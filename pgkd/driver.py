@@ -10,13 +10,16 @@ import os
 import time
 from pathlib import Path
 
-from pgkd.bus import EXAMPLES, Bus, redact
-from pgkd.config import RunConfig, dump_config, redis_url_from_env
-from pgkd.control import request_stop, stop_requested
-from pgkd.dataset import dedupe_texts, load_dataset, normalize_text, sample_per_class
-from pgkd.errors import BusUnavailable, InputError
-from pgkd.messages import Example, ExampleBatch, Stop
-from pgkd.redis_server import EmbeddedRedis
+from basics.config import RunConfig, dump_config, redis_url_from_env
+from basics.dataset import dedupe_texts, load_dataset, normalize_text, sample_per_class
+from basics.errors import BusUnavailable, InputError
+from bus.client import EXAMPLES, Bus, redact
+from bus.control import request_stop, stop_requested
+from bus.messages import Example, ExampleBatch, Stop
+from bus.roster import student_names
+from bus.server import EmbeddedRedis
+from cluster.placement import local_cluster_cpus
+from pgkd.finish import finish_run
 from pgkd.runs import new_run_id, write_run_file
 
 log = logging.getLogger("pgkd.driver")
@@ -107,8 +110,6 @@ def start_ray(config: RunConfig) -> bool:
     if address != "local":
         ray.init(address=address, namespace=config.ray.namespace, runtime_env=runtime_env)
         return False
-    from actors.launch import student_names
-    from cluster.placement import local_cluster_cpus
 
     cpus = local_cluster_cpus(config.teacher.replicas, config.teacher.threads,
                               sum(s.threads for _, s in student_names(config)), config.evaluator.threads,
@@ -161,8 +162,6 @@ def checked_bus(url: str, run_id: str, config: RunConfig) -> Bus:
 def drive(config: RunConfig, data, inputs, bus: Bus, embedded: EmbeddedRedis | None, run_id: str, run_dir: Path,
           progress) -> dict:
     """Launch the actors, watch them until the run stops, write the report; always shut down what it started."""
-    from pgkd.finish import finish_run
-
     stop_on_signals(bus, progress)
     if embedded:
         embedded.keep_alive()

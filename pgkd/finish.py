@@ -7,12 +7,13 @@ import shutil
 import time
 from pathlib import Path
 
-from pgkd.bus import CHECKPOINTS, DEAD_LETTERS, EXAMPLES, REPORTS, Bus, redact
-from pgkd.config import RunConfig, dump_config
-from pgkd.control import BEST, actor_names, stop_history
-from pgkd.evaluation import score
+from basics.config import RunConfig, dump_config
+from bus.client import CHECKPOINTS, DEAD_LETTERS, EXAMPLES, REPORTS, Bus, redact
+from bus.control import BEST, stop_history
+from bus.messages import Checkpoint, EvalReport, ExampleBatch, Stop
+from bus.roster import actor_names, teacher_names
+from evaluator.scoring import score
 from pgkd.live_status import teacher_totals
-from pgkd.messages import Checkpoint, EvalReport, ExampleBatch, Stop
 from pgkd.report import write_markdown
 from teacher.accounting import teacher_accounting
 
@@ -21,8 +22,6 @@ log = logging.getLogger("pgkd.driver")
 
 def finish_run(config: RunConfig, data, inputs, bus: Bus, run_id: str, run_dir: Path, stop: Stop, elapsed: float,
                progress) -> dict:
-    from actors.launch import teacher_names
-
     bus_block = bus_stats(bus)  # first: the run's own traffic, not the reads below
     reports = bus.read_all(REPORTS, EvalReport)
     checkpoints = bus.read_all(CHECKPOINTS, Checkpoint)

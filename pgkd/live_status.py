@@ -1,9 +1,10 @@
 """Live state of a run read from Redis: for the driver's progress line and `pgkd status`."""
 from __future__ import annotations
 
-from pgkd.bus import CHECKPOINTS, EXAMPLES, REPORTS, Bus
-from pgkd.control import BEST, actor_names, retired, stop_requested, teacher_stats_key
-from pgkd.messages import Checkpoint, EvalReport
+from bus.client import CHECKPOINTS, EXAMPLES, REPORTS, Bus
+from bus.control import BEST, stop_requested, teacher_stats_key
+from bus.messages import Checkpoint, EvalReport
+from bus.roster import actor_names, retired, student_names, teacher_names
 
 
 def _floats(fields: dict[str, str]) -> dict[str, float]:
@@ -26,8 +27,6 @@ def teacher_totals(bus: Bus, teachers: list[str]) -> tuple[dict[str, float], dic
 
 
 def collect_status(bus: Bus, config) -> dict:
-    from actors.launch import student_names, teacher_names
-
     teachers = actor_names(bus, "teacher", teacher_names(config))
     students = actor_names(bus, "student", [name for name, _ in student_names(config)])
     gone = retired(bus)

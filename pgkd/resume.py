@@ -3,12 +3,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pgkd.bus import CHECKPOINTS, EXAMPLES, Bus, redact
-from pgkd.config import RunConfig, load_config
-from pgkd.control import clear_stop, restart_roster
+from basics.config import RunConfig, load_config
+from basics.errors import BusUnavailable
+from bus.client import CHECKPOINTS, EXAMPLES, Bus, redact
+from bus.control import clear_stop
+from bus.roster import restart_roster, student_names, teacher_names
+from bus.server import EmbeddedRedis
 from pgkd.driver import checked_bus, drive, prepare_inputs, publish_seeds, save_config
-from pgkd.errors import BusUnavailable
-from pgkd.redis_server import EmbeddedRedis
 from pgkd.runs import find_run, refuse_if_live, write_run_file
 
 
@@ -35,8 +36,6 @@ def resume(run_id: str, runs_dir: str | Path, overrides: list[str] = (), progres
 
 
 def launched_names(config: RunConfig) -> set[str]:
-    from actors.launch import student_names, teacher_names
-
     return set(teacher_names(config)) | {name for name, _ in student_names(config)}
 
 

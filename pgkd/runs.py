@@ -8,7 +8,7 @@ import socket
 import time
 from pathlib import Path
 
-from pgkd.errors import InputError
+from basics.errors import InputError
 
 RUN_FILE = "run.json"
 

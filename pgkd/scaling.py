@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from pgkd.errors import InputError
-from pgkd.messages import ScaleRequest
+from basics.errors import InputError
+from bus.messages import ScaleRequest
 
 TEACHERS = "teacher"  # the pool key of the teacher replicas; student pools are keyed by their config name
 

@@ -6,13 +6,13 @@ import time
 
 import ray
 
-from actors.launch import actor_name, forget, launch_in_pool, pool_of, teacher_names
-from pgkd.bus import CHECKPOINTS, EXAMPLES, Bus
-from pgkd.config import RunConfig
-from pgkd.control import (CONTROL, TEACHERS_DONE, actor_names, request_stop, retire, retired, stop_requested,
-                          unretire)
+from actors.launch import forget, launch_in_pool
+from basics.config import RunConfig
+from bus.client import CHECKPOINTS, EXAMPLES, Bus
+from bus.control import CONTROL, TEACHERS_DONE, request_stop, stop_requested
+from bus.messages import ScaleRequest, Stop
+from bus.roster import actor_name, actor_names, pool_of, retire, retired, teacher_names, unretire
 from pgkd.live_status import collect_status, progress_line, teacher_totals
-from pgkd.messages import ScaleRequest, Stop
 from pgkd.scaling import plan_scale
 from pgkd.terminal_bar import TerminalBar
 

@@ -11,9 +11,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from pgkd.messages import Example
+from bus.messages import Example
+from student.inference import top_labels
 from student.kd_loss import kd_loss, soft_matrix
-from student.registry import read_meta, register_student, top_labels, write_meta
+from student.saved import read_meta, write_meta
 
 EMBEDDED_PREFIX = "embedded:"
 
@@ -28,8 +29,9 @@ def resolve_encoder(spec: str) -> str:
     return spec
 
 
-@register_student("encoder")
 class EncoderStudent:
+    kind = "encoder"
+
     def __init__(self, labels: list[str], encoder_spec: str, pooling: str, max_length: int, finetune: bool,
                  device: str, feature_scale: float, encoder_dir: str | None = None, head_state: dict | None = None):
         from transformers import AutoModel, AutoTokenizer

@@ -12,7 +12,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from student.registry import load_student, read_meta, register_student, top_labels, write_meta
+from student.inference import top_labels
+from student.registry import load_student
+from student.saved import read_meta, write_meta
 
 FORMATS = ("hf", "onnx", "torchscript")
 MODEL_FILES = {"onnx": "model.onnx", "torchscript": "model.pt"}
@@ -86,17 +88,16 @@ def preprocessing_class(base_kind: str):
     raise ValueError(f"no preprocessing known for student kind '{base_kind}'")
 
 
-def export_student(src_folder: str | Path, dst_folder: str | Path, fmt: str) -> Path:
-    """Export the student saved in src_folder to dst_folder; checks the export predicts as the original."""
+def export_student(src_folder: str | Path, dst_folder: str | Path, fmt: str, device: str | None = None) -> Path:
+    """Export the student saved in src_folder to dst_folder; checks the export predicts as the original.
+    The caller picks the device to trace on (the CLI: the CPU, so the file runs anywhere)."""
     if fmt not in FORMATS:
         raise ValueError(f"unknown export format '{fmt}' (known: {', '.join(FORMATS)})")
     src, dst = Path(src_folder), Path(dst_folder)
     if fmt == "hf":
         shutil.copytree(src, dst, dirs_exist_ok=True)
         return dst
-    from cluster.placement import cpu_device
-
-    student = load_student(src, cpu_device())  # export on CPU: the file runs anywhere
+    student = load_student(src, device)
     module, preprocess = numeric_parts(student)
     module.eval()
     dst.mkdir(parents=True, exist_ok=True)
@@ -114,7 +115,7 @@ def export_student(src_folder: str | Path, dst_folder: str | Path, fmt: str) -> 
         else:
             _export_onnx(module, args, preprocess, dst / MODEL_FILES[fmt], student.kind)
     write_meta(dst, meta)
-    _check_same(student, load_student(dst, cpu_device()), fmt)
+    _check_same(student, load_student(dst, device), fmt)
     return dst
 
 
@@ -179,15 +180,20 @@ class ExportedStudent:
 def _onnx_runner(path: Path, names: list[str], device: str):
     import onnxruntime as ort
 
-    from cluster.placement import cpu_device
-
     options = ort.SessionOptions()
     options.log_severity_level = 3  # ORT warns about harmless renames inside EmbeddingBag's loop
     options.intra_op_num_threads = torch.get_num_threads()  # keep to this process's thread budget
-    providers = ["CPUExecutionProvider"] if device == cpu_device() else ort.get_available_providers()
+    providers = onnx_providers(torch.device(device).type, ort.get_available_providers())
     session = ort.InferenceSession(str(path), options, providers=providers)
     wanted = [i.name for i in session.get_inputs()]  # the exporter drops inputs the model ignores (GIN: weights)
     return lambda inputs: torch.from_numpy(session.run(["logits"], {n: inputs[n].numpy() for n in wanted})[0])
+
+
+def onnx_providers(device_type: str, available: list[str]) -> list[str]:
+    """ONNX Runtime's providers for the student's device: its own ("CUDAExecutionProvider" for a CUDA device)
+    first where installed, always the CPU one last."""
+    own = [p for p in available if p.lower().startswith(device_type) and p != "CPUExecutionProvider"]
+    return own + ["CPUExecutionProvider"]
 
 
 def _torchscript_runner(path: Path, names: list[str], device: str):
@@ -198,8 +204,3 @@ def _torchscript_runner(path: Path, names: list[str], device: str):
             return module(*[inputs[n].to(device) for n in names]).cpu()
 
     return run
-
-
-for _kind in ("encoder", "ngram", "graph"):
-    for _fmt in MODEL_FILES:
-        register_student(f"{_kind}-{_fmt}")(ExportedStudent)  # instances carry their own kind from student.json

@@ -3,8 +3,8 @@ so new texts are classified without rebuilding anything. Nodes are the text's di
 the first fit and frozen; unknown words read as <unk>), edges join words that co-occur within a sliding window,
 weighted by how often. A learned word embedding, two GCN/GIN/GAT layers, mean+max pooling and a linear head.
 
-torch_geometric is imported only where it is used: importing it costs seconds and ~250 MB, and the registry imports
-this module for every student kind.
+torch_geometric is imported only where it is used: importing it costs seconds and ~250 MB, and the export of any
+kind imports this module for its preprocessing.
 """
 from __future__ import annotations
 
@@ -16,11 +16,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from pgkd.messages import Example
+from bus.messages import Example
+from student.inference import batched_probabilities, top_labels
 from student.kd_loss import kd_loss, soft_matrix
 from student.ngram import words
-from student.inference import batched_probabilities
-from student.registry import read_meta, register_student, top_labels, write_meta
+from student.saved import read_meta, write_meta
 
 UNK = 0
 VOCAB_FILE = "vocab.json"
@@ -132,8 +132,9 @@ class GraphNet(torch.nn.Module):
         return self.head(pool(h, batch, counts))
 
 
-@register_student("graph")
 class GraphStudent:
+    kind = "graph"
+
     def __init__(self, labels: list[str], device: str, layer: str, dim: int, window: int, seed: int = 0,
                  graphs: TextGraphs | None = None):
         self.labels, self.device, self.layer, self.dim, self.window = labels, device, layer, dim, window

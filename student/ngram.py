@@ -13,10 +13,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pgkd.messages import Example
+from bus.messages import Example
+from student.inference import batched_probabilities, top_labels
 from student.kd_loss import kd_loss, soft_matrix
-from student.inference import batched_probabilities
-from student.registry import read_meta, register_student, top_labels, write_meta
+from student.saved import read_meta, write_meta
 
 WORD = re.compile(r"\w+")
 
@@ -87,8 +87,9 @@ class NgramNet(torch.nn.Module):
         return self.bag(ids, offsets, per_sample_weights=weights * self.scale) + self.bias
 
 
-@register_student("ngram")
 class NgramStudent:
+    kind = "ngram"
+
     def __init__(self, labels: list[str], features: HashedNgrams, device: str, feature_scale: float):
         self.labels, self.features, self.device = labels, features, device
         self.net = NgramNet(features.buckets, len(labels), feature_scale).to(device)

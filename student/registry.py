@@ -1,43 +1,29 @@
-"""Student kinds by name. A kind is a class with from_config(labels, config, device), fit, predict_proba,
+"""Student kinds by name: a table of "module:Class" entries, imported on first use, so naming a kind imports
+nothing else. A kind is a class with a `kind` name, from_config(labels, config, device), fit, predict_proba,
 save(folder) and load(folder, device)."""
 from __future__ import annotations
 
-import json
+from importlib import import_module
 from pathlib import Path
-from typing import Callable
 
-STUDENT_KINDS: dict[str, Callable] = {}
-META_FILE = "student.json"
+import torch
 
+from student.saved import META_FILE, read_meta
 
-def write_meta(folder: Path, meta: dict) -> None:
-    (Path(folder) / META_FILE).write_text(json.dumps(meta, indent=2))
-
-
-def read_meta(folder: Path) -> dict:
-    return json.loads((Path(folder) / META_FILE).read_text())
-
-
-def top_labels(labels: list[str], probs) -> list[tuple[str, float]]:
-    """(label, probability) of the most probable class of each row."""
-    return [(labels[i], float(p[i])) for p, i in zip(probs, probs.argmax(1))]
-
-
-def register_student(kind: str):
-    def wrap(cls):
-        STUDENT_KINDS[kind] = cls
-        cls.kind = kind
-        return cls
-
-    return wrap
+EXPORTED = "student.export:ExportedStudent"  # an exported folder: inference only, its kind is "<base>-<format>"
+STUDENT_KINDS = {
+    "encoder": "student.encoder:EncoderStudent",
+    "ngram": "student.ngram:NgramStudent",
+    "graph": "student.graph:GraphStudent",
+    **{f"{base}-{fmt}": EXPORTED for base in ("encoder", "ngram", "graph") for fmt in ("onnx", "torchscript")},
+}
 
 
 def student_class(kind: str):
-    from student import encoder, export, graph, ngram  # noqa: F401  (register their kinds)
-
     if kind not in STUDENT_KINDS:
         raise ValueError(f"unknown student kind '{kind}' (known: {sorted(STUDENT_KINDS)})")
-    return STUDENT_KINDS[kind]
+    module, cls = STUDENT_KINDS[kind].split(":")
+    return getattr(import_module(module), cls)
 
 
 def make_student(labels: list[str], config, device: str):
@@ -45,12 +31,9 @@ def make_student(labels: list[str], config, device: str):
 
 
 def load_student(folder: str | Path, device: str | None = None):
-    """Load any saved student: `load_student(path).predict(texts)`."""
-    from cluster.placement import cpu_device
-
+    """Load any saved student: `load_student(path).predict(texts)`; without a device, on torch's default one."""
     folder = Path(folder)
     meta_path = folder / META_FILE
     if not meta_path.is_file():
         raise FileNotFoundError(f"{meta_path} not found: not a saved pgkd student")
-    meta = json.loads(meta_path.read_text())
-    return student_class(meta["kind"]).load(folder, device or cpu_device())
+    return student_class(read_meta(folder)["kind"]).load(folder, device or torch.get_default_device())

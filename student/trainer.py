@@ -7,7 +7,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from pgkd.messages import Example
+from bus.messages import Example
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """Quality filters between the teacher's reply and the students: duplicates, near-duplicates and leakage."""
 from __future__ import annotations
 
-from pgkd.dataset import normalize_text
+from basics.dataset import normalize_text
 
 
 def word_shingles(key: str) -> frozenset:

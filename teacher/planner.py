@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import random
 
-from pgkd.messages import EvalReport
+from bus.messages import EvalReport
 from teacher.prompts import ClassTask
 
 FLOOR_WEIGHT = 0.02  # a perfect class still gets picked now and then

@@ -4,8 +4,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pgkd.dataset import Label
-from pgkd.messages import HardNegative
+from basics.dataset import Label
+from bus.messages import HardNegative
 
 TEMPLATES = Path(__file__).parent / "templates"
 

@@ -6,9 +6,9 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 
-from pgkd.config import TeacherConfig
-from pgkd.dataset import Label
-from pgkd.messages import EvalReport, Example
+from basics.config import TeacherConfig
+from basics.dataset import Label
+from bus.messages import EvalReport, Example
 from teacher.backends.base import SamplingSpec, TeacherBackend
 from teacher.filters import NoveltyFilter
 from teacher.labeler import SoftLabeler

@@ -5,11 +5,11 @@ import json
 import numpy as np
 import pytest
 
-from pgkd import pool_queue
-from pgkd.config import RunConfig
+from basics.config import RunConfig
+from basics.errors import InputError
+from bus import pool_queue
+from bus.messages import PoolHint
 from pgkd.driver import prepare_inputs
-from pgkd.errors import InputError
-from pgkd.messages import PoolHint
 from student.active import least_confident
 from teacher.teacher import PoolText
 from tests.test_teacher_logic import make_teacher

@@ -1,9 +1,9 @@
 import pytest
 
-from pgkd.bus import DEAD_LETTERS, EXAMPLES, Bus, redact
-from pgkd.control import request_stop, stop_requested
-from pgkd.errors import BusUnavailable
-from pgkd.messages import Example, ExampleBatch
+from basics.errors import BusUnavailable
+from bus.client import DEAD_LETTERS, EXAMPLES, Bus, redact
+from bus.control import request_stop, stop_requested
+from bus.messages import Example, ExampleBatch
 
 
 def batch(n: int, producer="teacher-0") -> ExampleBatch:
@@ -59,7 +59,7 @@ def test_first_stop_wins(bus):
 
 
 def test_unreachable_redis_names_the_url_without_password():
-    from pgkd.redis_server import free_port
+    from bus.server import free_port
 
     url = f"redis://:secret@127.0.0.1:{free_port()}/0"
     with pytest.raises(BusUnavailable) as err:

@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pgkd.config import load_config
-from pgkd.errors import InputError
+from basics.config import load_config
+from basics.errors import InputError
 
 CONFIGS = Path(__file__).resolve().parents[1] / "ray_configs"
 POOLS = {"teacher_gpu": "pgkd_teacher_gpu", "student_gpu": "pgkd_student_gpu"}

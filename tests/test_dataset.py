@@ -2,8 +2,8 @@ import json
 
 import pytest
 
-from pgkd.dataset import dedupe_texts, load_dataset, sample_per_class
-from pgkd.errors import InputError
+from basics.dataset import dedupe_texts, load_dataset, sample_per_class
+from basics.errors import InputError
 
 
 def test_loads_a_folder(tiny_dataset):

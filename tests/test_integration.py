@@ -156,7 +156,7 @@ def test_killed_student_engine_and_redis_recover_and_lose_nothing(tmp_path, reap
     generated example is trained on or dropped with a reason."""
     import psutil
 
-    from pgkd.bus import Bus
+    from bus.client import Bus
 
     config = write_config(tmp_path, few_batches(4, NGRAM_STUDENT))
     runs = tmp_path / "runs"

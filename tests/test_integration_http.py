@@ -8,10 +8,11 @@ import time
 import httpx
 import pytest
 
-from pgkd.config import TeacherConfig
-from pgkd.dataset import Label
-from teacher.backends.base import SamplingSpec, make_backend
-from teacher.serve import SERVED_NAME, server_command, server_env
+from basics.config import TeacherConfig
+from basics.dataset import Label
+from pgkd.serve import SERVED_NAME, server_command, server_env
+from teacher.backends.base import SamplingSpec
+from teacher.backends.registry import make_backend
 from teacher.teacher import Teacher
 
 pytestmark = pytest.mark.integration

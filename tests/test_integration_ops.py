@@ -6,8 +6,7 @@ import time
 
 import pytest
 
-from tests.test_integration import (ENV, NGRAM_STUDENT, PGKD, REPO, few_batches, wait_for_scored_version,
-                                    write_config)
+from tests.test_integration import ENV, NGRAM_STUDENT, PGKD, REPO, few_batches, wait_for_scored_version, write_config
 
 pytestmark = pytest.mark.integration
 RUN = "itest-ops"

@@ -1,7 +1,7 @@
 import pytest
 
-from pgkd.early_stopping import EarlyStopping
-from pgkd.metrics import accuracy, confusion_pairs, macro_f1, per_class_f1
+from evaluator.early_stopping import EarlyStopping
+from evaluator.metrics import accuracy, confusion_pairs, macro_f1, per_class_f1
 
 
 def test_macro_f1_matches_hand_computation():
@@ -36,7 +36,7 @@ def test_early_stopping_resets_on_real_gain():
 
 
 def test_run_stops_only_when_every_student_ran_out_of_patience():
-    from pgkd.early_stopping import RunStopping
+    from evaluator.early_stopping import RunStopping
 
     stop = RunStopping(patience=2, min_delta=0.01, students=["strong", "weak"])
     assert stop.update("strong", 1.0, "strong@v0")

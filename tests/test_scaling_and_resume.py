@@ -8,11 +8,11 @@ import time
 
 import pytest
 
-from pgkd.control import (actor_names, clear_stop, is_retired, register_actor, request_stop, retire, retired,
-                          stop_history, stop_requested, unretire)
-from pgkd.early_stopping import RunStopping
-from pgkd.errors import InputError
-from pgkd.messages import ScaleRequest
+from basics.errors import InputError
+from bus.control import clear_stop, request_stop, stop_history, stop_requested
+from bus.messages import ScaleRequest
+from bus.roster import actor_names, is_retired, register_actor, retire, retired, unretire
+from evaluator.early_stopping import RunStopping
 from pgkd.scaling import check_request, plan_scale
 
 
@@ -105,9 +105,9 @@ def test_resume_refuses_a_run_whose_driver_still_runs(tmp_path):
 
 def test_the_bus_rides_out_a_killed_redis_server_and_loses_nothing(tmp_path):
     """SIGKILL the server: keep_alive restarts it on the same port; appendfsync always keeps every acked write."""
-    from pgkd.bus import Bus
-    from pgkd.messages import Stop
-    from pgkd.redis_server import EmbeddedRedis
+    from bus.client import Bus
+    from bus.messages import Stop
+    from bus.server import EmbeddedRedis
 
     server = EmbeddedRedis(tmp_path / "redis").start().keep_alive(every_s=0.2)
     try:
@@ -124,7 +124,7 @@ def test_the_bus_rides_out_a_killed_redis_server_and_loses_nothing(tmp_path):
 
 
 def test_a_stopped_server_is_not_restarted(tmp_path):
-    from pgkd.redis_server import EmbeddedRedis
+    from bus.server import EmbeddedRedis
 
     server = EmbeddedRedis(tmp_path / "redis").start().keep_alive(every_s=0.1)
     server.stop()
@@ -193,10 +193,10 @@ def test_the_terminal_bar_shows_the_live_numbers():
 
 
 def test_resume_reopens_a_stopped_embedded_bus_from_its_append_only_file(tmp_path):
-    from pgkd.bus import Bus
-    from pgkd.config import validate_config
-    from pgkd.messages import Stop
-    from pgkd.redis_server import EmbeddedRedis
+    from basics.config import validate_config
+    from bus.client import Bus
+    from bus.messages import Stop
+    from bus.server import EmbeddedRedis
     from pgkd.resume import reopen_bus
 
     config = validate_config({"dataset": {"path": str(tmp_path)}})
@@ -215,8 +215,8 @@ def test_resume_reopens_a_stopped_embedded_bus_from_its_append_only_file(tmp_pat
 
 
 def test_stop_on_a_crashed_run_also_stops_its_orphaned_embedded_redis(tmp_path, capsys):
+    from bus.server import EmbeddedRedis
     from pgkd.cli import main
-    from pgkd.redis_server import EmbeddedRedis
     from pgkd.runs import write_run_file
 
     run_dir = tmp_path / "runs" / "crashed"
@@ -236,7 +236,7 @@ def test_stop_on_a_crashed_run_also_stops_its_orphaned_embedded_redis(tmp_path, 
 
 
 def test_a_resumed_session_relaunches_the_configured_names_and_retires_the_rest(bus):
-    from pgkd.control import restart_roster
+    from bus.roster import restart_roster
 
     for role, name in [("teacher", "teacher-0"), ("teacher", "teacher-1"), ("student", "student-m-0"),
                        ("student", "student-m-1")]:

@@ -1,10 +1,10 @@
 """The MiniLM student (embedded weights): training, KD, save/load, trainer versions."""
 import numpy as np
-import torch
 import pytest
+import torch
 
-from pgkd.config import StudentConfig
-from pgkd.messages import Example
+from basics.config import StudentConfig
+from bus.messages import Example
 from student.registry import load_student, make_student
 from student.trainer import StudentTrainer
 

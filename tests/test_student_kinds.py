@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from pgkd.config import StudentConfig
-from pgkd.messages import Example
+from basics.config import StudentConfig
+from bus.messages import Example
 from student.export import export_student
 from student.registry import load_student, make_student
 

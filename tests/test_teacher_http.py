@@ -10,7 +10,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from teacher.backends import openai_http
-from teacher.backends.base import SamplingSpec, make_backend
+from teacher.backends.base import SamplingSpec
+from teacher.backends.registry import make_backend
 
 
 class ScriptedEndpoint:

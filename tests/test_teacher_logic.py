@@ -2,9 +2,9 @@ import random
 
 import pytest
 
-from pgkd.config import TeacherConfig
-from pgkd.dataset import Label
-from pgkd.messages import EvalReport, HardNegative
+from basics.config import TeacherConfig
+from basics.dataset import Label
+from bus.messages import EvalReport, HardNegative
 from teacher.filters import NoveltyFilter
 from teacher.labeler import SoftLabeler
 from teacher.parsing import parse_reply

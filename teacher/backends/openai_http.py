@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 
-from teacher.backends.base import Completion, SamplingSpec, register_backend
+from teacher.backends.base import Completion, SamplingSpec
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +25,6 @@ class RequestFailed(Exception):
     """One request gave up: a non-retryable error, or retries ran out."""
 
 
-@register_backend("openai")
 class OpenAIHTTPBackend:
     def __init__(self, model: str, base_url: str, served_model: str | None = None, api_key_env: str | None = None,
                  timeout_s: float = 120, max_retries: int = 4, concurrency: int = 8):

@@ -4,7 +4,7 @@ from __future__ import annotations
 import logging
 import os
 
-from teacher.backends.base import Completion, SamplingSpec, register_backend
+from teacher.backends.base import Completion, SamplingSpec
 from teacher.model_store import resolve_teacher_model
 
 log = logging.getLogger(__name__)
@@ -21,15 +21,12 @@ def common_prefix(sequences: list[tuple]) -> tuple:
     return first[:n]
 
 
-@register_backend("vllm")
 class VLLMEngineBackend:
     def __init__(self, model: str, dtype: str = "bfloat16", max_model_len: int = 1024, kv_cache_gib: float = 2,
                  enforce_eager: bool = True, tensor_parallel_size: int = 1, seed: int = 0,
                  block_size: int | None = None):
         os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(int(kv_cache_gib)))
         from vllm import LLM
-
-        from cluster.placement import vllm_block_size
 
         from teacher.backends.engine_watchdog import EngineWatchdog
 
@@ -38,7 +35,7 @@ class VLLMEngineBackend:
         self.llm, self.watchdog = EngineWatchdog.around(lambda: LLM(
             folder, dtype=dtype, max_model_len=max_model_len, enforce_eager=enforce_eager,
             tensor_parallel_size=tensor_parallel_size, seed=seed, enable_prefix_caching=True,
-            block_size=block_size or vllm_block_size()))
+            block_size=block_size))  # None: vLLM's default for the device
         self.tokenizer = self.llm.get_tokenizer()
         self.max_model_len = max_model_len
 

@@ -10,7 +10,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pgkd.errors import InputError
+from basics.errors import InputError
 
 REQUIRED_SPLITS = ("train", "validation", "test")
 

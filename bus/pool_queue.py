@@ -7,8 +7,8 @@ between claim and mark loses the claim, and the next student version offers the 
 """
 from __future__ import annotations
 
-from pgkd.bus import Bus
-from pgkd.messages import PoolHint
+from bus.client import Bus
+from bus.messages import PoolHint
 
 QUEUE, HINTS, LABELLED = "pool:queue", "pool:hints", "pool:labelled"
 

@@ -5,8 +5,8 @@ import time
 
 import numpy as np
 
-from pgkd.metrics import accuracy, confusion_pairs, macro_f1, per_class_f1
-from pgkd.messages import HardNegative
+from bus.messages import HardNegative
+from evaluator.metrics import accuracy, confusion_pairs, macro_f1, per_class_f1
 
 
 def score(student, texts: list[str], gold: list[str], labels: list[str], max_hard_negatives: int = 50) -> dict:

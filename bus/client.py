@@ -15,7 +15,7 @@ from urllib.parse import urlsplit, urlunsplit
 import redis
 from pydantic import BaseModel, ValidationError
 
-from pgkd.errors import BusUnavailable
+from basics.errors import BusUnavailable
 
 log = logging.getLogger(__name__)
 M = TypeVar("M", bound=BaseModel)

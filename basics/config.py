@@ -8,8 +8,8 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from pgkd.errors import InputError
-from pgkd.yaml_lines import load_with_lines, nearest_line
+from basics.errors import InputError
+from basics.yaml_lines import load_with_lines, nearest_line
 
 EMBEDDED_TEACHER = "embedded:gemma3-270m"
 EMBEDDED_ENCODER = "embedded:all-MiniLM-L6-v2"

@@ -1,7 +1,7 @@
 """Serve the teacher model over an OpenAI-compatible HTTP API with vLLM, for `teacher.backend: openai`.
 
-    python -m teacher.serve --port 8000            # the embedded Gemma 3 270M on 127.0.0.1:8000
-    python -m teacher.serve --model /models/qwen --host 0.0.0.0 --port 8000
+    python -m pgkd.serve --port 8000               # the embedded Gemma 3 270M on 127.0.0.1:8000
+    python -m pgkd.serve --model /models/qwen --host 0.0.0.0 --port 8000
 
 On a GPU machine `vllm serve MODEL` does the same; the CPU wheel's `vllm serve` entry point is broken
 (missing package metadata), so this runs vLLM's api_server module, which both builds have.
@@ -13,6 +13,7 @@ import os
 import subprocess
 import sys
 
+from cluster.placement import vllm_block_size
 from teacher.model_store import resolve_teacher_model
 
 SERVED_NAME = "teacher"
@@ -20,8 +21,6 @@ SERVED_NAME = "teacher"
 
 def server_command(model: str, host: str = "127.0.0.1", port: int = 8000, max_model_len: int = 1024,
                    dtype: str = "bfloat16", enforce_eager: bool = True, served_name: str = SERVED_NAME) -> list[str]:
-    from cluster.placement import vllm_block_size
-
     command = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", resolve_teacher_model(model),
                "--served-model-name", served_name, "--host", host, "--port", str(port), "--dtype", dtype,
                "--max-model-len", str(max_model_len)]

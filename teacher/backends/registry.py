@@ -1,0 +1,33 @@
+"""Teacher backends by name: a table of "module:Class" entries, imported on first use, so the interface
+(`teacher/backends/base.py`) knows no implementation and naming a backend does not import vLLM."""
+from __future__ import annotations
+
+from importlib import import_module
+
+from teacher.backends.base import TeacherBackend
+
+BACKENDS = {
+    "vllm": "teacher.backends.vllm_engine:VLLMEngineBackend",  # the engine in this process
+    "openai": "teacher.backends.openai_http:OpenAIHTTPBackend",  # any OpenAI-compatible /v1/completions endpoint
+}
+
+
+def backend_class(name: str):
+    if name not in BACKENDS:
+        raise ValueError(f"unknown teacher backend '{name}' (known: {sorted(BACKENDS)})")
+    module, cls = BACKENDS[name].split(":")
+    return getattr(import_module(module), cls)
+
+
+def make_backend(name: str, **kwargs) -> TeacherBackend:
+    return backend_class(name)(**kwargs)
+
+
+def backend_options(config, replica: int, kv_block_size: int | None = None) -> dict:
+    """The keyword arguments a TeacherConfig gives its backend (replicas sample with different seeds);
+    kv_block_size is the engine's KV-cache block size, which placement decides per device."""
+    if config.backend == "openai":
+        return {"model": config.model, **config.http.model_dump()}
+    return {"model": config.model, "dtype": config.dtype, "max_model_len": config.max_model_len,
+            "kv_cache_gib": config.kv_cache_gib, "enforce_eager": config.enforce_eager, "seed": config.seed + replica,
+            "block_size": kv_block_size}

@@ -1,0 +1,199 @@
+"""The house's rules, read from every module's imports (the `ast` module, imports inside functions included):
+a lower layer never imports a higher one, roles never import each other, no import circle between files or
+packages, Ray only in actors/, cluster/ and the top, no literal device string outside cluster/. Each failure
+names the two files and the line."""
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+# ground up; packages on one layer sit side by side and may not import each other unless listed in SIDEWAYS
+LAYERS = {
+    "basics": 1, "examples": 1,  # the run's vocabulary: config, YAML lines, dataset, errors; the demo data
+    "bus": 2,  # the wire: Redis client and server, typed messages, run keys, roster
+    "teacher": 3, "student": 3, "evaluator": 3,  # the three roles, Ray-free
+    "cluster": 4, "actors": 4,  # placement; the only @ray.remote code
+    "pgkd": 5,  # the top: CLI, driver, watching, finishing, resume, scaling, status, report
+}
+SIDEWAYS = {("actors", "cluster")}  # actor shells ask placement for their devices and options
+RAY_ALLOWED = {"actors", "cluster", "pgkd"}
+DEVICE_STRINGS = {"cpu", "cuda", "mps", "xpu"}
+
+
+def modules(root: Path = REPO) -> dict[str, Path]:
+    """Dotted module name -> file, for every file of the layered packages."""
+    found = {}
+    for package in LAYERS:
+        for path in sorted((root / package).rglob("*.py")):
+            parts = path.relative_to(root).with_suffix("").parts
+            found[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    return found
+
+
+def imports_of(path: Path, name: str, known: dict[str, Path]) -> list[tuple[str, int]]:
+    """(imported module, line) for every import in the file, at any depth; `from pkg import mod` names the
+    module where one exists."""
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found += [(alias.name, node.lineno) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:  # relative: resolve against this file's package
+                anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join(anchor + ([base] if base else []))
+            for alias in node.names:
+                child = f"{base}.{alias.name}"
+                found.append((child if child in known else base, node.lineno))
+    return found
+
+
+def graph(root: Path = REPO) -> tuple[dict[str, Path], dict[str, list[tuple[str, int]]]]:
+    known = modules(root)
+    edges = {}
+    for name, path in known.items():
+        edges[name] = [(target, line) for target, line in imports_of(path, name, known)]
+    return known, edges
+
+
+def top(module: str) -> str:
+    return module.split(".")[0]
+
+
+def rel(path: Path) -> str:
+    return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else path.name
+
+
+def against_layers(root: Path = REPO) -> list[str]:
+    known, edges = graph(root)
+    wrong = []
+    for name, targets in edges.items():
+        for target, line in targets:
+            source_pkg, target_pkg = top(name), top(target)
+            if target_pkg not in LAYERS or target_pkg == source_pkg:
+                continue
+            upward = LAYERS[target_pkg] > LAYERS[source_pkg]
+            sideways = LAYERS[target_pkg] == LAYERS[source_pkg] and (source_pkg, target_pkg) not in SIDEWAYS
+            if upward or sideways:
+                target_file = rel(known[target]) if target in known else target
+                wrong.append(f"{rel(known[name])}:{line} imports {target_file} "
+                             f"({source_pkg}, layer {LAYERS[source_pkg]} -> {target_pkg}, layer {LAYERS[target_pkg]})")
+    return wrong
+
+
+def test_no_lower_layer_imports_a_higher_one_and_roles_stay_apart():
+    wrong = against_layers()
+    assert not wrong, "imports against the layers:\n" + "\n".join(wrong)
+
+
+def cycles(nodes: list[str], edges: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components with more than one node (Tarjan), each an import circle."""
+    index, low, stack, on_stack, found = {}, {}, [], set(), []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for nxt in sorted(edges.get(node, ())):
+            if nxt not in index:
+                visit(nxt)
+                low[node] = min(low[node], low[nxt])
+            elif nxt in on_stack:
+                low[node] = min(low[node], index[nxt])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                component.append(member)
+                if member == node:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for node in nodes:
+        if node not in index:
+            visit(node)
+    return found
+
+
+def test_no_import_circle_between_files():
+    known, edges = graph()
+    file_edges = {name: {t for t, _ in targets if t in known and t != name and not name.startswith(t + ".")}
+                  for name, targets in edges.items()}
+    found = cycles(sorted(known), file_edges)
+    described = []
+    for component in found:
+        links = [f"{rel(known[a])}:{line} imports {rel(known[b])}" for a in component
+                 for b, line in edges[a] if b in component and b != a]
+        described.append("; ".join(links))
+    assert not found, "import circles between files:\n" + "\n".join(described)
+
+
+def test_no_import_circle_between_packages():
+    known, edges = graph()
+    package_edges: dict[str, set[str]] = {}
+    where: dict[tuple[str, str], str] = {}
+    for name, targets in edges.items():
+        for target, line in targets:
+            if top(target) in LAYERS and top(target) != top(name):
+                package_edges.setdefault(top(name), set()).add(top(target))
+                where.setdefault((top(name), top(target)), f"{rel(known[name])}:{line} imports {target}")
+    found = cycles(sorted(LAYERS), package_edges)
+    described = ["; ".join(where[(a, b)] for a in c for b in c if (a, b) in where) for c in found]
+    assert not found, "import circles between packages:\n" + "\n".join(described)
+
+
+def test_ray_is_imported_only_by_actors_cluster_and_the_top():
+    known, edges = graph()
+    wrong = [f"{rel(known[name])}:{line} imports {target}" for name, targets in edges.items()
+             for target, line in targets if top(target) == "ray" and top(name) not in RAY_ALLOWED]
+    assert not wrong, "Ray outside actors/, cluster/ and pgkd/:\n" + "\n".join(wrong)
+
+
+def test_ray_remote_only_in_actors():
+    wrong = []
+    for name, path in modules().items():
+        if top(name) == "actors":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Attribute) and node.attr == "remote" and \
+                    isinstance(node.value, ast.Name) and node.value.id == "ray":
+                wrong.append(f"{rel(path)}:{node.lineno} uses ray.remote")
+    assert not wrong, "@ray.remote outside actors/:\n" + "\n".join(wrong)
+
+
+def test_no_literal_device_string_outside_cluster():
+    wrong = []
+    for name, path in modules().items():
+        if top(name) == "cluster":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and \
+                    node.value.split(":")[0] in DEVICE_STRINGS:
+                wrong.append(f"{rel(path)}:{node.lineno} names the device '{node.value}'")
+    assert not wrong, "device strings outside cluster/ (ask cluster.placement):\n" + "\n".join(wrong)
+
+
+def test_the_checks_catch_what_they_are_for(tmp_path):
+    """The checks themselves, on a made-up tree: an upward import hidden in a function, a role importing
+    another role, and a circle are each found, with file and line."""
+    for package in ("basics", "teacher", "student", "pgkd"):
+        (tmp_path / package).mkdir()
+        (tmp_path / package / "__init__.py").write_text("")
+    (tmp_path / "basics" / "config.py").write_text("import os\n\n\ndef f():\n    from pgkd.driver import run\n")
+    (tmp_path / "pgkd" / "driver.py").write_text("from basics import config\n")
+    (tmp_path / "teacher" / "t.py").write_text("from student.s import x\n")
+    (tmp_path / "student" / "s.py").write_text("from .u import y\n")
+    (tmp_path / "student" / "u.py").write_text("from student import s\n")
+    wrong = against_layers(tmp_path)
+    assert any("config.py:5 imports driver.py (basics, layer 1 -> pgkd, layer 5)" in w for w in wrong), wrong
+    assert any("t.py:1 imports s.py (teacher, layer 3 -> student, layer 3)" in w for w in wrong), wrong
+    assert len(wrong) == 2, wrong
+    _, edges = graph(tmp_path)
+    assert ("student.u", 1) in edges["student.s"] and ("student.s", 1) in edges["student.u"]
+    assert cycles(["a", "b", "c"], {"a": {"b"}, "b": {"c"}, "c": {"a"}}) == [["a", "b", "c"]]
+    assert cycles(["a", "b"], {"a": {"b"}}) == []
