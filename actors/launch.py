@@ -24,6 +24,8 @@ class RunInputs:
     task: str
     pool: list[str] = field(default_factory=list)  # unlabelled texts for active learning (empty: off)
     pool_gold: list[str | None] = field(default_factory=list)  # hidden labels, kept by the driver for the report
+    selection: list[dict] = field(default_factory=list)  # validation texts that choose the best; never steer
+    reservoir: list[dict] = field(default_factory=list)  # the simulated teacher's hidden labelled texts
 
 
 @dataclass
@@ -63,7 +65,7 @@ def launch_teacher(launched: Launched, replica: int) -> str:
                             resources=c.config.ray.teacher_resources, max_restarts=c.config.ray.max_restarts)
     launched.start(name, TeacherActor.options(**options).remote(
         name, c.bus_url, c.run_id, t.model_dump(mode="json"), c.inputs.labels, c.inputs.seeds,
-        c.inputs.protected_texts, c.inputs.task, replica, c.inputs.pool))
+        c.inputs.protected_texts, c.inputs.task, replica, c.inputs.pool, c.inputs.reservoir))
     return name
 
 
@@ -83,7 +85,8 @@ def launch_evaluator(launched: Launched) -> str:
                             max_restarts=c.config.ray.max_restarts)  # it rebuilds its state from the reports
     launched.start("evaluator", EvaluatorActor.options(**options).remote(
         c.bus_url, c.run_id, c.config.evaluator.model_dump(mode="json"), c.config.loop.model_dump(mode="json"),
-        c.label_names, c.inputs.validation, [name for name, _ in student_names(c.config)]))
+        c.label_names, c.inputs.validation, [name for name, _ in student_names(c.config)],
+        selection=c.inputs.selection))
     return "evaluator"
 
 

@@ -8,13 +8,13 @@ import ray
 
 from actors.common import setup_actor
 from actors.metrics import record_teacher_batch
-from basics.config import TeacherConfig
+from basics.config import SIMULATED, TeacherConfig
 from bus import pool_queue
 from bus.client import EXAMPLES
 from bus.control import latest_report, set_status, stop_requested, teacher_stats_key
 from bus.messages import ExampleBatch
 from bus.roster import is_retired, register_actor
-from cluster.placement import vllm_block_size
+from cluster.placement import torch_device, vllm_block_size
 from teacher.planner import is_newer
 from teacher.teacher import PoolText
 
@@ -25,32 +25,39 @@ BATCH_COUNTER = "teacher:batch_counter"
 @ray.remote
 class TeacherActor:
     def __init__(self, name: str, bus_url: str, run_id: str, config: dict, labels: list, seeds: list[dict],
-                 protected_texts: list[str], task: str, replica: int, pool: list[str] | None = None):
+                 protected_texts: list[str], task: str, replica: int, pool: list[str] | None = None,
+                 reservoir: list[dict] | None = None):
         self.name, self.replica = name, replica
         self.config = TeacherConfig.model_validate(config)
         self.bus = setup_actor(name, bus_url, run_id, self.config.threads)
         register_actor(self.bus, "teacher", name)
         self.inputs = (labels, seeds, protected_texts, task)
         self.pool = pool or []
+        self.reservoir = reservoir or []  # the simulated teacher's hidden labelled texts (benchmarks only)
 
     def run(self) -> dict:
         """Generate until stopped or out of budget; returns this replica's counts."""
         from basics.dataset import Label
-        from teacher.backends.registry import backend_options, make_backend
-        from teacher.teacher import Teacher
+        from teacher.factory import make_teacher
 
         labels, seeds, protected, task = self.inputs
         set_status(self.bus, self.name, state="loading engine")
         c = self.config
-        backend = make_backend(c.backend, **backend_options(c, self.replica, vllm_block_size()))
-        teacher = Teacher(backend, [Label(**l) for l in labels], seeds, protected, c, self.name, task,
-                          seed=c.seed * 1000 + self.replica)
-        log.info("engine ready: %s", c.model)
+        embed = self._embedder() if c.backend == SIMULATED else None
+        teacher = make_teacher(c, [Label(**l) for l in labels], seeds, protected, self.name, task, self.replica,
+                               vllm_block_size(), self.reservoir, embed)
+        log.info("engine ready: %s", teacher.model_name if c.backend == SIMULATED else c.model)
         try:
             self._loop(teacher)
         finally:
-            backend.close()
+            teacher.close()
         return self.bus.get_fields(teacher_stats_key(self.name))
+
+    def _embedder(self):
+        """Fixed text vectors for the simulated teacher's nearest texts (the frozen encoder a student would use)."""
+        from student.encoder import text_embedder
+
+        return text_embedder(self.config.simulated.embedding, torch_device(self.config.gpus_per_replica))
 
     def _loop(self, teacher) -> None:
         used: dict[str, int] = {}
@@ -60,7 +67,7 @@ class TeacherActor:
                 set_status(self.bus, self.name, state="retired", finished=time.time())
                 return
             number = self.bus.next_number(BATCH_COUNTER)  # run-wide: replicas never plan the same batch
-            if self.config.max_batches is not None and number >= self.config.max_batches:
+            if teacher.done or (self.config.max_batches is not None and number >= self.config.max_batches):
                 break
             report = latest_report(self.bus)
             if report is not None and is_newer(report, used):

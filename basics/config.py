@@ -13,6 +13,7 @@ from basics.yaml_lines import load_with_lines, nearest_line
 
 EMBEDDED_TEACHER = "embedded:gemma3-270m"
 EMBEDDED_ENCODER = "embedded:all-MiniLM-L6-v2"
+SIMULATED = "simulated"  # the teacher backend of benchmarks: a reservoir of real labelled texts, known noise
 
 
 class Strict(BaseModel):
@@ -28,6 +29,8 @@ class DatasetConfig(Strict):
     pool_from_train: bool = Field(False, description="use the train texts left after seeding, labels hidden, as the "
                                   "unlabelled pool (as in PGKD's sparse setting; the hidden labels score the teacher)")
     max_pool: int | None = Field(2000, ge=1, description="cap the unlabelled pool (random sample)")
+    selection_share: float = Field(0.5, ge=0, lt=1, description="share of each class's validation texts held "
+                                   "out to choose the best student; the teacher never sees them (0: one set for both)")
 
 
 class HttpBackendConfig(Strict):
@@ -40,8 +43,22 @@ class HttpBackendConfig(Strict):
     concurrency: int = Field(8, ge=1, description="requests in flight at once per replica")
 
 
+class SimulatedTeacherConfig(Strict):
+    """A measuring instrument, never a teacher: it answers from the labelled train texts the seeds left over."""
+
+    error_rate: float = Field(0.0, ge=0, le=1, description="share of its labels that are wrong: flipped to the "
+                              "contrast class when the plan names one, else to a random other class")
+    seconds_per_example: float = Field(0.0, ge=0, description="sleep per example written, to study the loop at "
+                                       "the pace of a real model (e.g. 1 s for an 8B model on a GPU)")
+    embedding: str = Field(EMBEDDED_ENCODER, description="encoder whose cosine picks the texts closest to a "
+                           "contrast class or a hard negative")
+    allow_repeats: bool = Field(False, description="reuse texts once a class's reservoir is spent (only for "
+                                "load tests; every repeat is marked)")
+
+
 class TeacherConfig(Strict):
-    backend: str = "vllm"
+    backend: str = Field("vllm", description="vllm | openai | simulated (benchmarks only: a teacher of known "
+                         "accuracy drawn from the unseeded train texts)")
     model: str = EMBEDDED_TEACHER
     replicas: int = Field(1, ge=0)
     dtype: str = "bfloat16"
@@ -80,6 +97,8 @@ class TeacherConfig(Strict):
                                        "paraphrase.txt); null: teacher/templates")
     http: HttpBackendConfig = Field(default_factory=lambda: HttpBackendConfig(),
                                     description="backend 'openai': any OpenAI-compatible endpoint")
+    simulated: SimulatedTeacherConfig = Field(default_factory=lambda: SimulatedTeacherConfig(),
+                                              description="backend 'simulated': benchmarks only")
 
 
 class StudentConfig(Strict):
@@ -106,6 +125,8 @@ class StudentConfig(Strict):
     threads: int = Field(1, ge=1)
     gpus: float = Field(0, ge=0)
     replicas: int = Field(1, ge=1)
+    replay: int | None = Field(4096, ge=0, description="old examples replayed per version at most (a random "
+                               "sample; the new ones always train): a version costs the new data plus this; null: all")
     pool_queries: int = Field(32, ge=0, description="after each version, ask the teacher to label this many of the "
                               "pool texts this student is least sure of (margin); 0: none")
     # kind: ngram (feature_scale also scales its unit-norm n-gram vectors)
@@ -136,6 +157,9 @@ class LoopConfig(Strict):
     time_budget_s: float = Field(1800, gt=0)
     max_generated: int | None = Field(None, ge=1)
     poll_interval_s: float = Field(0.5, gt=0)
+    selection_z: float = Field(1.0, ge=0, description="a later version replaces the seeds-only one only when it "
+                               "beats it on the selection texts by more than this many standard errors of the paired "
+                               "difference (bootstrap); 0: the highest score wins")
 
 
 class RedisConfig(Strict):

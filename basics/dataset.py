@@ -132,6 +132,25 @@ def sample_per_class(rows: list[dict], per_class: int | None, seed: int) -> list
     return kept
 
 
+def split_per_class(rows: list[dict], share: float, seed: int) -> tuple[list[dict], list[dict]]:
+    """(rest, held out): round(share * n) rows of each label held out, chosen reproducibly; a label with a single
+    row keeps it in rest (the teacher's steering needs every class scored)."""
+    if share <= 0:
+        return list(rows), []
+    by_label: dict[str, list[dict]] = defaultdict(list)
+    for row in rows:
+        by_label[row["label"]].append(row)
+    rng = random.Random(f"split:{seed}")
+    rest, held = [], []
+    for label in sorted(by_label):
+        group = list(by_label[label])
+        rng.shuffle(group)
+        k = min(len(group) - 1, round(share * len(group)))
+        held.extend(group[:k])
+        rest.extend(group[k:])
+    return rest, held
+
+
 def dedupe_texts(rows: list[dict]) -> list[dict]:
     """Drop exact repeats of a text within a split (first one wins)."""
     seen, kept = set(), []

@@ -21,6 +21,7 @@ log = logging.getLogger(__name__)
 M = TypeVar("M", bound=BaseModel)
 
 EXAMPLES, CHECKPOINTS, REPORTS, DEAD_LETTERS = "examples", "checkpoints", "reports", "dead_letters"
+SELECTION = "selection"  # SelectionScore per version: read by the evaluator and the report, never by a teacher
 RETRYABLE = (redis.ConnectionError, redis.TimeoutError, ConnectionError, OSError)
 
 

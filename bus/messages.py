@@ -76,6 +76,22 @@ class EvalReport(Message):
         return f"{self.student}@v{self.version}"
 
 
+class SelectionScore(Message):
+    """A version's score on the selection texts (validation held out from steering): what picks the best student.
+    Its predictions let the evaluator compare two versions on the same texts (paired)."""
+
+    student: str
+    version: int
+    macro_f1: float
+    accuracy: float
+    predictions: list[str]
+    created: float = Field(default_factory=time.time)
+
+    @property
+    def key(self) -> str:
+        return f"{self.student}@v{self.version}"
+
+
 class PoolHint(Message):
     """A pool text a student is unsure of, offered to the teacher to label (active learning)."""
 

@@ -10,8 +10,8 @@ import os
 import time
 from pathlib import Path
 
-from basics.config import RunConfig, dump_config, redis_url_from_env
-from basics.dataset import dedupe_texts, load_dataset, normalize_text, sample_per_class
+from basics.config import SIMULATED, RunConfig, dump_config, redis_url_from_env
+from basics.dataset import dedupe_texts, load_dataset, normalize_text, sample_per_class, split_per_class
 from basics.errors import BusUnavailable, InputError
 from bus.client import EXAMPLES, Bus, redact
 from bus.control import request_stop, stop_requested
@@ -37,12 +37,27 @@ def prepare_inputs(config: RunConfig):
         raise InputError(f"labels with no train example to seed from: {missing[:10]}",
                          file=str(Path(config.dataset.path) / "train.jsonl"))
     validation = sample_per_class(data.validation, _per_class_cap(config, data), config.dataset.sample_seed)
+    steering, selection = split_per_class(validation, config.dataset.selection_share, config.dataset.sample_seed)
     protected = [row["text"] for row in data.validation + data.test]
     pool = choose_pool(config, data, seeds, protected) if config.teacher.pool_labelling else []
+    reservoir = choose_reservoir(config, data, seeds, protected) if config.teacher.backend == SIMULATED else []
     inputs = RunInputs(labels=[{"name": l.name, "description": l.description} for l in data.labels], seeds=seeds,
-                       validation=validation, protected_texts=protected, task=config.dataset.task,
-                       pool=[row["text"] for row in pool], pool_gold=[row.get("label") for row in pool])
+                       validation=steering, selection=selection, protected_texts=protected,
+                       task=config.dataset.task, pool=[row["text"] for row in pool],
+                       pool_gold=[row.get("label") for row in pool], reservoir=reservoir)
     return data, inputs
+
+
+def choose_reservoir(config: RunConfig, data, seeds: list[dict], protected: list[str]) -> list[dict]:
+    """The simulated teacher's hidden texts: the labelled train texts the seeds did not take (never a validation or
+    test text). Students see them only through that teacher."""
+    taken = {normalize_text(t) for t in [row["text"] for row in seeds] + protected}
+    rows = [row for row in dedupe_texts(data.train) if normalize_text(row["text"]) not in taken]
+    if not rows:
+        raise InputError("teacher.backend 'simulated' needs labelled train texts left after seeding, and "
+                         f"dataset.seeds_per_class={config.dataset.seeds_per_class} took them all",
+                         file=str(Path(config.dataset.path) / "train.jsonl"), field="teacher.backend")
+    return rows
 
 
 def choose_pool(config: RunConfig, data, seeds: list[dict], protected: list[str]) -> list[dict]:

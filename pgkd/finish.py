@@ -7,10 +7,10 @@ import shutil
 import time
 from pathlib import Path
 
-from basics.config import RunConfig, dump_config
-from bus.client import CHECKPOINTS, DEAD_LETTERS, EXAMPLES, REPORTS, Bus, redact
-from bus.control import BEST, stop_history
-from bus.messages import Checkpoint, EvalReport, ExampleBatch, Stop
+from basics.config import SIMULATED, RunConfig, dump_config
+from bus.client import CHECKPOINTS, DEAD_LETTERS, EXAMPLES, REPORTS, SELECTION, Bus, redact
+from bus.control import BEST, BEST_CHOICE, stop_history
+from bus.messages import Checkpoint, EvalReport, ExampleBatch, SelectionScore, Stop
 from bus.roster import actor_names, teacher_names
 from evaluator.scoring import score
 from pgkd.live_status import teacher_totals
@@ -31,15 +31,19 @@ def finish_run(config: RunConfig, data, inputs, bus: Bus, run_id: str, run_dir: 
     totals, per_teacher = teacher_totals(bus, actor_names(bus, "teacher", teacher_names(config)))
     best = bus.get_model(BEST, Checkpoint)
     best_block = score_best(best, reports, data, run_dir, progress) if best else None
+    if best_block is not None:
+        best_block |= selection_block(bus, best)
     report = {
         "run_id": run_id,
+        "simulated_teacher": simulated_note(config),
         "config": dump_config(config) | {"redis": {"url": redact(config.redis.url) if config.redis.url else None}},
         "stopped_by": stop.model_dump(),
         "earlier_sessions": [s.model_dump() for s in stop_history(bus)],  # stops before each `pgkd resume`
         "elapsed_seconds": round(elapsed, 1),
         "started": round(time.time() - elapsed, 3),  # wall clock when the actors were launched
         "dataset": {"path": str(config.dataset.path), "labels": len(data.labels), "seeds": len(inputs.seeds),
-                    "validation": len(inputs.validation), "test": len(data.test)},
+                    "validation": len(inputs.validation), "selection": len(inputs.selection),
+                    "test": len(data.test)},
         "versions": [version_row(r) for r in reports],
         "best_student": best_block,
         "teacher": {"totals": totals, "per_replica": per_teacher,
@@ -53,6 +57,26 @@ def finish_run(config: RunConfig, data, inputs, bus: Bus, run_id: str, run_dir: 
     write_markdown(report, run_dir)
     progress(f"report: {run_dir / 'report.md'}")
     return report
+
+
+def simulated_note(config: RunConfig) -> str | None:
+    """Said at the top of every report a simulated teacher made: its numbers measure pgkd, not a model."""
+    if config.teacher.backend != SIMULATED:
+        return None
+    sim = config.teacher.simulated
+    return (f"simulated teacher (error_rate {sim.error_rate:g}, {sim.seconds_per_example:g} s per example): "
+            f"labelled train texts the seeds left over, not a model")
+
+
+def selection_block(bus: Bus, best: Checkpoint) -> dict:
+    """The best version's score on the selection texts and why it was chosen (absent without selection texts)."""
+    scores = [s for s in bus.read_all(SELECTION, SelectionScore) if s.key == best.key]
+    if not scores:
+        return {}
+    why = bus.get_fields(BEST_CHOICE)
+    return {"selection": {"accuracy": scores[-1].accuracy, "macro_f1": scores[-1].macro_f1},
+            "choice": {"reason": why.get("reason", ""), "gain_over_seeds_only": float(why.get("gain_over_seeds_only", 0)),
+                       "margin": float(why.get("margin", 0))}}
 
 
 def score_best(best: Checkpoint, reports: list[EvalReport], data, run_dir: Path, progress) -> dict:
@@ -121,7 +145,7 @@ def bus_stats(bus: Bus) -> dict:
     info = bus.call(bus.client.info)
     block = {k: info.get(k) for k in ("total_commands_processed", "total_net_input_bytes", "total_net_output_bytes",
                                       "used_memory", "uptime_in_seconds")}
-    block["streams"] = {s: bus.stream_length(s) for s in (EXAMPLES, CHECKPOINTS, REPORTS, DEAD_LETTERS)}
+    block["streams"] = {s: bus.stream_length(s) for s in (EXAMPLES, CHECKPOINTS, REPORTS, SELECTION, DEAD_LETTERS)}
     return block
 
 

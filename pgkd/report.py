@@ -30,13 +30,16 @@ def plot_learning_curve(versions: list[dict], path: Path) -> bool:
 def write_markdown(report: dict, run_dir: Path) -> Path:
     has_plot = plot_learning_curve(report["versions"], run_dir / "learning_curve.png")
     lines = [f"# pgkd run {report['run_id']}", ""]
+    if report.get("simulated_teacher"):
+        lines += [f"**Teacher: {report['simulated_teacher']}.** A benchmark of pgkd's loop, not of a model.", ""]
     stop = report["stopped_by"]
     lines += [f"Stopped by **{stop['reason']}** {stop.get('detail', '')} after {report['elapsed_seconds']:.0f} s.", ""]
     for n, earlier in enumerate(report.get("earlier_sessions", []), 1):
         lines += [f"Session {n} ended by {earlier['reason']} {earlier.get('detail', '')}; resumed with `pgkd resume`.", ""]
     d = report["dataset"]
+    held = f" (+{d['selection']} held out to choose the best student)" if d.get("selection") else ""
     lines += [f"Dataset `{d['path']}`: {d['labels']} labels, {d['seeds']} labelled seeds, "
-              f"{d['validation']} validation and {d['test']} test texts.", ""]
+              f"{d['validation']} validation{held} and {d['test']} test texts.", ""]
     lines += best_section(report.get("best_student"))
     lines += teacher_section(report["teacher"])
     lines += sources_section(report.get("examples", {}))
@@ -58,10 +61,13 @@ def best_section(best: dict | None) -> list[str]:
             f"`{best['student']}` version {best['version']} ({best['examples_seen']} examples, "
             f"{best['generated_seen']} from the teacher), exported to `{best['path']}`.", "",
             "| | accuracy | macro-F1 |", "|---|---:|---:|",
-            f"| validation | {best['validation']['accuracy']:.4f} | {best['validation']['macro_f1']:.4f} |",
+            f"| validation (steering) | {best['validation']['accuracy']:.4f} | {best['validation']['macro_f1']:.4f} |",
+            *([f"| selection (never seen by the teacher) | {best['selection']['accuracy']:.4f} | "
+               f"{best['selection']['macro_f1']:.4f} |"] if best.get("selection") else []),
             f"| test | {best['test']['accuracy']:.4f} | {best['test']['macro_f1']:.4f} |",
             f"| test, same student on seeds only | {best['seeds_only_test']['accuracy']:.4f} | "
-            f"{best['seeds_only_test']['macro_f1']:.4f} |", ""]
+            f"{best['seeds_only_test']['macro_f1']:.4f} |", "",
+            *([f"Chosen because: {best['choice']['reason']}.", ""] if best.get("choice") else [])]
 
 
 def teacher_section(teacher: dict) -> list[str]:

@@ -6,6 +6,7 @@ retrains the head on all data so far (seconds on CPU). With `finetune: true` the
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -27,6 +28,13 @@ def resolve_encoder(spec: str) -> str:
     if spec.startswith(EMBEDDED_PREFIX):
         raise ValueError(f"unknown embedded encoder '{spec}' (known: embedded:all-MiniLM-L6-v2)")
     return spec
+
+
+def text_embedder(spec: str, device, max_length: int = 64) -> Callable[[list[str]], np.ndarray]:
+    """Unit-norm mean-pooled embeddings of a frozen encoder, the geometry a frozen student sees; for tools that
+    need fixed text vectors (the simulated teacher's nearest texts)."""
+    encoder = EncoderStudent(["-"], spec, "mean", max_length, False, device, 1.0)
+    return lambda texts: encoder.embed(texts).cpu().numpy()
 
 
 class EncoderStudent:

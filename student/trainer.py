@@ -1,5 +1,6 @@
-"""Continual training of one student as examples stream in: each version warm-starts from the last and replays
-all data so far. No Ray here."""
+"""Continual training of one student as examples stream in: each version warm-starts from the last and trains
+on the new examples plus a replay of the old ones (all of them up to `replay`, else a random sample of that many),
+so a version costs about its new data however long the run. No Ray here."""
 from __future__ import annotations
 
 import logging
@@ -75,6 +76,7 @@ class StudentTrainer:
         self.examples: list[Example] = []
         self._ids: set[str] = set()
         self.new_since_version = 0
+        self.trained_upto = 0  # self.examples[:trained_upto] were in some earlier version
         self.version = -1
 
     def resume(self, student, version: int, trained: list[Example]) -> None:
@@ -82,6 +84,7 @@ class StudentTrainer:
         self.student, self.version = student, version
         self.add(trained)
         self.new_since_version = 0
+        self.trained_upto = len(self.examples)
 
     def add(self, examples: list[Example]) -> int:
         """Stage examples for the next version; an example id seen before is ignored (redelivery)."""
@@ -102,11 +105,22 @@ class StudentTrainer:
             return False
         return flush or self.version < 0 or self.new_since_version >= self.config.min_new_examples
 
+    def training_set(self) -> list[Example]:
+        """The new examples and a replay of the old: all of them, or a random `replay` of them when more."""
+        import random
+
+        old, new = self.examples[:self.trained_upto], self.examples[self.trained_upto:]
+        limit = self.config.replay
+        if limit is None or len(old) <= limit:
+            return old + new
+        return random.Random(f"{self.config.seed}:{self.version + 1}").sample(old, limit) + new
+
     def train_version(self) -> VersionResult:
         started = time.monotonic()
         stopper = ValidationStop(self.student, self.validation, self.config.early_stop_every,
                                  self.config.early_stop_patience)
-        loss = self.student.fit(self.examples, self.config, on_epoch=stopper)
+        loss = self.student.fit(self.training_set(), self.config, on_epoch=stopper)
+        self.trained_upto = len(self.examples)
         self.version += 1
         path = self.student.save(self.checkpoint_dir / f"v{self.version:04d}")
         self.new_since_version = 0

@@ -31,6 +31,7 @@ class BatchStats:
     augmented: int = 0  # of `generated`, paraphrases of seeds
     pool_offered: int = 0  # pool texts claimed for labelling
     pool_labelled: int = 0  # of those, labelled confidently enough to keep
+    exhausted: int = 0  # examples asked of a simulated teacher whose reservoir of that class was spent
 
     def as_counts(self) -> dict[str, float]:
         counts = {"generated": self.generated, "kept": self.kept, "relabelled": self.relabelled,
@@ -39,6 +40,8 @@ class BatchStats:
                   "busy_seconds": round(self.busy_seconds, 3), "generate_seconds": round(self.generate_seconds, 3),
                   "label_seconds": round(self.label_seconds, 3)}
         counts.update({f"dropped_{reason}": n for reason, n in self.dropped.items()})
+        if self.exhausted:
+            counts["exhausted"] = self.exhausted
         return counts
 
 
@@ -68,6 +71,11 @@ class Teacher:
         self.novelty = NoveltyFilter([s["text"] for s in seeds], protected_texts, config.near_duplicate_threshold)
         self.labeler = SoftLabeler(backend, self.prompts, self.label_names, config.soft_label_candidates, self.rng)
         self.batches = 0
+
+    done = False  # a model can always write more; the budget (max_batches) ends it
+
+    def close(self) -> None:
+        self.backend.close()
 
     def write_batch(self, report: EvalReport | None, batch: int | None = None,
                     pool: list[PoolText] = ()) -> tuple[list[Example], BatchStats]:

@@ -197,3 +197,45 @@ def test_killed_student_engine_and_redis_recover_and_lose_nothing(tmp_path, reap
     assert teacher_log.count("engine ready") == 2  # the first engine, and the restarted actor's
     assert "embedded redis-server exited" in out
     assert "replayed" in (runs / "itest-2" / "logs" / "evaluator.jsonl").read_text()
+
+
+def test_simulated_teacher_run_spends_its_reservoir_once_and_says_so_everywhere(tmp_path):
+    """`teacher.backend: simulated` through the real actors, bus and evaluator: every reservoir text is written
+    once, the run ends when the reservoir is spent, the best student is chosen on the held-out selection texts,
+    and the report says the teacher was simulated."""
+    extra = """
+dataset:
+  path: {data}
+  seeds_per_class: 2
+  max_validation: 60
+teacher:
+  backend: simulated
+  classes_per_batch: 2
+  examples_per_class: 2
+  max_batches: 30
+  simulated:
+    error_rate: 0.1
+students:
+  - name: ngram
+    kind: ngram
+    min_new_examples: 4
+""".format(data=REPO / "examples" / "demo_bank")
+    config = write_config(tmp_path, "")
+    text = config.read_text()
+    text = text[:text.index("dataset:")] + text[text.index("loop:"):] + extra
+    config.write_text(text)
+    proc = subprocess.run(PGKD + ["run", str(config), "--run-id", "sim-1"], env=ENV, cwd=REPO, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    run_dir = tmp_path / "runs" / "sim-1"
+    report = json.loads((run_dir / "report.json").read_text())
+    assert report["simulated_teacher"].startswith("simulated teacher (error_rate 0.1")
+    assert "**Teacher: simulated teacher" in (run_dir / "report.md").read_text()
+    rows = [json.loads(line) for line in (run_dir / "data" / "examples.jsonl").read_text().splitlines()]
+    written = [r for r in rows if r["source"] != "seed"]
+    seeds = {r["text"] for r in rows if r["source"] == "seed"}
+    assert len(written) == 30 - len(seeds) and len({r["text"] for r in written}) == len(written)
+    assert all(r["teacher"] == "teacher-0:simulated" for r in written) and not seeds & {r["text"] for r in written}
+    assert report["stopped_by"]["reason"] in {"teacher_done", "patience", "max_versions"}
+    assert report["dataset"]["selection"] > 0 and "selection" in report["best_student"]
+    assert report["best_student"]["choice"]["reason"]

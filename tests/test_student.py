@@ -89,3 +89,18 @@ def test_finetuned_encoder_trains_and_ships_its_encoder(tmp_path):
     assert (folder / "encoder" / "config.json").exists()
     texts = ["has my card shipped", "transfer 20 dollars to John"]
     assert np.allclose(load_student(folder).predict_proba(texts), student.predict_proba(texts), atol=1e-5)
+
+
+def test_a_version_replays_a_bounded_sample_of_old_examples(tmp_path):
+    config = StudentConfig(kind="ngram", epochs=1, replay=3, min_new_examples=1)
+    trainer = StudentTrainer(make_student(LABELS, config, "cpu"), config, tmp_path)
+    trainer.add(examples(TRAIN))
+    assert len(trainer.training_set()) == len(TRAIN)  # v0: everything is new
+    trainer.train_version()
+    new = examples([("is my card lost", "card"), ("pay my dad back", "transfer")], source="generated")
+    trainer.add(new)
+    batch = trainer.training_set()
+    assert len(batch) == 3 + 2 and all(e in batch for e in new)
+    unbounded = StudentConfig(kind="ngram", epochs=1, replay=None)
+    trainer.config = unbounded
+    assert len(trainer.training_set()) == len(TRAIN) + 2
