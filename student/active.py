@@ -20,3 +20,23 @@ def least_confident(probs: np.ndarray, labels: list[str], k: int, skip: set[int]
         if len(picked) == k:
             break
     return picked
+
+
+def most_uncertain(probs: np.ndarray, labels: list[str], k: int, strategy: str, skip: set[int] = frozenset(),
+                   seed: int = 0, top: int = 3) -> list[tuple[int, float, list[str]]]:
+    """k pool rows by strategy: `margin` (smallest top-1 minus top-2), `entropy` (highest predictive entropy,
+    normalised to [0, 1]) or `random` (the control: uncertainty 0.5 for all)."""
+    if strategy == "margin":
+        return least_confident(probs, labels, k, skip, top)
+    if k <= 0 or len(probs) == 0:
+        return []
+    ranked = np.argsort(-probs, axis=1)[:, :top]
+    if strategy == "entropy":
+        entropy = -(probs * np.log(np.clip(probs, 1e-12, 1.0))).sum(1) / np.log(max(probs.shape[1], 2))
+        order, score = np.argsort(-entropy, kind="stable"), entropy
+    elif strategy == "random":
+        order, score = np.random.default_rng(seed).permutation(len(probs)), np.full(len(probs), 0.5)
+    else:
+        raise ValueError(f"unknown pool strategy '{strategy}' (known: margin, entropy, random)")
+    picked = [int(i) for i in order if int(i) not in skip][:k]
+    return [(i, float(score[i]), [labels[j] for j in ranked[i]]) for i in picked]

@@ -101,3 +101,17 @@ def test_pool_from_train_keeps_hidden_labels_and_excludes_seeds_and_eval_texts(p
 def test_pool_labelling_without_a_pool_is_refused(pool_config):
     with pytest.raises(InputError, match="unlabeled.jsonl"):
         prepare_inputs(pool_config())
+
+
+def test_pool_strategies_rank_by_their_own_measure():
+    from student.active import most_uncertain
+
+    probs = np.array([[0.5, 0.5, 0.0], [0.4, 0.3, 0.3], [0.98, 0.01, 0.01], [0.6, 0.39, 0.01]])
+    labels = ["a", "b", "c"]
+    assert [i for i, _, _ in most_uncertain(probs, labels, 2, "margin")] == [0, 1]
+    assert [i for i, _, _ in most_uncertain(probs, labels, 2, "entropy")] == [1, 3]  # the flattest rows
+    assert [i for i, _, _ in most_uncertain(probs, labels, 4, "entropy", skip={1})] == [3, 0, 2]
+    drawn = [i for i, _, _ in most_uncertain(probs, labels, 4, "random", seed=5)]
+    assert sorted(drawn) == [0, 1, 2, 3] and drawn == [i for i, _, _ in most_uncertain(probs, labels, 4, "random", seed=5)]
+    with pytest.raises(ValueError, match="unknown pool strategy"):
+        most_uncertain(probs, labels, 1, "badge")
