@@ -38,6 +38,7 @@ class RunContext:
     run_id: str
     checkpoint_dir: str
     log_dir: str | None = None  # per-actor JSON-lines logs; None: stdout only
+    archive_dir: str | None = None  # where acked example batches go before Redis trims them; None: never trimmed
 
     @property
     def label_names(self) -> list[str]:
@@ -75,7 +76,7 @@ def launch_student(launched: Launched, student: StudentConfig, replica: int) -> 
                             resources=c.config.ray.student_resources, max_restarts=c.config.ray.max_restarts)
     launched.start(name, StudentActor.options(**options).remote(
         name, c.bus_url, c.run_id, student.model_dump(mode="json"), c.label_names, c.checkpoint_dir,
-        c.config.loop.poll_interval_s, c.inputs.validation, c.inputs.pool))
+        c.config.loop.poll_interval_s, c.inputs.validation, c.inputs.pool, c.archive_dir))
     return name
 
 

@@ -13,6 +13,7 @@ from actors.common import setup_actor
 from actors.metrics import record_queue, record_version
 from basics.config import StudentConfig
 from bus import pool_queue
+from bus.archive import StreamArchive, first_id, trimmed_history
 from bus.client import CHECKPOINTS, EXAMPLES
 from bus.control import set_status, stop_requested, teachers_done
 from bus.messages import Checkpoint, ExampleBatch, PoolHint
@@ -25,7 +26,8 @@ log = logging.getLogger("pgkd.student")
 @ray.remote
 class StudentActor:
     def __init__(self, name: str, bus_url: str, run_id: str, config: dict, labels: list[str], checkpoint_dir: str,
-                 poll_seconds: float, validation: list[dict], pool: list[str] | None = None):
+                 poll_seconds: float, validation: list[dict], pool: list[str] | None = None,
+                 archive_dir: str | None = None):
         from student.registry import make_student
         from student.trainer import StudentTrainer, seed_everything
 
@@ -39,6 +41,7 @@ class StudentActor:
         self.group = f"student:{name}"
         self.bus.ensure_group(EXAMPLES, self.group)
         self.staged: list[str] = []
+        self.archive = StreamArchive(archive_dir) if archive_dir else None  # what was trimmed from the stream
         self._resume()
         self.pool = pool or []
 
@@ -95,6 +98,17 @@ class StudentActor:
                                                        top_labels=top) for i, u, top in picked], done)
         log.info("version %d: offered %d uncertain pool texts of %d", version, offered, len(self.pool))
 
+    def _acked_history(self) -> list[ExampleBatch]:
+        """Every batch this group acked: the archive's trimmed ones and the stream's. Read again if the driver
+        trimmed between the two reads (then the stream's first id moved)."""
+        while True:
+            first = first_id(self.bus)
+            acked = self.bus.read_acked(EXAMPLES, self.group, ExampleBatch)
+            if self.archive is None:
+                return acked
+            if first_id(self.bus) == first:
+                return trimmed_history(self.bus, self.archive, ExampleBatch, before=first) + acked
+
     def _resume(self) -> None:
         """After a restart (Ray max_restarts): the newest checkpoint on disk and every example it was trained on
         (acked entries) come back, and the entries held unacked when the actor died are staged again."""
@@ -104,9 +118,12 @@ class StudentActor:
         if published:  # a checkpoint saved but never published was not scored: it is trained again
             newest = max(published, key=lambda c: c.version)
             student = student_class(self.config.kind).load(newest.path, torch_device(self.config.gpus))
-            trained = [e for batch in self.bus.read_acked(EXAMPLES, self.group, ExampleBatch) for e in batch.examples]
+            trained = [e for batch in self._acked_history() for e in batch.examples]
             self.trainer.resume(student, newest.version, trained)
             log.info("resumed from version %d (%s) with %d examples", newest.version, newest.path, len(trained))
+        elif self.archive is not None:  # new here: what was trimmed before it came is in the archive
+            trimmed = trimmed_history(self.bus, self.archive, ExampleBatch, before=first_id(self.bus))
+            self.trainer.add([e for batch in trimmed for e in batch.examples])
         for entry_id, batch in self.bus.read_own_pending(EXAMPLES, self.group, self.name, ExampleBatch):
             self.trainer.add(batch.examples)
             self.staged.append(entry_id)

@@ -166,6 +166,9 @@ class RedisConfig(Strict):
     url: str | None = Field(None, description="absent: start an embedded redis-server on 127.0.0.1")
     retry_seconds: float = Field(120, gt=0, description="how long every process retries a Redis that went away "
                                  "(restart, failover, network blip) before giving up")
+    archive_every_s: float = Field(5.0, ge=0, description="how often the driver moves example batches every "
+                                   "student has trained on from Redis to runs/<id>/data/ (0: never; Redis then "
+                                   "holds the whole run)")
 
 
 class RayConfig(Strict):

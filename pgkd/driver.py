@@ -13,6 +13,7 @@ from pathlib import Path
 from basics.config import SIMULATED, RunConfig, dump_config, redis_url_from_env
 from basics.dataset import dedupe_texts, load_dataset, normalize_text, sample_per_class, split_per_class
 from basics.errors import BusUnavailable, InputError
+from bus.archive import StreamArchive
 from bus.client import EXAMPLES, Bus, redact
 from bus.control import request_stop, stop_requested
 from bus.messages import Example, ExampleBatch, Stop
@@ -214,9 +215,10 @@ def supervise(config: RunConfig, inputs, bus: Bus, run_id: str, run_dir: Path, p
     from actors.launch import RunContext, kill_all, launch_all
     from pgkd.watch import Watcher
 
+    archive_dir = str((run_dir / "data").resolve())
     launched = launch_all(RunContext(config, inputs, bus.url, run_id, str((run_dir / "checkpoints").resolve()),
-                                     str((run_dir / "logs").resolve())))
-    watcher = Watcher(config, bus, launched, progress)
+                                     str((run_dir / "logs").resolve()), archive_dir))
+    watcher = Watcher(config, bus, launched, progress, StreamArchive(archive_dir))
     try:
         stop = watcher.until_stopped()
         watcher.drain()

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 from basics.config import SIMULATED, RunConfig, dump_config
+from bus.archive import StreamArchive, full_history
 from bus.client import CHECKPOINTS, DEAD_LETTERS, EXAMPLES, REPORTS, SELECTION, Bus, redact
 from bus.control import BEST, BEST_CHOICE, stop_history
 from bus.messages import Checkpoint, EvalReport, ExampleBatch, SelectionScore, Stop
@@ -25,7 +26,7 @@ def finish_run(config: RunConfig, data, inputs, bus: Bus, run_id: str, run_dir: 
     bus_block = bus_stats(bus)  # first: the run's own traffic, not the reads below
     reports = bus.read_all(REPORTS, EvalReport)
     checkpoints = bus.read_all(CHECKPOINTS, Checkpoint)
-    batches = bus.read_all(EXAMPLES, ExampleBatch)
+    batches = full_history(bus, StreamArchive(run_dir / "data"), ExampleBatch)
     write_data(run_dir / "data", batches)
     write_metrics(run_dir / "metrics.jsonl", reports)
     totals, per_teacher = teacher_totals(bus, actor_names(bus, "teacher", teacher_names(config)))

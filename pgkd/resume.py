@@ -5,6 +5,7 @@ from pathlib import Path
 
 from basics.config import RunConfig, load_config
 from basics.errors import BusUnavailable
+from bus.archive import StreamArchive
 from bus.client import CHECKPOINTS, EXAMPLES, Bus, redact
 from bus.control import clear_stop
 from bus.roster import restart_roster, student_names, teacher_names
@@ -30,7 +31,7 @@ def resume(run_id: str, runs_dir: str | Path, overrides: list[str] = (), progres
     progress(f"resuming run {run_id} (last stopped by {previous.reason if previous else 'a crash'}): "
              f"{bus.stream_length(EXAMPLES)} example batches and {bus.stream_length(CHECKPOINTS)} checkpoints on "
              f"the bus {redact(bus.url)}")
-    if bus.stream_length(EXAMPLES) == 0:  # it died before even the seeds were out
+    if bus.stream_length(EXAMPLES) == 0 and StreamArchive(run_dir / "data").last_id() is None:  # died before the seeds
         publish_seeds(bus, inputs.seeds)
     return drive(config, data, inputs, bus, embedded, run_id, run_dir, progress)
 

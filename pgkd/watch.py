@@ -8,6 +8,7 @@ import ray
 
 from actors.launch import forget, launch_in_pool
 from basics.config import RunConfig
+from bus.archive import StreamArchive, archive_and_trim
 from bus.client import CHECKPOINTS, EXAMPLES, Bus
 from bus.control import CONTROL, TEACHERS_DONE, request_stop, stop_requested
 from bus.messages import ScaleRequest, Stop
@@ -23,8 +24,9 @@ DRAIN_TIMEOUT_S = 120.0
 
 
 class Watcher:
-    def __init__(self, config: RunConfig, bus: Bus, launched, progress):
-        self.config, self.bus, self.launched = config, bus, launched
+    def __init__(self, config: RunConfig, bus: Bus, launched, progress, archive: StreamArchive | None = None):
+        self.config, self.bus, self.launched, self.archive = config, bus, launched, archive
+        self.last_trim = 0.0
         self.started = time.time()
         self.bar = TerminalBar(config.loop.time_budget_s)
         self.progress = self.bar.write if self.bar.active and progress is print else progress
@@ -43,8 +45,19 @@ class Watcher:
             self._apply_scale_requests()
             self._check_budgets()
             self._check_quiescent()
+            self._trim_examples()
             self._report_progress()
             time.sleep(self.config.loop.poll_interval_s)
+
+    def _trim_examples(self) -> None:
+        """Keep Redis to what is in flight: acked example batches go to the run folder's archive, then out."""
+        every = self.config.redis.archive_every_s
+        if self.archive is None or not every or time.time() - self.last_trim < every:
+            return
+        self.last_trim = time.time()
+        trimmed = archive_and_trim(self.bus, self.archive)
+        if trimmed:
+            log.info("archived and trimmed %d acked example batches", trimmed)
 
     def _report_progress(self) -> None:
         since = time.time() - self.last_progress

@@ -97,3 +97,33 @@ def test_a_restarted_consumer_gets_back_what_it_trained_on_and_what_it_held(bus)
     held = bus.read_own_pending(EXAMPLES, "student:s", "s-0", ExampleBatch)
     assert [b.batch for _, b in held] == [100 + i for i in range(600)]
     assert bus.read_acked(EXAMPLES, "student:absent", ExampleBatch) == []
+
+
+def test_acked_batches_move_to_the_archive_and_out_of_redis_and_nothing_is_lost(bus, tmp_path):
+    from bus.archive import StreamArchive, archive_and_trim, first_id, full_history, trimmed_history
+
+    archive = StreamArchive(tmp_path)
+    assert archive_and_trim(bus, archive) == 0  # no stream, no group: nothing to do
+    bus.ensure_group(EXAMPLES, "student:a")
+    bus.ensure_group(EXAMPLES, "student:b")
+    for i in range(5):
+        bus.publish(EXAMPLES, batch(i))
+    a = bus.read_group(EXAMPLES, "student:a", "a", ExampleBatch, count=3, pending_first=False)
+    bus.ack(EXAMPLES, "student:a", [entry_id for entry_id, _ in a[:2]])  # batch 2 still pending for a
+    b = bus.read_group(EXAMPLES, "student:b", "b", ExampleBatch, count=5, pending_first=False)
+    bus.ack(EXAMPLES, "student:b", [entry_id for entry_id, _ in b])
+    assert archive_and_trim(bus, archive) == 2  # 0 and 1: acked by both groups
+    assert bus.stream_length(EXAMPLES) == 3 and archive_and_trim(bus, archive) == 0
+    assert [b.batch for b in full_history(bus, StreamArchive(tmp_path), ExampleBatch)] == [0, 1, 2, 3, 4]
+    assert StreamArchive(tmp_path).last_id() == b[-1][0]  # the archive holds all five, read back from the file
+    # a restarted student a: what it acked comes from the archive and the stream, its pending entry stays pending
+    acked = trimmed_history(bus, archive, ExampleBatch, before=first_id(bus)) + bus.read_acked(
+        EXAMPLES, "student:a", ExampleBatch)
+    assert [x.batch for x in acked] == [0, 1]
+    # a student added now starts at 0: trimming waits for it, and the archive gives it what was trimmed before
+    bus.ensure_group(EXAMPLES, "student:c")
+    bus.ack(EXAMPLES, "student:a", [a[2][0]])
+    assert archive_and_trim(bus, archive) == 0
+    early = trimmed_history(bus, archive, ExampleBatch, before=first_id(bus))
+    late = bus.read_group(EXAMPLES, "student:c", "c", ExampleBatch, count=10, pending_first=False)
+    assert [x.batch for x in early] + [x.batch for _, x in late] == [0, 1, 2, 3, 4]

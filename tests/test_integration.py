@@ -219,6 +219,8 @@ students:
   - name: ngram
     kind: ngram
     min_new_examples: 4
+redis:
+  archive_every_s: 0.3
 """.format(data=REPO / "examples" / "demo_bank")
     config = write_config(tmp_path, "")
     text = config.read_text()
@@ -239,3 +241,5 @@ students:
     assert report["stopped_by"]["reason"] in {"teacher_done", "patience", "max_versions"}
     assert report["dataset"]["selection"] > 0 and "selection" in report["best_student"]
     assert report["best_student"]["choice"]["reason"]
+    archived = (run_dir / "data" / "examples.stream.jsonl").read_text().splitlines()
+    assert report["bus"]["streams"]["examples"] < len(archived)  # trained-on batches left Redis for the archive
