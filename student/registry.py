@@ -1,4 +1,4 @@
-"""Student kinds by name: a table of "module:Class" entries, imported on first use, so naming a kind imports
+"""Student kinds by name: the table of "module:Class" entries in basics/registries.py, imported on first use, so naming a kind imports
 nothing else. A kind is a class with a `kind` name, from_config(labels, config, device), fit, predict_proba,
 save(folder) and load(folder, device)."""
 from __future__ import annotations
@@ -8,15 +8,8 @@ from pathlib import Path
 
 import torch
 
+from basics.registries import STUDENT_KINDS
 from student.saved import META_FILE, read_meta
-
-EXPORTED = "student.export:ExportedStudent"  # an exported folder: inference only, its kind is "<base>-<format>"
-STUDENT_KINDS = {
-    "encoder": "student.encoder:EncoderStudent",
-    "ngram": "student.ngram:NgramStudent",
-    "graph": "student.graph:GraphStudent",
-    **{f"{base}-{fmt}": EXPORTED for base in ("encoder", "ngram", "graph") for fmt in ("onnx", "torchscript")},
-}
 
 
 def student_class(kind: str):

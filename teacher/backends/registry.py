@@ -1,15 +1,11 @@
-"""Teacher backends by name: a table of "module:Class" entries, imported on first use, so the interface
+"""Teacher backends by name: the table of "module:Class" entries in basics/registries.py, imported on first use, so the interface
 (`teacher/backends/base.py`) knows no implementation and naming a backend does not import vLLM."""
 from __future__ import annotations
 
 from importlib import import_module
 
+from basics.registries import BACKENDS
 from teacher.backends.base import TeacherBackend
-
-BACKENDS = {
-    "vllm": "teacher.backends.vllm_engine:VLLMEngineBackend",  # the engine in this process
-    "openai": "teacher.backends.openai_http:OpenAIHTTPBackend",  # any OpenAI-compatible /v1/completions endpoint
-}
 
 
 def backend_class(name: str):
