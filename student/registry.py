@@ -9,7 +9,8 @@ from pathlib import Path
 import torch
 
 from basics.registries import STUDENT_KINDS
-from student.saved import META_FILE, read_meta
+from basics.errors import InputError
+from student.saved import META_FILE, check_meta, read_meta
 
 
 def student_class(kind: str):
@@ -30,3 +31,14 @@ def load_student(folder: str | Path, device: str | None = None):
     if not meta_path.is_file():
         raise FileNotFoundError(f"{meta_path} not found: not a saved pgkd student")
     return student_class(read_meta(folder)["kind"]).load(folder, device or torch.get_default_device())
+
+
+def open_saved_student(folder: str | Path, device: str | None = None):
+    """load_student for a folder a user named: anything wrong with the folder is an InputError naming it.
+    Loading reads files the user gave (weights, tokenizer, ONNX graph): whatever fails there is taken as a
+    damaged folder; `pgkd --verbose` shows the traceback."""
+    check_meta(folder)
+    try:
+        return load_student(folder, device)
+    except Exception as exc:
+        raise InputError(f"damaged student folder ({type(exc).__name__}: {str(exc)[:300]})", file=str(folder)) from exc

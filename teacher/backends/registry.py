@@ -27,3 +27,14 @@ def backend_options(config, replica: int, kv_block_size: int | None = None) -> d
     return {"model": config.model, "dtype": config.dtype, "max_model_len": config.max_model_len,
             "kv_cache_gib": config.kv_cache_gib, "enforce_eager": config.enforce_eager, "seed": config.seed + replica,
             "block_size": kv_block_size}
+
+
+def probe_backend(config) -> None:
+    """Try a remote backend once before a run starts anything (InputError when it cannot serve); a local
+    engine has nothing to try."""
+    if config.backend == "openai":
+        from teacher.backends.openai_http import probe
+
+        options = backend_options(config, 0)
+        probe(options["base_url"], options["served_model"] or options["model"], options["api_key_env"],
+              options["timeout_s"])
