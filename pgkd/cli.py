@@ -150,6 +150,8 @@ def cmd_scale(args) -> int:
 
     if args.teachers is not None and args.teachers < 0:
         raise InputError(f"expected 0 or more teachers, got {args.teachers}", field="--teachers")
+    for value in args.students:  # the arguments before the run: a typo is named first
+        split_count(value)
     bus, run_dir, _ = _bus_for(args)
     names = [s.name for s in load_config(run_dir / "config.yaml").students]
     request = ScaleRequest(teachers=args.teachers, students=parse_student_counts(args.students, names))
@@ -161,13 +163,15 @@ def cmd_scale(args) -> int:
 
 
 def parse_student_counts(values: list[str], names: list[str]) -> dict[str, int]:
-    counts = {}
-    for value in values:
-        name, _, count = value.rpartition("=")
-        if not count.isdigit():
-            raise InputError(f"expected M or NAME=M with M a whole number, got '{value}'", field="--students")
-        counts[name or names[0]] = int(count)
-    return counts
+    return {name or names[0]: count for name, count in map(split_count, values)}
+
+
+def split_count(value: str) -> tuple[str, int]:
+    """'name=3' -> ('name', 3), '3' -> ('', 3); anything else is refused."""
+    name, _, count = value.rpartition("=")
+    if not count.isdigit():
+        raise InputError(f"expected M or NAME=M with M a whole number, got '{value}'", field="--students")
+    return name, int(count)
 
 
 def cmd_resume(args) -> int:
