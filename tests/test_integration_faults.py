@@ -1,7 +1,7 @@
 """Faults during a real start: `pgkd run` is interrupted with SIGINT or SIGTERM after its redis-server started,
 while Ray starts, and (SIGTERM, which ray.init would take over) once the actors run. Afterwards no process the
 run started survives, the exit is a clean one (a message, no traceback), a failed start leaves no folder and a
-clean stop writes the report. No engine: the teacher has 0 replicas, the student is an n-gram model."""
+clean stop writes the report, every file and folder of the run owner-only. No engine: the teacher has 0 replicas, the student is an n-gram model."""
 import json
 import signal
 import subprocess
@@ -35,21 +35,29 @@ def wait_for(proc: subprocess.Popen, seen: dict, ready, timeout: float = 60) -> 
                 seen.setdefault(child.pid, child)
         except psutil.NoSuchProcess:
             pass
-        names = " ".join(" ".join(p.cmdline()) for p in seen.values() if p.is_running())
+        names = " ".join(cmdline(p) for p in seen.values())
         if ready(names):
             return
         time.sleep(0.05)
     raise AssertionError(f"stage not reached in {timeout}s: {names[:500]}")
 
 
+def cmdline(process: psutil.Process) -> str:
+    try:
+        return " ".join(process.cmdline())
+    except psutil.Error:  # gone, or a zombie
+        return ""
+
+
 def survivors(seen: dict, grace: float = 15) -> list[str]:
+    """Processes of the run still alive (zombies are dead: only their parent has not reaped them yet)."""
     deadline = time.monotonic() + grace
     while time.monotonic() < deadline:
-        alive = [p for p in seen.values() if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+        alive = [p for p in seen.values() if cmdline(p)]
         if not alive:
             return []
         time.sleep(0.2)
-    return [" ".join(p.cmdline())[:200] for p in alive]
+    return [cmdline(p)[:200] for p in alive]
 
 
 STAGES = {
@@ -79,7 +87,8 @@ def test_sigterm_once_running_stops_cleanly_with_a_report(tmp_path, tiny_dataset
     the run's handler is back after it, so SIGTERM is a clean stop."""
     proc, seen = start_run(tmp_path, tiny_dataset), {}
     try:
-        wait_for(proc, seen, lambda names: "StudentActor" in names and "EvaluatorActor" in names, timeout=90)
+        checkpoints = tmp_path / "runs" / "fault" / "checkpoints"  # a student version saved: files of actors too
+        wait_for(proc, seen, lambda names: "EvaluatorActor" in names and checkpoints.is_dir(), timeout=90)
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=120)
     finally:
@@ -89,3 +98,7 @@ def test_sigterm_once_running_stops_cleanly_with_a_report(tmp_path, tiny_dataset
     report = json.loads((tmp_path / "runs" / "fault" / "report.json").read_text())
     assert report["stopped_by"]["reason"] == "user" and "signal 15" in report["stopped_by"]["detail"]
     assert survivors(seen) == []
+    run_dir = tmp_path / "runs" / "fault"  # what the driver, redis-server and the actors wrote: owner-only
+    shared = {str(p.relative_to(run_dir)): oct(p.stat().st_mode & 0o777) for p in [run_dir, *run_dir.rglob("*")]
+              if p.stat().st_mode & 0o077}
+    assert not shared and (run_dir / "redis").is_dir() and (run_dir / "checkpoints").is_dir(), shared
