@@ -15,6 +15,7 @@ from bus.control import latest_report, set_status, stop_requested, teacher_stats
 from bus.messages import ExampleBatch
 from bus.roster import is_retired, register_actor
 from cluster.placement import torch_device, vllm_block_size
+from teacher.backends.base import TeacherUnavailable
 from teacher.planner import is_newer
 from teacher.teacher import PoolText
 
@@ -49,6 +50,9 @@ class TeacherActor:
         log.info("engine ready: %s", teacher.model_name if c.backend == SIMULATED else c.model)
         try:
             self._loop(teacher)
+        except TeacherUnavailable as exc:  # said in `pgkd status` too; the driver stops a run with no teacher left
+            set_status(self.bus, self.name, state="failed", error=str(exc)[:300], finished=time.time())
+            raise
         finally:
             teacher.close()
         return self.bus.get_fields(teacher_stats_key(self.name))

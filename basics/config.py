@@ -2,18 +2,53 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from basics.errors import InputError
-from basics.yaml_lines import load_with_lines, nearest_line
+from basics.registries import BACKENDS, EMBEDDED_ENCODERS, EMBEDDED_TEACHERS, TRAINABLE_KINDS
+from basics.yaml_lines import DuplicateKey, TooLarge, load_with_lines, nearest_line
 
-EMBEDDED_TEACHER = "embedded:gemma3-270m"
-EMBEDDED_ENCODER = "embedded:all-MiniLM-L6-v2"
+EMBEDDED_TEACHER = EMBEDDED_TEACHERS[0]
+EMBEDDED_ENCODER = EMBEDDED_ENCODERS[0]
 SIMULATED = "simulated"  # the teacher backend of benchmarks: a reservoir of real labelled texts, known noise
+BackendName = Literal[(*BACKENDS, SIMULATED)]  # the registry's names; nothing of them is imported
+StudentKind = Literal[tuple(TRAINABLE_KINDS)]
+SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
+
+
+def check_safe_name(value: str) -> str:
+    """A name that becomes a folder under runs/: letters, digits, '.', '-', '_'; no '..', no '/'."""
+    if not SAFE_NAME.fullmatch(value) or ".." in value:
+        raise ValueError(f"'{value}' is not a safe name: use letters, digits, '.', '-' and '_' (at most 100, "
+                         f"starting with a letter or digit, no '..')")
+    return value
+
+
+def check_url(url: str, schemes: tuple[str, ...], example: str) -> str:
+    """A URL with one of the schemes, a host and a numeric port (if any); the message never repeats it whole,
+    since it may hold a password."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # raises on a port that is not a number in range
+    except ValueError as exc:
+        raise ValueError(f"malformed URL ({exc}); expected {example}") from None
+    if parts.scheme not in schemes or (parts.scheme != "unix" and not parts.hostname):
+        raise ValueError(f"malformed URL (scheme '{parts.scheme}', host '{parts.hostname or ''}'); expected {example}")
+    return url
+
+
+def check_redis_url(url: str) -> str:
+    check_url(url, ("redis", "rediss", "unix"), "redis://[:password@]host:port/db")
+    db = urlsplit(url).path.strip("/")
+    if urlsplit(url).scheme != "unix" and db and not db.isdigit():
+        raise ValueError(f"the database after the port must be a number, got '{db}'")
+    return url
 
 
 class Strict(BaseModel):
@@ -41,6 +76,13 @@ class HttpBackendConfig(Strict):
     timeout_s: float = Field(120, gt=0)
     max_retries: int = Field(4, ge=0, description="retries of one request, on retryable errors only")
     concurrency: int = Field(8, ge=1, description="requests in flight at once per replica")
+    max_consecutive_failures: int = Field(16, ge=1, description="lost requests in a row (each after its retries) "
+                                          "before the replica gives up and says the endpoint is gone")
+
+    @field_validator("base_url")
+    @classmethod
+    def _is_http_url(cls, value: str) -> str:
+        return check_url(value, ("http", "https"), "http(s)://host:port/v1")
 
 
 class SimulatedTeacherConfig(Strict):
@@ -57,8 +99,8 @@ class SimulatedTeacherConfig(Strict):
 
 
 class TeacherConfig(Strict):
-    backend: str = Field("vllm", description="vllm | openai | simulated (benchmarks only: a teacher of known "
-                         "accuracy drawn from the unseeded train texts)")
+    backend: BackendName = Field("vllm", description="vllm | openai | simulated (benchmarks only: a teacher "
+                                 "of known accuracy drawn from the unseeded train texts)")
     model: str = EMBEDDED_TEACHER
     replicas: int = Field(1, ge=0)
     dtype: str = "bfloat16"
@@ -100,10 +142,16 @@ class TeacherConfig(Strict):
     simulated: SimulatedTeacherConfig = Field(default_factory=lambda: SimulatedTeacherConfig(),
                                               description="backend 'simulated': benchmarks only")
 
+    @model_validator(mode="after")
+    def _word_range(self) -> "TeacherConfig":
+        if self.min_words > self.max_words:
+            raise ValueError(f"min_words ({self.min_words}) is above max_words ({self.max_words}): no text could pass")
+        return self
+
 
 class StudentConfig(Strict):
     name: str = "minilm"
-    kind: str = "encoder"
+    kind: StudentKind = "encoder"
     model: str = EMBEDDED_ENCODER
     finetune: bool = False  # False: frozen encoder + trained head (fast on CPU)
     pooling: Literal["mean", "cls"] = "mean"
@@ -169,6 +217,13 @@ class RedisConfig(Strict):
     archive_every_s: float = Field(5.0, ge=0, description="how often the driver moves example batches every "
                                    "student has trained on from Redis to runs/<id>/data/ (0: never; Redis then "
                                    "holds the whole run)")
+    startup_timeout_s: float = Field(10, gt=0, description="how long the driver tries to reach Redis at start "
+                                     "before it refuses to start")
+
+    @field_validator("url")
+    @classmethod
+    def _is_redis_url(cls, value: str | None) -> str | None:
+        return None if value is None else check_redis_url(value)
 
 
 class RayConfig(Strict):
@@ -212,6 +267,18 @@ class RunConfig(Strict):
     redis: RedisConfig = RedisConfig()
     ray: RayConfig = RayConfig()
 
+    @field_validator("name")
+    @classmethod
+    def _name_is_safe(cls, value: str) -> str:
+        return check_safe_name(value)
+
+    @field_validator("runs_dir")
+    @classmethod
+    def _runs_dir_is_a_folder(cls, value: Path) -> Path:
+        if value.exists() and not value.is_dir():
+            raise ValueError(f"'{value}' exists and is not a folder")
+        return value
+
     @model_validator(mode="after")
     def _unique_student_names(self) -> "RunConfig":
         names = [s.name for s in self.students]
@@ -227,6 +294,9 @@ class RunConfig(Strict):
                 self.dataset.path = candidate
             else:
                 self.dataset.path = self.dataset.path.resolve()
+        templates = self.teacher.templates_dir
+        if templates is not None and not templates.is_absolute() and (base / templates).is_dir():
+            self.teacher.templates_dir = (base / templates).resolve()
         return self
 
 
@@ -236,7 +306,13 @@ def parse_override(text: str) -> tuple[list, object]:
         raise InputError("expected dotted.key=value", field=text)
     key, raw = text.split("=", 1)
     path = [int(p) if p.isdigit() else p for p in key.strip().split(".")]
-    return path, yaml.safe_load(raw)
+    if any(p == "" for p in path):
+        raise InputError("empty part in the dotted key", field=key)
+    try:
+        value = yaml.safe_load(raw)
+    except yaml.YAMLError as exc:
+        raise InputError(f"value is not valid YAML: {str(exc).splitlines()[0]}", field=key.strip()) from exc
+    return path, value
 
 
 def apply_override(data: dict, path: list, value: object) -> None:
@@ -256,13 +332,27 @@ def apply_override(data: dict, path: list, value: object) -> None:
         node[path[-1]] = value
 
 
+def read_text_file(path: Path) -> str:
+    """The file as UTF-8 text; other bytes are refused with the line they are on."""
+    raw = path.read_bytes()
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise InputError(f"not UTF-8 text (byte 0x{raw[exc.start]:02x}); save the file as UTF-8",
+                         file=str(path), line=line) from exc
+
+
 def load_config(path: str | Path, overrides: list[str] = ()) -> RunConfig:
     """Load and validate a run config; errors name the file, line and field."""
     path = Path(path)
     if not path.is_file():
         raise InputError("config file not found", file=str(path))
+    text = read_text_file(path)
     try:
-        data, lines = load_with_lines(path.read_text())
+        data, lines = load_with_lines(text)
+    except (DuplicateKey, TooLarge) as exc:
+        raise InputError(str(exc), file=str(path), line=exc.line, field=getattr(exc, "key", None)) from exc
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         raise InputError(f"not valid YAML: {exc}", file=str(path), line=mark.line + 1 if mark else None) from exc
@@ -273,9 +363,11 @@ def load_config(path: str | Path, overrides: list[str] = ()) -> RunConfig:
         keys, value = parse_override(override)
         try:
             apply_override(data, keys, value)
-        except (IndexError, TypeError, KeyError) as exc:
-            raise InputError(f"cannot apply override: {exc}", field=override) from exc
-    return validate_config(data, str(path), lines).resolve_paths(path.parent)
+        except (IndexError, TypeError, KeyError, AttributeError) as exc:
+            raise InputError(f"cannot apply override: {type(exc).__name__}: {exc}", field=override) from exc
+    config = validate_config(data, str(path), lines).resolve_paths(path.parent)
+    check_paths(config, str(path), lines)
+    return config
 
 
 def validate_config(data: dict, file: str = "<config>", lines: dict | None = None) -> RunConfig:
@@ -289,9 +381,57 @@ def validate_config(data: dict, file: str = "<config>", lines: dict | None = Non
         raise InputError(first["msg"] + more, file=file, line=nearest_line(lines or {}, loc), field=field) from exc
 
 
+def check_paths(config: RunConfig, file: str = "<config>", lines: dict | None = None) -> None:
+    """Model and template paths that do not exist are refused now, not a minute later inside an actor."""
+    def refuse(loc: tuple, message: str):
+        raise InputError(message, file=file, line=nearest_line(lines or {}, loc), field=".".join(map(str, loc)))
+
+    teacher = config.teacher
+    if teacher.templates_dir is not None and not teacher.templates_dir.is_dir():
+        refuse(("teacher", "templates_dir"), f"no folder at {teacher.templates_dir}")
+    if teacher.backend == "vllm":
+        problem = model_problem(teacher.model, EMBEDDED_TEACHERS, gguf=True)
+        if problem:
+            refuse(("teacher", "model"), problem)
+    for index, student in enumerate(config.students):
+        problem = model_problem(student.model, EMBEDDED_ENCODERS) if student.kind == "encoder" else None
+        if problem:
+            refuse(("students", index, "model"), problem)
+
+
+def model_problem(spec: str, embedded: tuple[str, ...], gguf: bool = False) -> str | None:
+    """Why a model spec cannot load, or None: an embedded name, a folder (or .gguf file), or a hub id, which
+    with HF_HUB_OFFLINE set must already be in the Hugging Face cache."""
+    if spec.startswith("embedded:"):
+        return None if spec in embedded else f"unknown embedded model '{spec}' (known: {list(embedded)})"
+    local = Path(spec).expanduser()
+    if local.is_dir() or (gguf and spec.endswith(".gguf") and local.is_file()):
+        return None
+    if spec.startswith(("/", "./", "../", "~")) or spec.endswith(".gguf") or local.exists():
+        return f"no model folder at {spec}" + (" (or .gguf file)" if gguf else "")
+    if not re.fullmatch(r"[\w.-]+(/[\w.-]+)?", spec):
+        return f"'{spec}' is neither a folder nor a hub id (org/name)"
+    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false") and not hub_cached(spec):
+        return f"'{spec}' is not a folder and not in the Hugging Face cache (HF_HUB_OFFLINE is set)"
+    return None
+
+
+def hub_cached(repo_id: str) -> bool:
+    hub = os.environ.get("HF_HUB_CACHE") or Path(os.environ.get("HF_HOME", Path.home() / ".cache" / "huggingface")) / "hub"
+    return (Path(hub) / ("models--" + repo_id.replace("/", "--"))).is_dir()
+
+
 def dump_config(config: RunConfig) -> dict:
     return config.model_dump(mode="json")
 
 
 def redis_url_from_env(config: RunConfig) -> str | None:
-    return config.redis.url or os.environ.get("PGKD_REDIS_URL")
+    if config.redis.url:
+        return config.redis.url
+    url = os.environ.get("PGKD_REDIS_URL") or None
+    if url is not None:
+        try:
+            check_redis_url(url)
+        except ValueError as exc:
+            raise InputError(str(exc), field="PGKD_REDIS_URL (environment)") from None
+    return url

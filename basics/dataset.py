@@ -13,6 +13,7 @@ from pathlib import Path
 from basics.errors import InputError
 
 REQUIRED_SPLITS = ("train", "validation", "test")
+MAX_TEXT_CHARS = 10_000  # short-text classification; a longer "text" is almost always a wrong field or file
 
 
 @dataclass(frozen=True)
@@ -44,7 +45,7 @@ def load_labels(path: Path) -> list[Label]:
     if not path.is_file():
         raise InputError("missing labels file", file=str(path))
     try:
-        raw = json.loads(path.read_text())
+        raw = json.loads(decode_line(path.read_bytes(), path, 1))
     except json.JSONDecodeError as exc:
         raise InputError(f"not valid JSON: {exc.msg}", file=str(path), line=exc.lineno) from exc
     if isinstance(raw, dict):
@@ -70,12 +71,23 @@ def _parse_label(item, path: Path, index: int) -> Label:
 def read_jsonl(path: Path, label_names: set[str] | None, need_label: bool = True) -> list[dict]:
     """Read a split; refuses bad JSON, empty texts, unknown labels, naming file, line and field."""
     rows = []
-    with path.open() as handle:
-        for number, line in enumerate(handle, start=1):
+    with path.open("rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            line = decode_line(raw, path, number)
             if not line.strip():
                 continue
             rows.append(_parse_row(line, path, number, label_names, need_label))
     return rows
+
+
+def decode_line(raw: bytes, path: Path, number: int) -> str:
+    """UTF-8 text, or an InputError with the line (counted from `number`) of the first bad byte."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = number + raw[: exc.start].count(b"\n")
+        raise InputError(f"not UTF-8 text (byte 0x{raw[exc.start]:02x}); save the file as UTF-8",
+                         file=str(path), line=line) from exc
 
 
 def _parse_row(line: str, path: Path, number: int, label_names, need_label: bool) -> dict:
@@ -89,6 +101,9 @@ def _parse_row(line: str, path: Path, number: int, label_names, need_label: bool
     text = row.get("text")
     if not isinstance(text, str) or not text.strip():
         raise InputError("text is missing or empty", field="text", **where)
+    if len(text) > MAX_TEXT_CHARS:
+        raise InputError(f"text has {len(text)} characters, more than the {MAX_TEXT_CHARS} pgkd accepts "
+                         f"(short-text classification)", field="text", **where)
     label = row.get("label")
     if need_label or label is not None:
         if not isinstance(label, str):
@@ -114,7 +129,18 @@ def load_dataset(folder: str | Path) -> Dataset:
             raise InputError("split is empty", file=str(path))
     pool_path = folder / "unlabeled.jsonl"
     unlabeled = read_jsonl(pool_path, names, need_label=False) if pool_path.is_file() else []
+    unscored = sorted(names - {row["label"] for row in splits["validation"]})
+    if unscored:  # it would score F1 0 for ever, and the teacher would be steered to it for ever
+        raise InputError(f"labels with no validation text: {unscored[:10]}" + (" ..." if len(unscored) > 10 else ""),
+                         file=str(folder / "validation.jsonl"))
     return Dataset(labels=labels, unlabeled=unlabeled, path=folder, **splits)
+
+
+def overlap(rows: list[dict], others: list[dict]) -> int:
+    """How many of rows have a text (after normalize_text) that is also in others: train texts that are
+    validation or test texts inflate the scores."""
+    seen = {normalize_text(row["text"]) for row in others}
+    return sum(normalize_text(row["text"]) in seen for row in rows)
 
 
 def sample_per_class(rows: list[dict], per_class: int | None, seed: int) -> list[dict]:

@@ -6,9 +6,11 @@ import json
 import logging
 import os
 import sys
+import traceback
 from pathlib import Path
 
 from basics.errors import BusUnavailable, InputError
+from pgkd.session import Interrupted
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO_CONFIG = REPO / "ray_configs" / "demo.yaml"
@@ -21,14 +23,25 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         return args.func(args) or 0
-    except (InputError, BusUnavailable) as exc:
+    except (InputError, BusUnavailable) as exc:  # a user's mistake, or what only trying could tell: no traceback
+        if args.verbose:
+            traceback.print_exc()
         print(f"pgkd: error: {exc}", file=sys.stderr)
         return 2
+    except Interrupted as exc:
+        print(f"pgkd: {exc}; everything the run started is stopped", file=sys.stderr)
+        return 128 + exc.signum
+    except KeyboardInterrupt:  # before the run's own handlers were installed
+        print("pgkd: interrupted", file=sys.stderr)
+        return 128 + 2
 
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="pgkd", description=__doc__)
-    sub = p.add_subparsers(required=True)
+    p.add_argument("-v", "--verbose", action="store_true", help="tracebacks for errors in the input too")
+    verbose = argparse.ArgumentParser(add_help=False)  # also accepted after the command: pgkd run X --verbose
+    verbose.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    sub = p.add_subparsers(required=True, parser_class=lambda **kw: argparse.ArgumentParser(parents=[verbose], **kw))
     demo = sub.add_parser("demo", help="distil on the bundled demo dataset with the embedded defaults")
     demo.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     demo.set_defaults(func=cmd_demo)
@@ -135,6 +148,10 @@ def cmd_scale(args) -> int:
     from bus.messages import ScaleRequest
     from pgkd.scaling import check_request
 
+    if args.teachers is not None and args.teachers < 0:
+        raise InputError(f"expected 0 or more teachers, got {args.teachers}", field="--teachers")
+    for value in args.students:  # the arguments before the run: a typo is named first
+        split_count(value)
     bus, run_dir, _ = _bus_for(args)
     names = [s.name for s in load_config(run_dir / "config.yaml").students]
     request = ScaleRequest(teachers=args.teachers, students=parse_student_counts(args.students, names))
@@ -146,13 +163,15 @@ def cmd_scale(args) -> int:
 
 
 def parse_student_counts(values: list[str], names: list[str]) -> dict[str, int]:
-    counts = {}
-    for value in values:
-        name, _, count = value.rpartition("=")
-        if not count.isdigit():
-            raise InputError(f"expected M or NAME=M with M a whole number, got '{value}'", field="--students")
-        counts[name or names[0]] = int(count)
-    return counts
+    return {name or names[0]: count for name, count in map(split_count, values)}
+
+
+def split_count(value: str) -> tuple[str, int]:
+    """'name=3' -> ('name', 3), '3' -> ('', 3); anything else is refused."""
+    name, _, count = value.rpartition("=")
+    if not count.isdigit():
+        raise InputError(f"expected M or NAME=M with M a whole number, got '{value}'", field="--students")
+    return name, int(count)
 
 
 def cmd_resume(args) -> int:
@@ -163,26 +182,34 @@ def cmd_resume(args) -> int:
 
 
 def cmd_predict(args) -> int:
-    from student.registry import load_student
+    from student.registry import open_saved_student
+    from student.saved import check_meta
 
+    check_meta(args.student)  # before reading stdin: a wrong folder is said at once
     texts = args.texts or [line.strip() for line in sys.stdin if line.strip()]
     if not texts:
         raise InputError("no texts given", field="texts")
-    student = load_student(args.student)
+    student = open_saved_student(args.student)
     for text, (label, prob) in zip(texts, student.predict(texts)):
         print(json.dumps({"text": text, "label": label, "probability": round(prob, 4)}))
     return 0
 
 
 def cmd_export(args) -> int:
+    from basics.registries import TRAINABLE_KINDS
     from cluster.placement import cpu_device
+    from pgkd.runs import run_folder
     from student.export import export_student
-    from student.saved import META_FILE
+    from student.registry import open_saved_student
+    from student.saved import META_FILE, check_meta
 
-    run_dir = Path(args.runs_dir) / args.run_id
+    run_dir = run_folder(args.run_id, args.runs_dir)
     source = run_dir / "best_student"
     if not (source / META_FILE).is_file():
         raise InputError("no saved best student here (has the run finished?)", file=str(source / META_FILE))
+    if check_meta(source)["kind"] not in TRAINABLE_KINDS:
+        raise InputError("this student is an export already; export the run's own best student", file=str(source))
+    open_saved_student(source, cpu_device())  # a damaged folder is named here, not as a trace from the exporter
     try:
         out = export_student(source, Path(args.out) if args.out else run_dir / f"export-{args.format}", args.format,
                              cpu_device())  # traced on the CPU: the file runs anywhere

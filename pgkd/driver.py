@@ -1,6 +1,7 @@
 """The driver of one run: validate inputs, start the bus and Ray, launch actors, watch, then report.
 
-Everything before launch_all can fail on bad input; nothing is started until the inputs are known good.
+Everything that can be checked is checked before anything starts (config, dataset, the teacher endpoint); what
+the run then starts is owned by a RunSession (pgkd/session.py), which stops it on every way out.
 """
 from __future__ import annotations
 
@@ -10,18 +11,19 @@ import os
 import time
 from pathlib import Path
 
-from basics.config import SIMULATED, RunConfig, dump_config, redis_url_from_env
-from basics.dataset import dedupe_texts, load_dataset, normalize_text, sample_per_class, split_per_class
+from basics.config import SIMULATED, RunConfig, check_safe_name, dump_config, redis_url_from_env
+from basics.dataset import dedupe_texts, load_dataset, normalize_text, overlap, sample_per_class, split_per_class
 from basics.errors import BusUnavailable, InputError
 from bus.archive import StreamArchive
 from bus.client import EXAMPLES, Bus, redact
-from bus.control import request_stop, stop_requested
+from bus.control import request_stop
 from bus.messages import Example, ExampleBatch, Stop
 from bus.roster import student_names
 from bus.server import EmbeddedRedis
 from cluster.placement import local_cluster_cpus
 from pgkd.finish import finish_run
 from pgkd.runs import new_run_id, write_run_file
+from pgkd.session import RunSession
 
 log = logging.getLogger("pgkd.driver")
 RAY_LOOPBACK_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}  # keeps every Ray listener on loopback (measured)
@@ -37,6 +39,10 @@ def prepare_inputs(config: RunConfig):
     if missing:
         raise InputError(f"labels with no train example to seed from: {missing[:10]}",
                          file=str(Path(config.dataset.path) / "train.jsonl"))
+    shared = overlap(seeds, data.validation + data.test)
+    if shared:
+        log.warning("%d of %d seed texts are also validation or test texts (%s): scores will read high",
+                    shared, len(seeds), Path(config.dataset.path) / "train.jsonl")
     validation = sample_per_class(data.validation, _per_class_cap(config, data), config.dataset.sample_seed)
     steering, selection = split_per_class(validation, config.dataset.selection_share, config.dataset.sample_seed)
     protected = [row["text"] for row in data.validation + data.test]
@@ -83,12 +89,14 @@ def _per_class_cap(config: RunConfig, data) -> int | None:
     return None if cap is None else max(1, cap // len(data.labels))
 
 
-def open_bus(config: RunConfig, run_dir: Path, run_id: str) -> tuple[Bus, EmbeddedRedis | None]:
-    url = redis_url_from_env(config)
+def open_bus(session: RunSession, config: RunConfig, run_dir: Path, run_id: str,
+             url: str | None) -> tuple[Bus, EmbeddedRedis | None]:
+    """The configured Redis, or an embedded redis-server the session stops on the way out."""
     embedded = None
     if url is None:
-        embedded = EmbeddedRedis(run_dir / "redis").start()
-        url = embedded.url
+        embedded = EmbeddedRedis(run_dir / "redis")
+        session.own(embedded.stop)  # before start(): a start cut short still stops the process
+        url = embedded.start().url
     return checked_bus(url, run_id, config), embedded
 
 
@@ -145,6 +153,25 @@ def save_config(config: RunConfig, path: Path) -> None:
     path.write_text(yaml.safe_dump(data, sort_keys=False))
 
 
+def probe_teacher(config: RunConfig, progress) -> None:
+    """An endpoint teacher is tried once before anything starts: unreachable or unauthorised fails now."""
+    if config.teacher.backend != "openai" or config.teacher.replicas == 0:
+        return
+    from teacher.backends.registry import probe_backend
+
+    progress(f"teacher endpoint {redact(config.teacher.http.base_url)}: checking")
+    probe_backend(config.teacher)
+
+
+def checked_run_id(run_id: str | None, config: RunConfig) -> str:
+    if run_id is None:
+        return new_run_id(config.name)
+    try:
+        return check_safe_name(run_id)
+    except ValueError as exc:
+        raise InputError(str(exc), field="--run-id") from None
+
+
 def publish_seeds(bus: Bus, seeds: list[dict]) -> None:
     examples = [Example(text=row["text"], label=row["label"], source="seed") for row in seeds]
     bus.publish(EXAMPLES, ExampleBatch(producer="seeds", batch=0, examples=examples))
@@ -153,71 +180,53 @@ def publish_seeds(bus: Bus, seeds: list[dict]) -> None:
 def run(config: RunConfig, run_id: str | None = None, progress=print) -> dict:
     """Run one distillation to its end and return the report (also written under runs/<run_id>/)."""
     data, inputs = prepare_inputs(config)
-    run_id = run_id or new_run_id(config.name)
+    url = redis_url_from_env(config)
+    run_id = checked_run_id(run_id, config)
+    probe_teacher(config, progress)
     run_dir = Path(config.runs_dir) / run_id
-    run_dir.mkdir(parents=True, exist_ok=True)
-    bus, embedded = open_bus(config, run_dir, run_id)
-    write_run_file(run_dir, run_id, bus.url, embedded is not None)
-    save_config(config, run_dir / "config.yaml")
-    progress(f"run {run_id}: {len(data.labels)} labels, {len(inputs.seeds)} seeds, "
-             f"{len(inputs.validation)} validation texts; bus {redact(bus.url)}; folder {run_dir}")
-    publish_seeds(bus, inputs.seeds)
-    return drive(config, data, inputs, bus, embedded, run_id, run_dir, progress)
+    with RunSession(run_dir, progress, fresh=True) as session:
+        bus, embedded = open_bus(session, config, run_dir, run_id, url)
+        write_run_file(run_dir, run_id, bus.url, embedded is not None)
+        save_config(config, run_dir / "config.yaml")
+        progress(f"run {run_id}: {len(data.labels)} labels, {len(inputs.seeds)} seeds, "
+                 f"{len(inputs.validation)} validation texts; bus {redact(bus.url)}; folder {run_dir}")
+        publish_seeds(bus, inputs.seeds)
+        return drive(session, config, data, inputs, bus, embedded, run_id, run_dir, progress)
 
 
 def checked_bus(url: str, run_id: str, config: RunConfig) -> Bus:
-    bus = Bus(url, run_id, retry_seconds=3)
+    """A Bus that answered a ping within redis.startup_timeout_s; then it rides out outages (retry_seconds)."""
+    bus = Bus(url, run_id, retry_seconds=config.redis.startup_timeout_s)
     try:
         bus.ping()
     except BusUnavailable as exc:
-        raise BusUnavailable(f"cannot reach Redis at {redact(url)}: {exc.__cause__}") from exc
-    bus.retry_seconds = config.redis.retry_seconds  # reachable now: from here on, ride out outages
+        raise BusUnavailable(f"cannot reach Redis at {redact(url)} within {config.redis.startup_timeout_s:g}s "
+                             f"(redis.startup_timeout_s): {exc.__cause__}") from exc
+    bus.retry_seconds = config.redis.retry_seconds
     return bus
 
 
-def drive(config: RunConfig, data, inputs, bus: Bus, embedded: EmbeddedRedis | None, run_id: str, run_dir: Path,
-          progress) -> dict:
-    """Launch the actors, watch them until the run stops, write the report; always shut down what it started."""
-    stop_on_signals(bus, progress)
+def drive(session: RunSession, config: RunConfig, data, inputs, bus: Bus, embedded: EmbeddedRedis | None,
+          run_id: str, run_dir: Path, progress) -> dict:
+    """Start Ray, launch the actors, watch them until the run stops, write the report. The session stops
+    whatever was started, whichever way this ends."""
     if embedded:
         embedded.keep_alive()
-    started_ray = start_ray(config)
+    session.start_ray(lambda: start_ray(config))
     started = time.time()
-    try:
-        stop = supervise(config, inputs, bus, run_id, run_dir, progress)
-        return finish_run(config, data, inputs, bus, run_id, run_dir, stop, time.time() - started, progress)
-    finally:
-        if started_ray:
-            import ray
-
-            ray.shutdown()
-        if embedded:
-            embedded.stop()
+    stop = supervise(session, config, inputs, bus, run_id, run_dir, progress)
+    return finish_run(config, data, inputs, bus, run_id, run_dir, stop, time.time() - started, progress)
 
 
-def stop_on_signals(bus: Bus, progress) -> None:
-    """Ctrl-C or SIGTERM asks for a clean stop (the report is still written); a second one exits at once,
-    still through the finally blocks that stop Ray and the embedded Redis."""
-    import signal
-
-    def handle(signum, frame):
-        if stop_requested(bus) is None:
-            progress(f"signal {signum}: stopping cleanly (send it again to exit now)")
-            request_stop(bus, "user", f"signal {signum}")
-        else:
-            raise KeyboardInterrupt
-
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, handle)
-
-
-def supervise(config: RunConfig, inputs, bus: Bus, run_id: str, run_dir: Path, progress) -> Stop:
+def supervise(session: RunSession, config: RunConfig, inputs, bus: Bus, run_id: str, run_dir: Path,
+              progress) -> Stop:
     from actors.launch import RunContext, kill_all, launch_all
     from pgkd.watch import Watcher
 
     archive_dir = str((run_dir / "data").resolve())
     launched = launch_all(RunContext(config, inputs, bus.url, run_id, str((run_dir / "checkpoints").resolve()),
                                      str((run_dir / "logs").resolve()), archive_dir))
+    session.running(lambda signum: request_stop(bus, "user", f"signal {signum}"))
     watcher = Watcher(config, bus, launched, progress, StreamArchive(archive_dir))
     try:
         stop = watcher.until_stopped()

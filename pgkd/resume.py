@@ -10,8 +10,9 @@ from bus.client import CHECKPOINTS, EXAMPLES, Bus, redact
 from bus.control import clear_stop
 from bus.roster import restart_roster, student_names, teacher_names
 from bus.server import EmbeddedRedis
-from pgkd.driver import checked_bus, drive, prepare_inputs, publish_seeds, save_config
+from pgkd.driver import checked_bus, drive, prepare_inputs, probe_teacher, publish_seeds, save_config
 from pgkd.runs import find_run, refuse_if_live, write_run_file
+from pgkd.session import RunSession
 
 
 def resume(run_id: str, runs_dir: str | Path, overrides: list[str] = (), progress=print) -> dict:
@@ -23,26 +24,30 @@ def resume(run_id: str, runs_dir: str | Path, overrides: list[str] = (), progres
     config = load_config(run_dir / "config.yaml", overrides)
     config.runs_dir = Path(runs_dir)
     data, inputs = prepare_inputs(config)
-    bus, embedded = reopen_bus(config, run_dir, run_id, info)
-    write_run_file(run_dir, run_id, bus.url, info.get("embedded_redis", False))
-    save_config(config, run_dir / "config.yaml")
-    previous = clear_stop(bus)
-    restart_roster(bus, launched_names(config))
-    progress(f"resuming run {run_id} (last stopped by {previous.reason if previous else 'a crash'}): "
-             f"{bus.stream_length(EXAMPLES)} example batches and {bus.stream_length(CHECKPOINTS)} checkpoints on "
-             f"the bus {redact(bus.url)}")
-    if bus.stream_length(EXAMPLES) == 0 and StreamArchive(run_dir / "data").last_id() is None:  # died before the seeds
-        publish_seeds(bus, inputs.seeds)
-    return drive(config, data, inputs, bus, embedded, run_id, run_dir, progress)
+    probe_teacher(config, progress)
+    with RunSession(run_dir, progress, fresh=False) as session:  # the folder is the run's: never removed
+        bus, embedded = reopen_bus(config, run_dir, run_id, info, own=session.own)
+        write_run_file(run_dir, run_id, bus.url, info.get("embedded_redis", False))
+        save_config(config, run_dir / "config.yaml")
+        previous = clear_stop(bus)
+        restart_roster(bus, launched_names(config))
+        progress(f"resuming run {run_id} (last stopped by {previous.reason if previous else 'a crash'}): "
+                 f"{bus.stream_length(EXAMPLES)} example batches and {bus.stream_length(CHECKPOINTS)} checkpoints "
+                 f"on the bus {redact(bus.url)}")
+        if bus.stream_length(EXAMPLES) == 0 and StreamArchive(run_dir / "data").last_id() is None:  # no seeds out
+            publish_seeds(bus, inputs.seeds)
+        return drive(session, config, data, inputs, bus, embedded, run_id, run_dir, progress)
 
 
 def launched_names(config: RunConfig) -> set[str]:
     return set(teacher_names(config)) | {name for name, _ in student_names(config)}
 
 
-def reopen_bus(config: RunConfig, run_dir: Path, run_id: str, info: dict) -> tuple[Bus, EmbeddedRedis | None]:
+def reopen_bus(config: RunConfig, run_dir: Path, run_id: str, info: dict,
+               own=lambda stop: None) -> tuple[Bus, EmbeddedRedis | None]:
     """The run's bus again. An embedded server still up (it outlives a killed driver) is adopted; a stopped one
-    is started on a free port from its data folder, with its password."""
+    is started on a free port from its data folder, with its password. own(server.stop) is called before the
+    server is adopted or started, so the caller stops it on every way out."""
     from urllib.parse import urlsplit
 
     url = info["bus_url"]
@@ -52,6 +57,9 @@ def reopen_bus(config: RunConfig, run_dir: Path, run_id: str, info: dict) -> tup
     try:
         Bus(url, run_id, retry_seconds=1).ping()
         embedded = EmbeddedRedis.attach(run_dir / "redis", parts.hostname, parts.port, parts.password)
+        own(embedded.stop)
     except BusUnavailable:
-        embedded = EmbeddedRedis(run_dir / "redis", password=parts.password, host=parts.hostname).start()
+        embedded = EmbeddedRedis(run_dir / "redis", password=parts.password, host=parts.hostname)
+        own(embedded.stop)
+        embedded.start()
     return checked_bus(embedded.url, run_id, config), embedded

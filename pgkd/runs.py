@@ -8,6 +8,7 @@ import socket
 import time
 from pathlib import Path
 
+from basics.config import check_redis_url, check_safe_name
 from basics.errors import InputError
 
 RUN_FILE = "run.json"
@@ -19,19 +20,50 @@ def new_run_id(name: str) -> str:
 
 def write_run_file(run_dir: Path, run_id: str, bus_url: str, embedded: bool) -> None:
     """run.json holds the bus URL (with its password) for `pgkd status/stop`: readable by the owner only."""
-    path = run_dir / RUN_FILE
-    path.write_text(json.dumps({"run_id": run_id, "bus_url": bus_url, "embedded_redis": embedded,
-                                "driver_pid": os.getpid(), "driver_host": socket.gethostname(),
-                                "started": time.time()}, indent=2))
-    path.chmod(0o600)
+    text = json.dumps({"run_id": run_id, "bus_url": bus_url, "embedded_redis": embedded, "driver_pid": os.getpid(),
+                       "driver_host": socket.gethostname(), "started": time.time()}, indent=2)
+    write_private(run_dir / RUN_FILE, text)
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write a file that is owner-only from its creation (never world-readable, not even for a moment)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        os.fchmod(fd, 0o600)  # an older file keeps its mode through O_TRUNC
+        out.write(text)
+
+
+def run_folder(run_id: str, runs_dir: str | Path = "runs") -> Path:
+    """runs_dir/run_id, refused unless run_id is a safe name and runs_dir a folder."""
+    try:
+        check_safe_name(run_id)
+    except ValueError as exc:
+        raise InputError(str(exc), field="run_id") from None
+    if not Path(runs_dir).is_dir():
+        raise InputError("not a folder" if Path(runs_dir).exists() else "no such folder", file=str(runs_dir),
+                         field="--runs-dir")
+    return Path(runs_dir) / run_id
 
 
 def find_run(run_id: str, runs_dir: str | Path = "runs") -> tuple[Path, dict]:
-    run_dir = Path(runs_dir) / run_id
+    """The run's folder and its run.json, checked: a damaged file is named, never a traceback."""
+    run_dir = run_folder(run_id, runs_dir)
     path = run_dir / RUN_FILE
     if not path.is_file():
         raise InputError(f"no run '{run_id}' here (looked for {path})", file=str(path))
-    return run_dir, json.loads(path.read_text())
+    try:
+        info = json.loads(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise InputError("damaged: not UTF-8 text", file=str(path)) from exc
+    except json.JSONDecodeError as exc:
+        raise InputError(f"damaged: not valid JSON ({exc.msg})", file=str(path), line=exc.lineno) from exc
+    if not isinstance(info, dict) or not isinstance(info.get("bus_url"), str):
+        raise InputError("damaged: expected an object with the run's bus_url", file=str(path), field="bus_url")
+    try:
+        check_redis_url(info["bus_url"])
+    except ValueError as exc:
+        raise InputError(f"damaged: {exc}", file=str(path), field="bus_url") from None
+    return run_dir, info
 
 
 def driver_alive(info: dict) -> bool:

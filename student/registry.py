@@ -1,4 +1,4 @@
-"""Student kinds by name: a table of "module:Class" entries, imported on first use, so naming a kind imports
+"""Student kinds by name: the table of "module:Class" entries in basics/registries.py, imported on first use, so naming a kind imports
 nothing else. A kind is a class with a `kind` name, from_config(labels, config, device), fit, predict_proba,
 save(folder) and load(folder, device)."""
 from __future__ import annotations
@@ -8,15 +8,9 @@ from pathlib import Path
 
 import torch
 
-from student.saved import META_FILE, read_meta
-
-EXPORTED = "student.export:ExportedStudent"  # an exported folder: inference only, its kind is "<base>-<format>"
-STUDENT_KINDS = {
-    "encoder": "student.encoder:EncoderStudent",
-    "ngram": "student.ngram:NgramStudent",
-    "graph": "student.graph:GraphStudent",
-    **{f"{base}-{fmt}": EXPORTED for base in ("encoder", "ngram", "graph") for fmt in ("onnx", "torchscript")},
-}
+from basics.errors import InputError
+from basics.registries import STUDENT_KINDS
+from student.saved import META_FILE, check_meta, read_meta
 
 
 def student_class(kind: str):
@@ -37,3 +31,14 @@ def load_student(folder: str | Path, device: str | None = None):
     if not meta_path.is_file():
         raise FileNotFoundError(f"{meta_path} not found: not a saved pgkd student")
     return student_class(read_meta(folder)["kind"]).load(folder, device or torch.get_default_device())
+
+
+def open_saved_student(folder: str | Path, device: str | None = None):
+    """load_student for a folder a user named: anything wrong with the folder is an InputError naming it.
+    Loading reads files the user gave (weights, tokenizer, ONNX graph): whatever fails there is taken as a
+    damaged folder; `pgkd --verbose` shows the traceback."""
+    check_meta(folder)
+    try:
+        return load_student(folder, device)
+    except Exception as exc:
+        raise InputError(f"damaged student folder ({type(exc).__name__}: {str(exc)[:300]})", file=str(folder)) from exc

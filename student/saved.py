@@ -4,6 +4,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from basics.errors import InputError
+from basics.registries import STUDENT_KINDS
+
 META_FILE = "student.json"
 
 
@@ -13,3 +16,28 @@ def write_meta(folder: Path, meta: dict) -> None:
 
 def read_meta(folder: Path) -> dict:
     return json.loads((Path(folder) / META_FILE).read_text())
+
+
+def check_meta(folder: str | Path) -> dict:
+    """The metadata of a saved student folder, or an InputError naming what is wrong with the folder."""
+    folder = Path(folder)
+    path = folder / META_FILE
+    if not folder.is_dir():
+        raise InputError("not a folder" if folder.exists() else "no such folder", file=str(folder))
+    if not path.is_file():
+        raise InputError(f"no {META_FILE} here: not a saved pgkd student", file=str(path))
+    try:
+        meta = json.loads(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise InputError("damaged: not UTF-8 text", file=str(path)) from exc
+    except json.JSONDecodeError as exc:
+        raise InputError(f"damaged: not valid JSON ({exc.msg})", file=str(path), line=exc.lineno) from exc
+    if not isinstance(meta, dict):
+        raise InputError("damaged: expected a JSON object", file=str(path))
+    if meta.get("kind") not in STUDENT_KINDS:
+        raise InputError(f"unknown kind {meta.get('kind')!r} (known: {sorted(STUDENT_KINDS)})", file=str(path),
+                         field="kind")
+    labels = meta.get("labels")
+    if not isinstance(labels, list) or not labels or not all(isinstance(label, str) for label in labels):
+        raise InputError("damaged: expected a non-empty list of label names", file=str(path), field="labels")
+    return meta

@@ -32,13 +32,14 @@ class BatchStats:
     pool_offered: int = 0  # pool texts claimed for labelling
     pool_labelled: int = 0  # of those, labelled confidently enough to keep
     exhausted: int = 0  # examples asked of a simulated teacher whose reservoir of that class was spent
+    failed_requests: int = 0  # lost requests: nothing was generated, so they are not in `generated`
 
     def as_counts(self) -> dict[str, float]:
         counts = {"generated": self.generated, "kept": self.kept, "relabelled": self.relabelled,
                   "augmented": self.augmented, "pool_offered": self.pool_offered, "pool_labelled": self.pool_labelled,
                   "prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
                   "busy_seconds": round(self.busy_seconds, 3), "generate_seconds": round(self.generate_seconds, 3),
-                  "label_seconds": round(self.label_seconds, 3)}
+                  "label_seconds": round(self.label_seconds, 3), "failed_requests": self.failed_requests}
         counts.update({f"dropped_{reason}": n for reason, n in self.dropped.items()})
         if self.exhausted:
             counts["exhausted"] = self.exhausted
@@ -117,6 +118,9 @@ class Teacher:
         completions = self.backend.generate([prompt for _, _, prompt in requests], spec) if requests else []
         drafts = []
         for (task, source, _), completion in zip(requests, completions):
+            if completion.failed:
+                stats.failed_requests += 1
+                continue
             stats.prompt_tokens += completion.prompt_tokens
             stats.completion_tokens += completion.completion_tokens
             for raw in completion.texts or [None]:

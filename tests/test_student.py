@@ -63,8 +63,10 @@ def test_trainer_versions_and_redelivery(tmp_path, config):
 
 
 def test_unknown_kind_is_refused():
-    with pytest.raises(ValueError, match="unknown student kind"):
-        make_student(LABELS, StudentConfig(kind="nope"), "cpu")
+    with pytest.raises(ValueError, match="'encoder', 'ngram' or 'graph'"):
+        StudentConfig(kind="nope")  # at config load, before anything starts
+    with pytest.raises(ValueError, match="unknown student kind"):  # and by the registry, for any other caller
+        make_student(LABELS, StudentConfig.model_construct(kind="nope"), "cpu")
 
 
 def test_training_stops_early_when_validation_loss_stalls(tmp_path):

@@ -1,15 +1,11 @@
-"""Teacher backends by name: a table of "module:Class" entries, imported on first use, so the interface
+"""Teacher backends by name: the table of "module:Class" entries in basics/registries.py, imported on first use, so the interface
 (`teacher/backends/base.py`) knows no implementation and naming a backend does not import vLLM."""
 from __future__ import annotations
 
 from importlib import import_module
 
+from basics.registries import BACKENDS
 from teacher.backends.base import TeacherBackend
-
-BACKENDS = {
-    "vllm": "teacher.backends.vllm_engine:VLLMEngineBackend",  # the engine in this process
-    "openai": "teacher.backends.openai_http:OpenAIHTTPBackend",  # any OpenAI-compatible /v1/completions endpoint
-}
 
 
 def backend_class(name: str):
@@ -31,3 +27,14 @@ def backend_options(config, replica: int, kv_block_size: int | None = None) -> d
     return {"model": config.model, "dtype": config.dtype, "max_model_len": config.max_model_len,
             "kv_cache_gib": config.kv_cache_gib, "enforce_eager": config.enforce_eager, "seed": config.seed + replica,
             "block_size": kv_block_size}
+
+
+def probe_backend(config) -> None:
+    """Try a remote backend once before a run starts anything (InputError when it cannot serve); a local
+    engine has nothing to try."""
+    if config.backend == "openai":
+        from teacher.backends.openai_http import probe
+
+        options = backend_options(config, 0)
+        probe(options["base_url"], options["served_model"] or options["model"], options["api_key_env"],
+              options["timeout_s"])
