@@ -60,8 +60,10 @@ class TeacherActor:
     def _embedder(self):
         """Fixed text vectors for the simulated teacher's nearest texts (the frozen encoder a student would use)."""
         from student.encoder import text_embedder
+        from teacher.model_store import cache_root
 
-        return text_embedder(self.config.simulated.embedding, torch_device(self.config.gpus_per_replica))
+        return text_embedder(self.config.simulated.embedding, torch_device(self.config.gpus_per_replica),
+                             cache_dir=cache_root() / "embeddings")
 
     def _loop(self, teacher) -> None:
         used: dict[str, int] = {}

@@ -33,17 +33,29 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 OUT = REPO / "bench" / "results" / "value"
 
-ROWS = {  # row -> (what the table calls it, teacher settings)
+ROWS = {  # row -> (what the table calls it, teacher settings, all explicit: the cache key holds them)
     "unguided": ("unguided: round-robin classes, random texts", {"use_report": False, "hard_negatives": False}),
-    "steered": ("report-steered: weak classes, texts near their confusions",
-                {"use_report": True, "hard_negatives": False}),
-    "steered+hn": ("report + hard negatives: texts near the misclassified ones",
-                   {"use_report": True, "hard_negatives": True}),
+    "steered": ("steered: weak classes, boundary cases (the design before 2026-11-30)",
+                {"use_report": True, "hard_negatives": False, "steer_share": 1.0, "boundary_share": 1.0}),
+    "steered+hn": ("steered + hard negatives (the design before 2026-11-30)",
+                   {"use_report": True, "hard_negatives": True, "steer_share": 1.0, "boundary_share": 1.0}),
+    "steered-typical": ("steered classes, typical texts",
+                        {"use_report": True, "hard_negatives": False, "steer_share": 1.0, "boundary_share": 0.0}),
+    "default": ("pgkd's default: half the classes round-robin, half steered, typical texts",
+                {"use_report": True, "hard_negatives": True, "steer_share": 0.5, "boundary_share": 0.0}),
+    "half-steered-mix": ("half round-robin, half steered, half boundary cases",
+                         {"use_report": True, "hard_negatives": False, "steer_share": 0.5, "boundary_share": 0.5}),
+    "even-boundary": ("every class alike (power 0), boundary cases",
+                      {"use_report": True, "hard_negatives": False, "steer_share": 1.0, "boundary_share": 1.0,
+                       "steer_power": 0.0}),
+    "steered-conf": ("steered by confidence, typical texts",
+                     {"use_report": True, "steer_share": 1.0, "boundary_share": 0.0, "steer_by": "confidence"}),
     "pool-margin": ("pool labelling, student margin", {"pool": "margin"}),
     "pool-entropy": ("pool labelling, student entropy", {"pool": "entropy"}),
     "pool-random": ("pool labelling, random pool texts", {"pool": "random"}),
 }
 CURVE = (1, 3, 10, 30)  # teacher examples per class at which the budget curve reads the chosen student
+CURVE_ROWS = ("unguided", "steered", "default")
 
 
 def main() -> int:
@@ -58,6 +70,11 @@ def main() -> int:
     p.add_argument("--classes-per-batch", type=int, default=16)
     p.add_argument("--examples-per-class", type=int, default=8)
     p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--student", action="append", default=[], metavar="KEY=VALUE",
+                   help="student setting for every run, e.g. class_weighting=balanced (part of the cache key)")
+    p.add_argument("--steer-on", choices=["steering", "test"], default="steering",
+                   help="test: a diagnosis only, the planner reads per-class F1 on the test set (an oracle signal "
+                        "free of the steering set's noise); never a result")
     p.add_argument("--table-only", action="store_true", help="write the table from the cache; run nothing")
     args = p.parse_args()
     from basics.dataset import load_dataset
@@ -82,9 +99,20 @@ def main() -> int:
 
 
 def run_key(name: str, args, row: str, draw: int, error: float) -> str:
-    settings = [name, row, draw, error, args.seeds_per_class, args.budget, args.max_validation,
-                args.classes_per_batch, args.examples_per_class]
+    settings = [name, row, ROWS[row][1], draw, error, args.seeds_per_class, args.budget, args.max_validation,
+                args.classes_per_batch, args.examples_per_class, student_config(args, draw).model_dump()] + (
+                   [] if args.steer_on == "steering" else [f"steer_on={args.steer_on}"])
     return hashlib.sha1(json.dumps(settings).encode()).hexdigest()[:16]
+
+
+def student_config(args, draw: int):
+    """The student of every run: pgkd's defaults (frozen MiniLM), a version per teacher batch, --student changes."""
+    import yaml
+
+    from basics.config import StudentConfig
+
+    extra = {key: yaml.safe_load(value) for key, _, value in (item.partition("=") for item in args.student)}
+    return StudentConfig(min_new_examples=args.classes_per_batch * args.examples_per_class, seed=draw, **extra)
 
 
 def read_jsonl(path: Path) -> list[dict]:
@@ -137,7 +165,7 @@ def run_all(todo: list[tuple], args, name: str, cache: Path) -> None:
 def run_one(dataset: str, name: str, settings: dict, row: str, draw: int, error: float) -> dict:
     import torch
 
-    from basics.config import StudentConfig, TeacherConfig
+    from basics.config import TeacherConfig
     from basics.dataset import dedupe_texts, load_dataset, normalize_text, sample_per_class, split_per_class
     from bus.messages import Example
     from student.registry import make_student
@@ -165,12 +193,12 @@ def run_one(dataset: str, name: str, settings: dict, row: str, draw: int, error:
     teacher = SimulatedTeacher(reservoir, lambda texts: np.stack([vectors[t] for t in texts]), labels,
                                teacher_config, "teacher-0", seed=draw)
     seed_everything(draw)
-    student_config = StudentConfig(min_new_examples=args.classes_per_batch * args.examples_per_class, seed=draw)
-    student = make_student(labels, student_config, torch.get_default_device())
+    student_settings = student_config(args, draw)
+    student = make_student(labels, student_settings, torch.get_default_device())
     student._cache = {t: torch.from_numpy(v) for t, v in vectors.items()}  # the frozen encoder, precomputed
-    scorer = Scorer(student, labels, steering, selection, data.test)
+    scorer = Scorer(student, labels, data.test if args.steer_on == "test" else steering, selection, data.test)
     with tempfile.TemporaryDirectory() as folder:
-        trainer = StudentTrainer(student, student_config, Path(folder), steering)
+        trainer = StudentTrainer(student, student_settings, Path(folder), steering)
         trainer.add([Example(text=r["text"], label=r["label"], source="seed") for r in seeds])
         versions = [scorer.version(trainer.train_version())]
         budget, written, batch = args.budget * len(labels), 0, 0
@@ -290,8 +318,10 @@ def mean_std(values: list[float]) -> str:
 def write_table(results: list[dict], args, name: str, data) -> str:
     draws = sorted({r["draw"] for r in results})
     seeds_only = {r["draw"]: r["seeds_only_test"] for r in results}
+    student = f"; student {', '.join(args.student)}" if args.student else ""
+    student += "; DIAGNOSIS: the planner steered by test-set F1 (an oracle)" if args.steer_on == "test" else ""
     lines = [f"### {name}: {args.seeds_per_class} seeds per class, {args.budget} teacher examples per class "
-             f"({args.budget * len(data.labels)} in all), {len(draws)} seed draws", "",
+             f"({args.budget * len(data.labels)} in all), {len(draws)} seed draws{student}", "",
              "Test macro-F1 of the exported student (chosen on the selection texts), mean ± std over draws; "
              "differences paired over draws: mean [95% interval] paired-t p (Wilcoxon p).", "",
              "| row | error rate | test macro-F1 | vs seeds only | vs unguided (same error) | last version | "
@@ -312,20 +342,24 @@ def write_table(results: list[dict], args, name: str, data) -> str:
                          f"| {mean_std([r['last_test'] for r in runs])} | "
                          f"{mean_std([r['best_by_steering_test'] for r in runs])} |")
     lines += ["", *curve_lines(results), ""]
-    plot_curve(results, OUT / f"{name}-budget.png", name)
+    suffix = "-" + "-".join(v.replace("=", "_") for v in sorted(args.student)) if args.student else ""
+    suffix += "-oracle" if args.steer_on == "test" else ""
+    plot_curve(results, OUT / f"{name}{suffix}-budget.png", name)
     text = "\n".join(lines)
-    (OUT / f"{name}.md").write_text(text + "\n")
+    suffix = "-" + "-".join(v.replace("=", "_") for v in sorted(args.student)) if args.student else ""
+    suffix += "-oracle" if args.steer_on == "test" else ""
+    (OUT / f"{name}{suffix}.md").write_text(text + "\n")
     return text
 
 
 def curve_lines(results: list[dict]) -> list[str]:
-    rows = [r for r in results if r["error_rate"] == 0 and r["row"] in ("unguided", "steered", "steered+hn")]
+    rows = [r for r in results if r["error_rate"] == 0 and r["row"] in CURVE_ROWS]
     budgets = sorted({int(b) for r in rows for b in r["curve"]})
     if not rows:
         return []
     lines = ["Budget curve at error 0 (test macro-F1 of the student chosen among versions within the budget):", "",
              "| row | " + " | ".join(f"{b}/class" for b in budgets) + " |", "|---|" + "---:|" * len(budgets)]
-    for row in ("unguided", "steered", "steered+hn"):
+    for row in CURVE_ROWS:
         runs = [r for r in rows if r["row"] == row]
         if runs:
             lines.append(f"| {row} | " + " | ".join(mean_std([r["curve"][str(b)] for r in runs]) for b in budgets)
@@ -340,7 +374,7 @@ def plot_curve(results: list[dict], path: Path, name: str) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 4))
-    for row in ("unguided", "steered", "steered+hn"):
+    for row in CURVE_ROWS:
         runs = [r for r in results if r["row"] == row and r["error_rate"] == 0]
         if not runs:
             continue

@@ -66,6 +66,7 @@ class EvalReport(Message):
     accuracy: float
     macro_f1: float
     per_class_f1: dict[str, float]
+    per_class_true_prob: dict[str, float] = Field(default_factory=dict)  # mean probability of the true label
     confusion_pairs: list[tuple[str, str, int]]  # (true, predicted, count), most frequent first
     hard_negatives: list[HardNegative]
     eval_seconds: float

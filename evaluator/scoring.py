@@ -18,7 +18,12 @@ def score(student, texts: list[str], gold: list[str], labels: list[str], max_har
     wrong.sort(key=lambda i: -float(probs[i, predicted_index[i]]))
     hard = [HardNegative(text=texts[i], label=gold[i], predicted=pred[i], confidence=float(probs[i, predicted_index[i]]))
             for i in wrong[:max_hard_negatives]]
+    index = {label: i for i, label in enumerate(labels)}
+    true_prob: dict[str, list[float]] = {}
+    for row, g in enumerate(gold):
+        true_prob.setdefault(g, []).append(float(probs[row, index[g]]))
     return {
+        "per_class_true_prob": {label: sum(v) / len(v) for label, v in true_prob.items()},
         "accuracy": accuracy(gold, pred),
         "macro_f1": macro_f1(gold, pred, labels),
         "per_class_f1": per_class_f1(gold, pred, labels),

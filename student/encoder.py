@@ -5,6 +5,7 @@ retrains the head on all data so far (seconds on CPU). With `finetune: true` the
 """
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Callable
 
@@ -14,7 +15,7 @@ import torch.nn.functional as F
 
 from bus.messages import Example
 from student.inference import top_labels
-from student.kd_loss import kd_loss, soft_matrix
+from student.kd_loss import class_weights, kd_loss, soft_matrix
 from student.saved import read_meta, write_meta
 
 EMBEDDED_PREFIX = "embedded:"
@@ -30,11 +31,30 @@ def resolve_encoder(spec: str) -> str:
     return spec
 
 
-def text_embedder(spec: str, device, max_length: int = 64) -> Callable[[list[str]], np.ndarray]:
+def text_embedder(spec: str, device, max_length: int = 64,
+                  cache_dir: Path | None = None) -> Callable[[list[str]], np.ndarray]:
     """Unit-norm mean-pooled embeddings of a frozen encoder, the geometry a frozen student sees; for tools that
-    need fixed text vectors (the simulated teacher's nearest texts)."""
+    need fixed text vectors (the simulated teacher's nearest texts). With cache_dir, a large call's result is kept
+    on disk by the encoder and the texts, so the next run with the same texts loads it instead."""
     encoder = EncoderStudent(["-"], spec, "mean", max_length, False, device, 1.0)
-    return lambda texts: encoder.embed(texts).cpu().numpy()
+
+    def embed(texts: list[str]) -> np.ndarray:
+        if cache_dir is None or len(texts) < 256:
+            return encoder.embed(texts).cpu().numpy()
+        key = hashlib.sha256("\n".join([spec, str(max_length), *texts]).encode()).hexdigest()[:24]
+        path = Path(cache_dir) / f"{key}.npy"
+        if path.is_file():
+            try:
+                return np.load(path)
+            except (OSError, ValueError):  # a torn write: compute again
+                pass
+        vectors = encoder.embed(texts).cpu().numpy()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.save(path.with_suffix(".tmp.npy"), vectors)
+        path.with_suffix(".tmp.npy").replace(path)
+        return vectors
+
+    return embed
 
 
 class EncoderStudent:
@@ -95,6 +115,7 @@ class EncoderStudent:
         hard = torch.tensor([index[e.label] for e in examples], device=self.device)
         soft, has_soft = soft_matrix([e.soft_label for e in examples], index)
         soft, has_soft = soft.to(self.device), has_soft.to(self.device)
+        weights = class_weights(hard, len(self.labels), config.class_weighting)
         texts = [e.text for e in examples]
         features = None if self.finetune else self.embed(texts)
         params = list(self.head.parameters()) + (list(self.encoder.parameters()) if self.finetune else [])
@@ -102,12 +123,13 @@ class EncoderStudent:
         generator = torch.Generator().manual_seed(config.seed)
         last = float("nan")
         for epoch in range(config.epochs):
-            last = self._epoch(texts, features, hard, soft, has_soft, optimizer, config, generator)
+            last = self._epoch(texts, features, hard, soft, has_soft, optimizer, config, generator, weights)
             if on_epoch and on_epoch(epoch, last):  # the trainer's early stopping said enough
                 break
         return last
 
-    def _epoch(self, texts, features, hard, soft, has_soft, optimizer, config, generator) -> float:
+    def _epoch(self, texts, features, hard, soft, has_soft, optimizer, config, generator,
+               weights=None) -> float:
         self.encoder.train(self.finetune)
         order = torch.randperm(len(texts), generator=generator)
         total = 0.0
@@ -115,7 +137,8 @@ class EncoderStudent:
             rows = order[start:start + config.batch_size]
             x = features[rows.to(self.device)] if features is not None else self._encode([texts[i] for i in rows])
             logits = self.head(x * self.feature_scale)
-            loss = kd_loss(logits, hard[rows], soft[rows], has_soft[rows], config.temperature, config.alpha)
+            loss = kd_loss(logits, hard[rows], soft[rows], has_soft[rows], config.temperature, config.alpha,
+                           None if weights is None else weights[rows])
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()

@@ -16,13 +16,25 @@ def soften(probs: torch.Tensor, temperature: float) -> torch.Tensor:
 
 
 def kd_loss(logits: torch.Tensor, hard: torch.Tensor, soft: torch.Tensor, has_soft: torch.Tensor,
-            temperature: float, alpha: float) -> torch.Tensor:
+            temperature: float, alpha: float, weights: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean loss over the rows; `weights` (one per row, mean 1) reweights them, e.g. to balance classes."""
     ce = F.cross_entropy(logits, hard, reduction="none")
     target = soften(soft, temperature)
     log_student = F.log_softmax(logits / temperature, dim=-1)
     kl = (target * (torch.log(target.clamp_min(EPS)) - log_student)).sum(-1) * temperature**2
     mixed = alpha * kl + (1 - alpha) * ce
-    return torch.where(has_soft, mixed, ce).mean()
+    per_row = torch.where(has_soft, mixed, ce)
+    return per_row.mean() if weights is None else (per_row * weights).sum() / weights.sum()
+
+
+def class_weights(hard: torch.Tensor, n_classes: int, mode: str) -> torch.Tensor | None:
+    """Per-row weights that make every class weigh the same in the loss however many examples it has ("balanced"),
+    or None ("none"). A teacher that writes more of some classes then shifts no class prior."""
+    if mode == "none":
+        return None
+    counts = torch.bincount(hard, minlength=n_classes).clamp_min(1).float()
+    weights = (len(hard) / (n_classes * counts))[hard]
+    return weights / weights.mean()
 
 
 def soft_matrix(soft_labels: list[dict[str, float] | None], label_index: dict[str, int]) -> tuple[torch.Tensor, torch.Tensor]:

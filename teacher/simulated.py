@@ -67,7 +67,9 @@ class SimulatedTeacher:
         if c.generate:
             labels = self._open_labels() if not self.sim.allow_repeats else self.label_names
             plan = plan_batch(labels, report, number, c.classes_per_batch, c.examples_per_class,
-                              c.max_hard_negatives, c.use_report, c.hard_negatives, plan_rng) if labels else []
+                              c.max_hard_negatives, c.use_report, c.hard_negatives, plan_rng,
+                              c.steer_power, c.boundary_share, c.steer_share, c.steer_floor,
+                              c.steer_by) if labels else []
             for task in plan:
                 examples += self._write(task, stats, report)
         time.sleep(self.sim.seconds_per_example * len(examples))

@@ -89,7 +89,9 @@ class Teacher:
         number = self.batches if batch is None else batch
         plan_rng = random.Random(f"{c.seed}:{number}")
         plan = plan_batch(self.label_names, report, number, c.classes_per_batch, c.examples_per_class,
-                          c.max_hard_negatives, c.use_report, c.hard_negatives, plan_rng)
+                          c.max_hard_negatives, c.use_report, c.hard_negatives, plan_rng,
+                              c.steer_power, c.boundary_share, c.steer_share, c.steer_floor,
+                              c.steer_by)
         drafts = self._generate(plan, stats, plan_rng)
         stats.generate_seconds = time.monotonic() - started
         examples = self._label(drafts, stats, report)

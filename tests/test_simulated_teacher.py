@@ -30,7 +30,8 @@ def embed(texts):
 
 
 def simulated(error_rate=0.0, allow_repeats=False, **teacher):
-    config = TeacherConfig(backend="simulated", **({"classes_per_batch": 1, "examples_per_class": 3} | teacher))
+    steered_fully = {"classes_per_batch": 1, "examples_per_class": 3, "steer_share": 1.0, "boundary_share": 1.0}
+    config = TeacherConfig(backend="simulated", **(steered_fully | teacher))
     config.simulated.error_rate, config.simulated.allow_repeats = error_rate, allow_repeats
     return SimulatedTeacher(RESERVOIR, embed, LABELS, config, "teacher-0", seed=1)
 

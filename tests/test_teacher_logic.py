@@ -189,3 +189,17 @@ def test_a_report_older_than_one_already_used_is_stale():
     assert is_newer(report({}, version=3), used) and is_newer(report({}, version=4), used)
     assert not is_newer(report({}, version=2), used)
     assert is_newer(report({}, version=0), {})
+
+
+def test_plan_splits_a_class_into_boundary_and_typical_examples_and_power_spreads_classes():
+    hard = [HardNegative(text="card gone", label="lost_card", predicted="card_arrival", confidence=0.9)]
+    r = report({"card_arrival": 1.0, "lost_card": 0.0, "top_up": 1.0, "refund": 1.0},
+               pairs=[("lost_card", "card_arrival", 3)], hard=hard)
+    tasks = plan_batch(NAMES, r, 0, 1, 5, 3, True, True, random.Random(0), boundary_share=0.4)
+    assert [(t.label, t.count, bool(t.contrast), bool(t.hard_negatives)) for t in tasks] == [
+        ("lost_card", 2, True, True), ("lost_card", 3, False, False)]
+    typical = plan_batch(NAMES, r, 0, 1, 5, 3, True, True, random.Random(0), boundary_share=0.0)
+    assert [(t.count, t.contrast) for t in typical] == [(5, [])]
+    rng = random.Random(1)
+    even = [plan_batch(NAMES, r, b, 1, 5, 3, True, True, rng, steer_power=0)[0].label for b in range(400)]
+    assert all(60 < even.count(label) < 140 for label in NAMES)  # power 0: every class alike
