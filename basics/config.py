@@ -179,6 +179,9 @@ class StudentConfig(Strict):
     # (banking77, 100 teacher examples: validation macro-F1 0.838 with alpha 0, 0.798 with 0.5). Use 0.3-0.7
     # with a teacher whose probabilities you trust.
     alpha: float = Field(0.0, ge=0, le=1)
+    label_filter: float = Field(0.1, ge=0, lt=1, description="leave a teacher example out of a version when the "
+                                "previous version gives its label less than this probability (a noisy teacher's "
+                                "wrong labels); 0 keeps all")
     class_weighting: Literal["none", "balanced"] = Field("none", description="balanced: every class weighs the same "
                                                          "in the loss however many examples the teacher wrote of it")
     early_stop_every: int = Field(5, ge=1, description="epochs between validation-loss checks inside training")

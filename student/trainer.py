@@ -77,6 +77,7 @@ class StudentTrainer:
         self._ids: set[str] = set()
         self.new_since_version = 0
         self.trained_upto = 0  # self.examples[:trained_upto] were in some earlier version
+        self.distrusted = 0  # teacher examples the last version left out (label_filter)
         self.version = -1
 
     def resume(self, student, version: int, trained: list[Example]) -> None:
@@ -111,9 +112,25 @@ class StudentTrainer:
 
         old, new = self.examples[:self.trained_upto], self.examples[self.trained_upto:]
         limit = self.config.replay
-        if limit is None or len(old) <= limit:
-            return old + new
-        return random.Random(f"{self.config.seed}:{self.version + 1}").sample(old, limit) + new
+        if limit is not None and len(old) > limit:
+            old = random.Random(f"{self.config.seed}:{self.version + 1}").sample(old, limit)
+        return self.trusted(old + new)
+
+    def trusted(self, examples: list[Example]) -> list[Example]:
+        """Teacher examples whose label the current version gives at least `label_filter` probability (seeds
+        always): a wrong label the student is sure of is left out of this version; it may come back in a later
+        one. 0 keeps everything."""
+        floor = self.config.label_filter
+        if not floor or self.version < 0:
+            return examples
+        taught = [i for i, e in enumerate(examples) if e.source != "seed"]
+        if not taught:
+            return examples
+        index = {label: j for j, label in enumerate(self.student.labels)}
+        probs = self.student.predict_proba([examples[i].text for i in taught])
+        distrusted = {i for row, i in enumerate(taught) if probs[row, index[examples[i].label]] < floor}
+        self.distrusted = len(distrusted)
+        return [e for i, e in enumerate(examples) if i not in distrusted]
 
     def train_version(self) -> VersionResult:
         started = time.monotonic()

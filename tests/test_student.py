@@ -106,3 +106,18 @@ def test_a_version_replays_a_bounded_sample_of_old_examples(tmp_path):
     unbounded = StudentConfig(kind="ngram", epochs=1, replay=None)
     trainer.config = unbounded
     assert len(trainer.training_set()) == len(TRAIN) + 2
+
+
+def test_a_version_leaves_out_teacher_labels_the_student_is_sure_are_wrong(tmp_path):
+    config = StudentConfig(kind="ngram", epochs=40, label_filter=0.2, min_new_examples=1)
+    trainer = StudentTrainer(make_student(LABELS, config, "cpu"), config, tmp_path)
+    trainer.add(examples(TRAIN))
+    trainer.train_version()
+    wrong = examples([("my card has not arrived yet", "transfer")], source="generated")  # a seed text, mislabelled
+    right = examples([("has my new card arrived", "card")], source="generated")
+    trainer.add(wrong + right)
+    batch = trainer.training_set()
+    assert right[0] in batch and wrong[0] not in batch and trainer.distrusted == 1
+    assert len([e for e in batch if e.source == "seed"]) == len(TRAIN)  # seeds are never filtered
+    trainer.config = StudentConfig(kind="ngram", label_filter=0.0)
+    assert wrong[0] in trainer.training_set()  # 0 trusts every label
