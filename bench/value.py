@@ -14,7 +14,7 @@ this measures the design (planner, steering, selection, pool strategies), not th
 Budget: `--budget` teacher examples per class (written, or pool texts labelled), the same for every row.
 Embeddings of every text are computed once with MiniLM and cached under bench/results/value/; each finished run
 is cached in bench/results/value/<dataset>.jsonl by its settings, so the table can grow row by row.
-Writes bench/results/value/<dataset>.md (the table, paired comparisons) and <dataset>-budget.png.
+Writes bench/results/value/<dataset>-<N>seeds.md (the table, paired comparisons) and -budget.png.
 """
 from __future__ import annotations
 
@@ -344,11 +344,11 @@ def write_table(results: list[dict], args, name: str, data) -> str:
     lines += ["", *curve_lines(results), ""]
     suffix = "-" + "-".join(v.replace("=", "_") for v in sorted(args.student)) if args.student else ""
     suffix += "-oracle" if args.steer_on == "test" else ""
-    plot_curve(results, OUT / f"{name}{suffix}-budget.png", name)
+    plot_curve(results, OUT / f"{name}-{args.seeds_per_class}seeds{suffix}-budget.png", name)
     text = "\n".join(lines)
     suffix = "-" + "-".join(v.replace("=", "_") for v in sorted(args.student)) if args.student else ""
     suffix += "-oracle" if args.steer_on == "test" else ""
-    (OUT / f"{name}{suffix}.md").write_text(text + "\n")
+    (OUT / f"{name}-{args.seeds_per_class}seeds{suffix}.md").write_text(text + "\n")
     return text
 
 
