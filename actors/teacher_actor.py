@@ -13,7 +13,7 @@ from bus import pool_queue
 from bus.client import EXAMPLES
 from bus.control import latest_report, set_status, stop_requested, teacher_stats_key
 from bus.messages import ExampleBatch
-from bus.roster import is_retired, register_actor
+from bus.roster import actor_names, is_retired, register_actor, retired
 from cluster.placement import torch_device, vllm_block_size
 from teacher.backends.base import TeacherUnavailable
 from teacher.planner import is_newer
@@ -72,6 +72,7 @@ class TeacherActor:
             if is_retired(self.bus, self.name):  # `pgkd scale` took this replica away
                 set_status(self.bus, self.name, state="retired", finished=time.time())
                 return
+            self._wait_for_students()
             number = self.bus.next_number(BATCH_COUNTER)  # run-wide: replicas never plan the same batch
             if teacher.done or (self.config.max_batches is not None and number >= self.config.max_batches):
                 break
@@ -92,6 +93,18 @@ class TeacherActor:
                      number, current.key if current else "no report", stats.generated, stats.kept,
                      dict(stats.dropped), stats.busy_seconds, stats.generate_seconds, stats.label_seconds)
         set_status(self.bus, self.name, state="done", finished=time.time())
+
+    def _wait_for_students(self) -> None:
+        """Backpressure: a teacher more than max_ahead_batches ahead of the slowest live student waits, so Redis
+        and the students' backlog stay bounded however fast the teacher is."""
+        limit = self.config.max_ahead_batches
+        while limit and stop_requested(self.bus) is None and not is_retired(self.bus, self.name):
+            gone = retired(self.bus)
+            students = [s for s in actor_names(self.bus, "student") if s not in gone]
+            if max((self.bus.backlog(EXAMPLES, f"student:{s}", limit) for s in students), default=0) <= limit:
+                return
+            set_status(self.bus, self.name, state="waiting for students")
+            time.sleep(0.5)
 
     def _claim_pool(self) -> list:
         """The most uncertain pool texts the students offered (none unless pool labelling is on)."""

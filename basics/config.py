@@ -137,6 +137,8 @@ class TeacherConfig(Strict):
     price_per_million_completion_tokens: float = Field(0.0, ge=0)
     min_confidence: float = Field(0.8, ge=0, le=1, description="drop when the teacher's own probability of the intended label is lower")
     max_batches: int | None = Field(None, ge=1)
+    max_ahead_batches: int | None = Field(64, ge=1, description="the teacher waits while the slowest student has "
+                                          "more than this many batches not yet trained on; null: never waits")
     threads: int = Field(1, ge=1)
     gpus_per_replica: float = Field(0, ge=0)
     seed: int = 0
@@ -168,8 +170,9 @@ class StudentConfig(Strict):
     pooling: Literal["mean", "cls"] = "mean"
     max_length: int = Field(64, ge=8)
     min_new_examples: int = Field(16, ge=1)
-    epochs: int = Field(150, ge=1, description="per version at most; early stopping on the steering texts usually "
-                        "ends it sooner (60 left banking77 students short: test macro-F1 0.880 vs 0.889, bench/value.py)")
+    epochs: int = Field(150, ge=1, description="per version at most; early stopping on the steering texts "
+                        "usually ends it sooner (60 left banking77 students short: test macro-F1 0.880 vs 0.889, "
+                        "bench/value.py)")
     lr: float = Field(1e-2, gt=0)
     finetune_lr: float = Field(3e-5, gt=0)
     feature_scale: float = Field(10.0, gt=0, description="scales unit-norm embeddings before the head")

@@ -127,3 +127,14 @@ def test_acked_batches_move_to_the_archive_and_out_of_redis_and_nothing_is_lost(
     early = trimmed_history(bus, archive, ExampleBatch, before=first_id(bus))
     late = bus.read_group(EXAMPLES, "student:c", "c", ExampleBatch, count=10, pending_first=False)
     assert [x.batch for x in early] + [x.batch for _, x in late] == [0, 1, 2, 3, 4]
+
+
+def test_backlog_counts_unread_and_unacked_entries_up_to_a_cap(bus):
+    bus.ensure_group(EXAMPLES, "g")
+    for i in range(10):
+        bus.publish(EXAMPLES, batch(i))
+    assert bus.backlog(EXAMPLES, "g", 100) == 10 and bus.backlog(EXAMPLES, "g", 3) == 4  # stops counting at cap + 1
+    read = bus.read_group(EXAMPLES, "g", "c", ExampleBatch, count=6, pending_first=False)
+    assert bus.backlog(EXAMPLES, "g", 100) == 10  # read but not acked still counts
+    bus.ack(EXAMPLES, "g", [entry_id for entry_id, _ in read])
+    assert bus.backlog(EXAMPLES, "g", 100) == 4 and bus.backlog(EXAMPLES, "absent", 100) == 0
