@@ -95,7 +95,7 @@ def open_bus(session: RunSession, config: RunConfig, run_dir: Path, run_id: str,
     embedded = None
     if url is None:
         embedded = EmbeddedRedis(run_dir / "redis")
-        session.own(embedded.stop)  # before start(): a start cut short still stops the process
+        session.own(embedded.stop, urgent=True)  # before start(): a start cut short still stops the process
         url = embedded.start().url
     return checked_bus(url, run_id, config), embedded
 

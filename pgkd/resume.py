@@ -44,7 +44,7 @@ def launched_names(config: RunConfig) -> set[str]:
 
 
 def reopen_bus(config: RunConfig, run_dir: Path, run_id: str, info: dict,
-               own=lambda stop: None) -> tuple[Bus, EmbeddedRedis | None]:
+               own=lambda stop, urgent=False: None) -> tuple[Bus, EmbeddedRedis | None]:
     """The run's bus again. An embedded server still up (it outlives a killed driver) is adopted; a stopped one
     is started on a free port from its data folder, with its password. own(server.stop) is called before the
     server is adopted or started, so the caller stops it on every way out."""
@@ -57,9 +57,9 @@ def reopen_bus(config: RunConfig, run_dir: Path, run_id: str, info: dict,
     try:
         Bus(url, run_id, retry_seconds=1).ping()
         embedded = EmbeddedRedis.attach(run_dir / "redis", parts.hostname, parts.port, parts.password)
-        own(embedded.stop)
+        own(embedded.stop, urgent=True)
     except BusUnavailable:
         embedded = EmbeddedRedis(run_dir / "redis", password=parts.password, host=parts.hostname)
-        own(embedded.stop)
+        own(embedded.stop, urgent=True)
         embedded.start()
     return checked_bus(embedded.url, run_id, config), embedded

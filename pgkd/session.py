@@ -36,6 +36,7 @@ class Signals:
 
     def __init__(self, progress):
         self.progress, self.mode, self.held, self.stop = progress, "abort", None, None
+        self.exit_now = None  # once running, what a second signal does instead of raising into Ray's C code
         self.previous: dict[int, object] = {}
 
     def install(self) -> None:
@@ -54,6 +55,8 @@ class Signals:
             self.mode = "abort"
             self.progress(f"signal {signum}: stopping cleanly (send it again to exit now)")
             self.stop(signum)
+        elif self.exit_now is not None:
+            self.exit_now(signum)
         else:
             raise Interrupted(signum)
 
@@ -89,6 +92,7 @@ class RunSession:
         self.signals = Signals(progress)
         self.stack = ExitStack()
         self.launched = False  # actors started: from here a failure keeps the folder (resume needs it)
+        self.urgent: list = []  # stops that must run before a second signal kills the children
 
     def __enter__(self) -> "RunSession":
         self.stack.__enter__()
@@ -121,9 +125,12 @@ class RunSession:
         if not self.launched:  # a failed start leaves nothing behind, not even an empty folder
             shutil.rmtree(self.run_dir, ignore_errors=True)
 
-    def own(self, stop) -> None:
-        """Call stop() on the way out (registered before the thing starts, so a half-started one is stopped)."""
+    def own(self, stop, urgent: bool = False) -> None:
+        """Call stop() on the way out (registered before the thing starts, so a half-started one is stopped).
+        urgent: also on a second signal, before anything is killed (a watched server would be restarted)."""
         self.stack.callback(stop)
+        if urgent:
+            self.urgent.append(stop)
 
     def start_ray(self, start) -> bool:
         """Run start() (which calls ray.init) with signals held; shut Ray down on the way out."""
@@ -136,9 +143,34 @@ class RunSession:
             return start()
 
     def running(self, request_stop) -> None:
-        """The actors are launched: keep the folder from now on; a signal asks for a clean stop."""
+        """The actors are launched: keep the folder from now on; a signal asks for a clean stop, a second one
+        ends every process this run started and exits."""
         self.launched = True
         self.signals.stop_cleanly(request_stop)
+        self.signals.exit_now = self._exit_now
+
+    def _exit_now(self, signum: int) -> None:
+        """A second signal once running. Raising here could land inside a Ray call (seen: a SystemError in
+        ray.wait, then a clean-up that never finished and left GCS, actors and Redis running), so it stops the
+        processes this driver started directly (the local Ray cluster, the embedded redis-server, their children;
+        never those of a cluster it only joined) and exits. The data is safe: Redis writes with appendfsync
+        always, and `pgkd resume` continues the run."""
+        import psutil
+
+        self.progress(f"signal {signum} again: stopping every process of the run now (`pgkd resume` continues it)")
+        for stop in self.urgent:
+            try:
+                stop()
+            except Exception as exc:  # the kill below still ends it
+                log.warning("stopping on the second signal: %s", exc)
+        children = psutil.Process().children(recursive=True)
+        for child in children:
+            try:
+                child.kill()
+            except psutil.Error:
+                pass
+        psutil.wait_procs(children, timeout=5)
+        os._exit(128 + signum)
 
 
 @contextmanager

@@ -102,3 +102,21 @@ def test_sigterm_once_running_stops_cleanly_with_a_report(tmp_path, tiny_dataset
     shared = {str(p.relative_to(run_dir)): oct(p.stat().st_mode & 0o777) for p in [run_dir, *run_dir.rglob("*")]
               if p.stat().st_mode & 0o077}
     assert not shared and (run_dir / "redis").is_dir() and (run_dir / "checkpoints").is_dir(), shared
+
+
+def test_a_second_sigterm_once_running_ends_every_process_at_once(tmp_path, tiny_dataset, reap_servers):
+    """The second signal must not raise into a Ray call (seen: SystemError in ray.wait and a clean-up that never
+    finished): it stops the embedded Redis, kills the processes the driver started and exits 143."""
+    proc, seen = start_run(tmp_path, tiny_dataset), {}
+    try:
+        wait_for(proc, seen, lambda names: "EvaluatorActor" in names, timeout=90)
+        proc.send_signal(signal.SIGTERM)
+        time.sleep(0.5)
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 128 + signal.SIGTERM, err[-2000:]
+    assert "stopping every process of the run now" in out + err and "Traceback" not in err, (out + err)[-2000:]
+    assert survivors(seen) == []
+    assert (tmp_path / "runs" / "fault" / "redis").is_dir()  # the run stays resumable
