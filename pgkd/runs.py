@@ -10,6 +10,7 @@ from pathlib import Path
 
 from basics.config import check_redis_url, check_safe_name
 from basics.errors import InputError
+from basics.json_files import read_json_file
 
 RUN_FILE = "run.json"
 
@@ -51,12 +52,7 @@ def find_run(run_id: str, runs_dir: str | Path = "runs") -> tuple[Path, dict]:
     path = run_dir / RUN_FILE
     if not path.is_file():
         raise InputError(f"no run '{run_id}' here (looked for {path})", file=str(path))
-    try:
-        info = json.loads(path.read_bytes().decode("utf-8"))
-    except UnicodeDecodeError as exc:
-        raise InputError("damaged: not UTF-8 text", file=str(path)) from exc
-    except json.JSONDecodeError as exc:
-        raise InputError(f"damaged: not valid JSON ({exc.msg})", file=str(path), line=exc.lineno) from exc
+    info = read_json_file(path)
     if not isinstance(info, dict) or not isinstance(info.get("bus_url"), str):
         raise InputError("damaged: expected an object with the run's bus_url", file=str(path), field="bus_url")
     try:

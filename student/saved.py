@@ -5,6 +5,7 @@ import json
 from pathlib import Path
 
 from basics.errors import InputError
+from basics.json_files import read_json_file
 from basics.registries import STUDENT_KINDS
 
 META_FILE = "student.json"
@@ -26,12 +27,7 @@ def check_meta(folder: str | Path) -> dict:
         raise InputError("not a folder" if folder.exists() else "no such folder", file=str(folder))
     if not path.is_file():
         raise InputError(f"no {META_FILE} here: not a saved pgkd student", file=str(path))
-    try:
-        meta = json.loads(path.read_bytes().decode("utf-8"))
-    except UnicodeDecodeError as exc:
-        raise InputError("damaged: not UTF-8 text", file=str(path)) from exc
-    except json.JSONDecodeError as exc:
-        raise InputError(f"damaged: not valid JSON ({exc.msg})", file=str(path), line=exc.lineno) from exc
+    meta = read_json_file(path)
     if not isinstance(meta, dict):
         raise InputError("damaged: expected a JSON object", file=str(path))
     if meta.get("kind") not in STUDENT_KINDS:
