@@ -47,7 +47,7 @@ class TeacherActor:
         embed = self._embedder() if c.backend == SIMULATED else None
         teacher = make_teacher(c, [Label(**l) for l in labels], seeds, protected, self.name, task, self.replica,
                                vllm_block_size(), self.reservoir, embed)
-        log.info("engine ready: %s", teacher.model_name if c.backend == SIMULATED else c.model)
+        log.info("engine ready: %s", teacher.model_name)
         try:
             self._loop(teacher)
         except TeacherUnavailable as exc:  # said in `pgkd status` too; the driver stops a run with no teacher left

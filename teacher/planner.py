@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import random
 
+from basics.config import TeacherConfig
 from bus.messages import EvalReport
 from teacher.prompts import ClassTask
 
@@ -39,6 +40,15 @@ def plan_batch(labels: list[str], report: EvalReport | None, batch: int, classes
         if examples_per_class - boundary:
             tasks.append(ClassTask(label, examples_per_class - boundary))
     return tasks
+
+
+def plan_for(config: TeacherConfig, labels: list[str], report: EvalReport | None, batch: int,
+             rng: random.Random) -> list[ClassTask]:
+    """plan_batch with a teacher config's batch shape and steering settings (what both teachers call)."""
+    c = config
+    return plan_batch(labels, report, batch, c.classes_per_batch, c.examples_per_class, c.max_hard_negatives,
+                      c.use_report, c.hard_negatives, rng, c.steer_power, c.boundary_share, c.steer_share,
+                      c.steer_floor, c.steer_by)
 
 
 def strengths(report: EvalReport, steer_by: str) -> dict[str, float]:

@@ -21,7 +21,7 @@ import numpy as np
 
 from basics.config import TeacherConfig
 from bus.messages import EvalReport, Example
-from teacher.planner import plan_batch
+from teacher.planner import plan_for
 from teacher.prompts import ClassTask
 from teacher.teacher import BatchStats, PoolText
 
@@ -37,11 +37,12 @@ class SimulatedTeacher:
         self.embed = embed
         self.rng = random.Random(seed)
         self.texts = [row["text"] for row in reservoir]
-        self.gold = {row["text"]: row["label"] for row in reservoir}
+        self.row_of = {text: i for i, text in enumerate(self.texts)}  # pool texts are found by their text
         self.vectors = normalized(embed(self.texts)) if self.texts else np.zeros((0, 1))
+        self.gold = [row["label"] for row in reservoir]
         self.by_label: dict[str, list[int]] = {label: [] for label in label_names}
-        for i, row in enumerate(reservoir):
-            self.by_label[row["label"]].append(i)
+        for i, label in enumerate(self.gold):
+            self.by_label[label].append(i)
         self.centroids = {label: normalized(self.vectors[rows].mean(0, keepdims=True))[0]
                           for label, rows in self.by_label.items() if rows}
         self.used: set[int] = set()
@@ -66,10 +67,7 @@ class SimulatedTeacher:
         examples = self._label_pool(list(pool), stats, report)
         if c.generate:
             labels = self._open_labels() if not self.sim.allow_repeats else self.label_names
-            plan = plan_batch(labels, report, number, c.classes_per_batch, c.examples_per_class,
-                              c.max_hard_negatives, c.use_report, c.hard_negatives, plan_rng,
-                              c.steer_power, c.boundary_share, c.steer_share, c.steer_floor,
-                              c.steer_by) if labels else []
+            plan = plan_for(c, labels, report, number, plan_rng) if labels else []
             for task in plan:
                 examples += self._write(task, stats, report)
         time.sleep(self.sim.seconds_per_example * len(examples))
@@ -132,19 +130,19 @@ class SimulatedTeacher:
         """Gold labels of pool texts (known only for a pool drawn from train), noisy, with a confidence."""
         examples = []
         stats.pool_offered += len(pool)
-        index = {text: i for i, text in enumerate(self.texts)}
         for item in pool:
-            gold = self.gold.get(item.text)
-            if gold is None:
+            row = self.row_of.get(item.text)
+            if row is None:
                 stats.dropped["pool_no_gold"] += 1
                 continue
-            if index[item.text] in self.used:  # already written for a class: a second copy would train twice
+            if row in self.used:  # already written for a class: a second copy would train twice
                 stats.dropped["duplicate"] += 1
                 continue
+            gold = self.gold[row]
             label = self._noisy(gold, item.guesses[:1] if item.guesses and item.guesses[0] != gold else [])
             a, b = RIGHT_CONFIDENCE if label == gold else WRONG_CONFIDENCE
             confidence = self.rng.betavariate(a, b)
-            self.used.add(index[item.text])
+            self.used.add(row)
             if confidence < self.config.min_confidence:
                 stats.dropped["pool_low_confidence"] += 1
                 continue

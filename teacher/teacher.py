@@ -13,7 +13,7 @@ from teacher.backends.base import SamplingSpec, TeacherBackend
 from teacher.filters import NoveltyFilter
 from teacher.labeler import SoftLabeler
 from teacher.parsing import parse_reply
-from teacher.planner import plan_batch
+from teacher.planner import plan_for
 from teacher.prompts import ClassTask, PromptBuilder
 
 
@@ -75,6 +75,10 @@ class Teacher:
 
     done = False  # a model can always write more; the budget (max_batches) ends it
 
+    @property
+    def model_name(self) -> str:
+        return self.backend.model_name
+
     def close(self) -> None:
         self.backend.close()
 
@@ -88,10 +92,7 @@ class Teacher:
         c = self.config
         number = self.batches if batch is None else batch
         plan_rng = random.Random(f"{c.seed}:{number}")
-        plan = plan_batch(self.label_names, report, number, c.classes_per_batch, c.examples_per_class,
-                          c.max_hard_negatives, c.use_report, c.hard_negatives, plan_rng,
-                              c.steer_power, c.boundary_share, c.steer_share, c.steer_floor,
-                              c.steer_by)
+        plan = plan_for(c, self.label_names, report, number, plan_rng)
         drafts = self._generate(plan, stats, plan_rng)
         stats.generate_seconds = time.monotonic() - started
         examples = self._label(drafts, stats, report)
