@@ -188,6 +188,13 @@ def dedupe_texts(rows: list[dict]) -> list[dict]:
     return kept
 
 
+def rows_not_taken(rows: list[dict], taken_texts: list[str]) -> list[dict]:
+    """rows without repeats and without any whose text (normalized) is among taken_texts: what is left for a
+    pool or a simulated teacher after the seeds and the validation and test texts."""
+    taken = {normalize_text(text) for text in taken_texts}
+    return [row for row in dedupe_texts(rows) if normalize_text(row["text"]) not in taken]
+
+
 def normalize_text(text: str) -> str:
     """The key duplicates are judged by: lower case, letters and digits only."""
     return " ".join("".join(c if c.isalnum() else " " for c in text.lower()).split())

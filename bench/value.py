@@ -166,7 +166,7 @@ def run_one(dataset: str, name: str, settings: dict, row: str, draw: int, error:
     import torch
 
     from basics.config import TeacherConfig
-    from basics.dataset import dedupe_texts, load_dataset, normalize_text, sample_per_class, split_per_class
+    from basics.dataset import dedupe_texts, load_dataset, rows_not_taken, sample_per_class, split_per_class
     from bus.messages import Example
     from student.registry import make_student
     from student.trainer import StudentTrainer, seed_everything
@@ -179,9 +179,7 @@ def run_one(dataset: str, name: str, settings: dict, row: str, draw: int, error:
     labels = data.label_names
     vectors = load_embeddings(name)
     seeds = dedupe_texts(sample_per_class(data.train, args.seeds_per_class, draw))
-    protected = {normalize_text(r["text"]) for r in data.validation + data.test}
-    taken = protected | {normalize_text(r["text"]) for r in seeds}
-    reservoir = [r for r in dedupe_texts(data.train) if normalize_text(r["text"]) not in taken]
+    reservoir = rows_not_taken(data.train, [r["text"] for r in seeds + data.validation + data.test])
     validation = sample_per_class(data.validation, max(1, args.max_validation // len(labels)), draw)
     steering, selection = split_per_class(validation, 0.5, draw)
     teacher_settings = dict(ROWS[row][1])
@@ -223,11 +221,8 @@ class Scorer:
     """Scores each version on steering (the teacher's report), selection (the choice) and test (the table)."""
 
     def __init__(self, student, labels, steering, selection, test):
-        from evaluator.selection import BestChoice
-
         self.student, self.labels = student, labels
         self.steering, self.selection, self.test = steering, selection, test
-        self.choice = BestChoice([r["label"] for r in selection], labels, z=1.0)
         self.candidates = []
 
     def version(self, result) -> dict:

@@ -38,7 +38,7 @@ class BestChoice:
         self.z, self.k = z, len(labels)
         self.samples = np.random.default_rng(seed).integers(0, len(gold), size=(resamples, len(gold)))
         self.candidates: dict[str, Candidate] = {}
-        self._se: dict[tuple[str, str], float] = {}
+        self._resampled: dict[str, np.ndarray] = {}  # candidate key -> its macro-F1 on every resample
 
     def add(self, candidate: Candidate) -> None:
         self.candidates[candidate.key] = candidate
@@ -63,10 +63,11 @@ class BestChoice:
 
     def paired_se(self, a: Candidate, b: Candidate) -> float:
         """Standard error of macro-F1(b) - macro-F1(a) over resamples of the selection texts."""
-        if (a.key, b.key) not in self._se:
-            diff = self._resampled_f1(b.predictions) - self._resampled_f1(a.predictions)
-            self._se[(a.key, b.key)] = float(diff.std(ddof=1)) if len(diff) > 1 else 0.0
-        return self._se[(a.key, b.key)]
+        for c in (a, b):
+            if c.key not in self._resampled:
+                self._resampled[c.key] = self._resampled_f1(c.predictions)
+        diff = self._resampled[b.key] - self._resampled[a.key]
+        return float(diff.std(ddof=1)) if len(diff) > 1 else 0.0
 
     def _resampled_f1(self, predictions: list[str]) -> np.ndarray:
         """Macro-F1 (mean over the labels present in the resample's gold, as evaluator.metrics) on every

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from basics.config import SIMULATED, RunConfig, check_safe_name, dump_config, redis_url_from_env
-from basics.dataset import dedupe_texts, load_dataset, normalize_text, overlap, sample_per_class, split_per_class
+from basics.dataset import dedupe_texts, load_dataset, overlap, rows_not_taken, sample_per_class, split_per_class
 from basics.errors import BusUnavailable, InputError
 from bus.archive import StreamArchive
 from bus.client import EXAMPLES, Bus, redact
@@ -58,8 +58,7 @@ def prepare_inputs(config: RunConfig):
 def choose_reservoir(config: RunConfig, data, seeds: list[dict], protected: list[str]) -> list[dict]:
     """The simulated teacher's hidden texts: the labelled train texts the seeds did not take (never a validation or
     test text). Students see them only through that teacher."""
-    taken = {normalize_text(t) for t in [row["text"] for row in seeds] + protected}
-    rows = [row for row in dedupe_texts(data.train) if normalize_text(row["text"]) not in taken]
+    rows = rows_not_taken(data.train, [row["text"] for row in seeds] + protected)
     if not rows:
         raise InputError("teacher.backend 'simulated' needs labelled train texts left after seeding, and "
                          f"dataset.seeds_per_class={config.dataset.seeds_per_class} took them all",
@@ -72,9 +71,8 @@ def choose_pool(config: RunConfig, data, seeds: list[dict], protected: list[str]
     score the teacher's pool labels in the report). Never a seed, validation or test text; capped at random."""
     import random
 
-    rows = data.train if config.dataset.pool_from_train else data.unlabeled
-    taken = {normalize_text(t) for t in [row["text"] for row in seeds] + protected}
-    rows = [row for row in dedupe_texts(rows) if normalize_text(row["text"]) not in taken]
+    rows = rows_not_taken(data.train if config.dataset.pool_from_train else data.unlabeled,
+                          [row["text"] for row in seeds] + protected)
     cap = config.dataset.max_pool
     if cap is not None and len(rows) > cap:
         rows = random.Random(config.dataset.sample_seed).sample(rows, cap)
