@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 from bus.messages import Example
 from student.inference import batched_probabilities, top_labels
-from student.kd_loss import kd_loss, soft_matrix
+from student.kd_loss import class_weights, kd_loss, soft_matrix
 from student.ngram import words
 from student.saved import read_meta, write_meta
 
@@ -165,6 +165,7 @@ class GraphStudent:
         hard = torch.tensor([index[e.label] for e in examples], device=self.device)
         soft, has_soft = soft_matrix([e.soft_label for e in examples], index)
         soft, has_soft = soft.to(self.device), has_soft.to(self.device)
+        weights = class_weights(hard, len(self.labels), config.class_weighting)
         graphs = [self.graphs.graph(e.text) for e in examples]  # built once per fit, batched per step
         optimizer = torch.optim.AdamW(self.net.parameters(), lr=config.lr, weight_decay=1e-4)
         generator = torch.Generator().manual_seed(config.seed)
@@ -179,7 +180,7 @@ class GraphStudent:
                 inputs["x"] = inputs["x"].masked_fill(drop, UNK)
                 take = picked.to(self.device)
                 loss = kd_loss(self.net(**inputs), hard[take], soft[take], has_soft[take], config.temperature,
-                               config.alpha)
+                               config.alpha, None if weights is None else weights[take])
                 optimizer.zero_grad()
                 loss.backward()
                 optimizer.step()

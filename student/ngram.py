@@ -15,7 +15,7 @@ import torch
 
 from bus.messages import Example
 from student.inference import batched_probabilities, top_labels
-from student.kd_loss import kd_loss, soft_matrix
+from student.kd_loss import class_weights, kd_loss, soft_matrix
 from student.saved import read_meta, write_meta
 
 WORD = re.compile(r"\w+")
@@ -108,6 +108,7 @@ class NgramStudent:
         hard = torch.tensor([index[e.label] for e in examples], device=self.device)
         soft, has_soft = soft_matrix([e.soft_label for e in examples], index)
         soft, has_soft = soft.to(self.device), has_soft.to(self.device)
+        weights = class_weights(hard, len(self.labels), config.class_weighting)
         rows = [self.features.encode(e.text) for e in examples]  # hashed once per fit, not per epoch
         optimizers = [torch.optim.SparseAdam([self.net.bag.weight], lr=config.lr),
                       torch.optim.Adam([self.net.bias], lr=config.lr)]
@@ -120,7 +121,8 @@ class NgramStudent:
                 picked = order[start:start + config.batch_size]
                 logits = self.net(**self._batch([rows[i] for i in picked]))
                 take = picked.to(self.device)
-                loss = kd_loss(logits, hard[take], soft[take], has_soft[take], config.temperature, config.alpha)
+                loss = kd_loss(logits, hard[take], soft[take], has_soft[take], config.temperature, config.alpha,
+                               None if weights is None else weights[take])
                 for optimizer in optimizers:
                     optimizer.zero_grad()
                 loss.backward()

@@ -1,3 +1,4 @@
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -35,3 +36,13 @@ def test_kd_gradient_moves_student_toward_teacher():
     teacher = torch.tensor([[0.1, 0.8, 0.1]])
     kd_loss(logits, torch.tensor([0]), teacher, torch.tensor([True]), 1.0, 1.0).backward()
     assert logits.grad[0, 1] < 0  # descending the loss raises the teacher's favourite
+
+
+def test_balanced_class_weights_give_every_class_the_same_total_weight():
+    from student.kd_loss import class_weights
+
+    hard = torch.tensor([0, 0, 0, 1])
+    weights = class_weights(hard, 3, "balanced")
+    assert weights.mean().item() == pytest.approx(1.0)
+    assert weights[:3].sum().item() == pytest.approx(weights[3].item())  # three of class 0 weigh one of class 1
+    assert class_weights(hard, 3, "none") is None
