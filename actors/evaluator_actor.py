@@ -40,6 +40,7 @@ class EvaluatorActor:
         self.best_by_student: dict[str, float] = {}
         self.scored: set[str] = set()
         self.checkpoints: dict[str, Checkpoint] = {}
+        self.chosen: str | None = None  # the key of the best student as last published
         self._replay_reports()
         self.bus.ensure_group(CHECKPOINTS, GROUP)
 
@@ -127,8 +128,9 @@ class EvaluatorActor:
         if best is None:
             return
         self.checkpoints[best.key] = best
-        if self.bus.get_fields(BEST_CHOICE).get("key") != best.key:
+        if self.chosen != best.key:
             log.info("best student now %s: %s", best.key, choice.reason)
+            self.chosen = best.key
         self.bus.set_model(BEST, best)
         self.bus.set_fields(BEST_CHOICE, {"key": best.key, "selection_macro_f1": choice.best.macro_f1,
                                           "gain_over_seeds_only": choice.gain, "margin": choice.margin,

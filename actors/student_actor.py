@@ -107,7 +107,7 @@ class StudentActor:
             if self.archive is None:
                 return acked
             if first_id(self.bus) == first:
-                return trimmed_history(self.bus, self.archive, ExampleBatch, before=first) + acked
+                return trimmed_history(self.archive, ExampleBatch, before=first) + acked
 
     def _resume(self) -> None:
         """After a restart (Ray max_restarts): the newest checkpoint on disk and every example it was trained on
@@ -122,7 +122,7 @@ class StudentActor:
             self.trainer.resume(student, newest.version, trained)
             log.info("resumed from version %d (%s) with %d examples", newest.version, newest.path, len(trained))
         elif self.archive is not None:  # new here: what was trimmed before it came is in the archive
-            trimmed = trimmed_history(self.bus, self.archive, ExampleBatch, before=first_id(self.bus))
+            trimmed = trimmed_history(self.archive, ExampleBatch, before=first_id(self.bus))
             self.trainer.add([e for batch in trimmed for e in batch.examples])
         for entry_id, batch in self.bus.read_own_pending(EXAMPLES, self.group, self.name, ExampleBatch):
             self.trainer.add(batch.examples)

@@ -110,8 +110,7 @@ def archive_and_trim(bus: Bus, archive: StreamArchive, stream: str = EXAMPLES) -
     return int(bus.call(bus.client.xtrim, bus.key(stream), minid=id_text(limit), approximate=False))
 
 
-def trimmed_history(bus: Bus, archive: StreamArchive, model: type[M], stream: str = EXAMPLES,
-                    before: str | None = None) -> list[M]:
+def trimmed_history(archive: StreamArchive, model: type[M], before: str | None) -> list[M]:
     """What was trimmed from the stream: archived entries older than `before` (the stream's first id, read by the
     caller before this call), all of them when the stream was empty."""
     return [message for _, message in archive.read(model, before=before)]
@@ -122,4 +121,4 @@ def full_history(bus: Bus, archive: StreamArchive, model: type[M], stream: str =
     entries = bus.call(bus.client.xrange, bus.key(stream))
     before = entries[0][0] if entries else None
     kept = [model.model_validate_json(fields["json"]) for _, fields in entries if "json" in fields]
-    return trimmed_history(bus, archive, model, stream, before) + kept
+    return trimmed_history(archive, model, before) + kept

@@ -126,25 +126,23 @@ class Bus:
         except redis.ResponseError:
             return 0
 
-    def lag(self, stream: str, group: str) -> int:
-        """Entries not yet delivered to the group, plus delivered but unacked."""
+    def group_info(self, stream: str, group: str) -> dict | None:
+        """The group's XINFO GROUPS entry; None when the stream or the group does not exist (yet)."""
         try:
             groups = self.call(self.client.xinfo_groups, self.key(stream))
         except redis.ResponseError:
-            return 0
-        for info in groups:
-            if info["name"] == group:
-                return int(info.get("lag") or 0) + int(info.get("pending") or 0)
-        return 0
+            return None
+        return next((info for info in groups if info["name"] == group), None)
+
+    def lag(self, stream: str, group: str) -> int:
+        """Entries not yet delivered to the group, plus delivered but unacked."""
+        info = self.group_info(stream, group)
+        return 0 if info is None else int(info.get("lag") or 0) + int(info.get("pending") or 0)
 
     def backlog(self, stream: str, group: str, cap: int) -> int:
         """Entries the group has not acked (pending, and not yet delivered), counted up to cap + 1; works on
         Redis 6.2, whose XINFO GROUPS has no `lag`."""
-        try:
-            groups = self.call(self.client.xinfo_groups, self.key(stream))
-        except redis.ResponseError:
-            return 0
-        info = next((g for g in groups if g["name"] == group), None)
+        info = self.group_info(stream, group)
         if info is None:
             return 0
         pending = int(info.get("pending") or 0)

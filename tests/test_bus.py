@@ -117,14 +117,14 @@ def test_acked_batches_move_to_the_archive_and_out_of_redis_and_nothing_is_lost(
     assert [b.batch for b in full_history(bus, StreamArchive(tmp_path), ExampleBatch)] == [0, 1, 2, 3, 4]
     assert StreamArchive(tmp_path).last_id() == b[-1][0]  # the archive holds all five, read back from the file
     # a restarted student a: what it acked comes from the archive and the stream, its pending entry stays pending
-    acked = trimmed_history(bus, archive, ExampleBatch, before=first_id(bus)) + bus.read_acked(
+    acked = trimmed_history(archive, ExampleBatch, before=first_id(bus)) + bus.read_acked(
         EXAMPLES, "student:a", ExampleBatch)
     assert [x.batch for x in acked] == [0, 1]
     # a student added now starts at 0: trimming waits for it, and the archive gives it what was trimmed before
     bus.ensure_group(EXAMPLES, "student:c")
     bus.ack(EXAMPLES, "student:a", [a[2][0]])
     assert archive_and_trim(bus, archive) == 0
-    early = trimmed_history(bus, archive, ExampleBatch, before=first_id(bus))
+    early = trimmed_history(archive, ExampleBatch, before=first_id(bus))
     late = bus.read_group(EXAMPLES, "student:c", "c", ExampleBatch, count=10, pending_first=False)
     assert [x.batch for x in early] + [x.batch for _, x in late] == [0, 1, 2, 3, 4]
 
