@@ -1,4 +1,5 @@
-"""What every actor shell shares: logging (stdout, plus a JSON-lines file per actor), its bus, thread budget."""
+"""What every actor shell shares: logging (a plain log file per actor, or Ray's stream with --verbose, plus a JSON-lines
+file per actor), its bus, thread budget."""
 from __future__ import annotations
 
 import json
@@ -30,7 +31,21 @@ class JsonLines(logging.Formatter):
         return json.dumps(entry)
 
 
+def output_to_file(name: str, log_dir: str) -> None:
+    """Point this process's stdout and stderr (file descriptors 1 and 2, inherited by vLLM's engine processes)
+    at <log_dir>/<name>.log, appended to: Ray no longer sees them, so the driver's terminal stays pgkd's."""
+    Path(log_dir).mkdir(parents=True, exist_ok=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    target = os.open(Path(log_dir) / f"{name}.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    os.dup2(target, 1)
+    os.dup2(target, 2)
+    os.close(target)
+
+
 def setup_logging(name: str, log_dir: str | None) -> None:
+    if log_dir and os.environ.get("PGKD_ACTOR_OUTPUT", "file") == "file":
+        output_to_file(name, log_dir)
     logging.basicConfig(level=logging.INFO, stream=sys.stdout, force=True,
                         format=f"%(asctime)s {name} %(levelname)s %(name)s: %(message)s")
     if log_dir:  # appended to: a restarted actor continues its own file

@@ -39,6 +39,8 @@ class RunContext:
     checkpoint_dir: str
     log_dir: str | None = None  # per-actor JSON-lines logs; None: stdout only
     archive_dir: str | None = None  # where acked example batches go before Redis trims them; None: never trimmed
+    actor_output: str = "file"  # "file": each actor's stdout/stderr (vLLM's too) into <log_dir>/<name>.log;
+    # "terminal": left to Ray, which streams it to the driver (pgkd --verbose)
 
     @property
     def label_names(self) -> list[str]:
@@ -46,7 +48,9 @@ class RunContext:
 
     def env(self) -> dict[str, str]:
         env = {"PGKD_BUS_RETRY_S": str(self.config.redis.retry_seconds)}
-        return env | ({"PGKD_LOG_DIR": self.log_dir} if self.log_dir else {})
+        if self.log_dir:
+            env |= {"PGKD_LOG_DIR": self.log_dir, "PGKD_ACTOR_OUTPUT": self.actor_output}
+        return env
 
 
 @dataclass

@@ -30,6 +30,10 @@ def record_teacher_batch(actor: str, counts: dict[str, float]) -> None:
     if busy:
         _gauge("pgkd_teacher_tokens_per_second", "completion tokens per busy second, last batch", ("actor",)).set(
             counts.get("completion_tokens", 0) / busy, tags)
+    wall = counts.get("wall_seconds") or 0
+    if wall:
+        _gauge("pgkd_teacher_engine_busy", "share of the wall time since the previous batch the engine worked",
+               ("actor",)).set(min(1.0, busy / wall), tags)
 
 
 def record_version(student: str, version: int, examples_seen: int) -> None:

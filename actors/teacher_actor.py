@@ -45,9 +45,11 @@ class TeacherActor:
         set_status(self.bus, self.name, state="loading engine")
         c = self.config
         embed = self._embedder() if c.backend == SIMULATED else None
+        loading = time.time()
         teacher = make_teacher(c, [Label(**l) for l in labels], seeds, protected, self.name, task, self.replica,
                                vllm_block_size(), self.reservoir, embed)
-        log.info("engine ready: %s", teacher.model_name)
+        self.bus.add_counts(teacher_stats_key(self.name), {"engine_load_seconds": round(time.time() - loading, 1)})
+        log.info("engine ready after %.0fs: %s", time.time() - loading, teacher.model_name)
         try:
             self._loop(teacher)
         except TeacherUnavailable as exc:  # said in `pgkd status` too; the driver stops a run with no teacher left
@@ -68,6 +70,7 @@ class TeacherActor:
     def _loop(self, teacher) -> None:
         used: dict[str, int] = {}
         current = None
+        since = time.time()  # end of the previous batch: wall time between batch ends holds any engine idle time
         while stop_requested(self.bus) is None:
             if is_retired(self.bus, self.name):  # `pgkd scale` took this replica away
                 set_status(self.bus, self.name, state="retired", finished=time.time())
@@ -87,8 +90,10 @@ class TeacherActor:
             if examples:
                 self.bus.publish(EXAMPLES, ExampleBatch(producer=self.name, batch=number, examples=examples))
             pool_queue.mark_labelled(self.bus, [h.index for h in claimed])  # after publishing: a crash re-offers
-            self.bus.add_counts(teacher_stats_key(self.name), stats.as_counts() | {"batches": 1})
-            record_teacher_batch(self.name, stats.as_counts())
+            counts = stats.as_counts() | {"batches": 1, "wall_seconds": round(time.time() - since, 3)}
+            since = time.time()
+            self.bus.add_counts(teacher_stats_key(self.name), counts)
+            record_teacher_batch(self.name, counts)
             log.info("batch %d (steered by %s): %d generated, %d kept, dropped %s, %.1fs (generate %.1fs, label %.1fs)",
                      number, current.key if current else "no report", stats.generated, stats.kept,
                      dict(stats.dropped), stats.busy_seconds, stats.generate_seconds, stats.label_seconds)

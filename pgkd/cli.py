@@ -38,7 +38,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="pgkd", description=__doc__)
-    p.add_argument("-v", "--verbose", action="store_true", help="tracebacks for errors in the input too")
+    p.add_argument("-v", "--verbose", action="store_true",
+                   help="stream Ray, vLLM and actor log lines to the terminal (else they go to runs/<id>/logs/); "
+                   "tracebacks for errors in the input too")
     verbose = argparse.ArgumentParser(add_help=False)  # also accepted after the command: pgkd run X --verbose
     verbose.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     sub = p.add_subparsers(required=True, parser_class=lambda **kw: argparse.ArgumentParser(parents=[verbose], **kw))
@@ -86,19 +88,19 @@ def cmd_demo(args) -> int:
     from examples.make_demo_dataset import main as make_demo
 
     make_demo()
-    return run_config(DEMO_CONFIG, args.set, None)
+    return run_config(DEMO_CONFIG, args.set, None, args.verbose)
 
 
 def cmd_run(args) -> int:
-    return run_config(Path(args.config), args.set, args.run_id)
+    return run_config(Path(args.config), args.set, args.run_id, args.verbose)
 
 
-def run_config(path: Path, overrides: list[str], run_id: str | None) -> int:
+def run_config(path: Path, overrides: list[str], run_id: str | None, verbose: bool = False) -> int:
     from basics.config import load_config
     from pgkd.driver import run
 
     config = load_config(path, overrides)
-    report = run(config, run_id=run_id)
+    report = run(config, run_id=run_id, verbose=verbose)
     best = report.get("best_student")
     if not best:
         print("no student was scored; see the report", file=sys.stderr)
@@ -177,7 +179,7 @@ def split_count(value: str) -> tuple[str, int]:
 def cmd_resume(args) -> int:
     from pgkd.resume import resume
 
-    report = resume(args.run_id, args.runs_dir, args.set)
+    report = resume(args.run_id, args.runs_dir, args.set, verbose=args.verbose)
     return 0 if report.get("best_student") else 1
 
 

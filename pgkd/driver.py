@@ -21,6 +21,7 @@ from bus.messages import Example, ExampleBatch, Stop
 from bus.roster import student_names
 from bus.server import EmbeddedRedis
 from cluster.placement import local_cluster_cpus
+from pgkd.console import quiet_terminal
 from pgkd.finish import finish_run
 from pgkd.runs import new_run_id, write_run_file
 from pgkd.session import RunSession
@@ -120,25 +121,35 @@ def driver_env_vars() -> dict[str, str]:
     return {key: value for key, value in env.items() if key not in taken}
 
 
-def start_ray(config: RunConfig) -> bool:
-    """Connect to the configured (or the job's) cluster, or start a local one. True when this driver started it."""
+def start_ray(config: RunConfig, verbose: bool = False) -> str | None:
+    """Connect to the configured (or the job's) cluster, or start a local one. Returns the dashboard's URL where
+    there is one. The actors' lines reach this terminal only with verbose (else they are in runs/<id>/logs/)."""
     import ray
 
     os.environ.update(RAY_LOOPBACK_ENV)
     if ray.is_initialized():
-        return False
+        return None
     runtime_env = {"env_vars": driver_env_vars()}
     address = ray_address(config)
     if address != "local":
-        ray.init(address=address, namespace=config.ray.namespace, runtime_env=runtime_env)
-        return False
+        context = ray.init(address=address, namespace=config.ray.namespace, runtime_env=runtime_env,
+                           log_to_driver=verbose)
+        return dashboard_url(context)
 
     cpus = local_cluster_cpus(config.teacher.replicas, config.teacher.threads,
                               sum(s.threads for _, s in student_names(config)), config.evaluator.threads,
                               config.ray.num_cpus)
-    ray.init(address="local", num_cpus=cpus, namespace=config.ray.namespace, include_dashboard=config.ray.dashboard,
-             dashboard_host=config.ray.dashboard_host, runtime_env=runtime_env, log_to_driver=True)
-    return True
+    context = ray.init(address="local", num_cpus=cpus, namespace=config.ray.namespace,
+                       include_dashboard=config.ray.dashboard, dashboard_host=config.ray.dashboard_host,
+                       runtime_env=runtime_env, log_to_driver=verbose)
+    return dashboard_url(context)
+
+
+def dashboard_url(context) -> str | None:
+    url = getattr(context, "dashboard_url", None)
+    if not url:
+        return None
+    return url if url.startswith("http") else f"http://{url}"
 
 
 def save_config(config: RunConfig, path: Path) -> None:
@@ -175,7 +186,7 @@ def publish_seeds(bus: Bus, seeds: list[dict]) -> None:
     bus.publish(EXAMPLES, ExampleBatch(producer="seeds", batch=0, examples=examples))
 
 
-def run(config: RunConfig, run_id: str | None = None, progress=print) -> dict:
+def run(config: RunConfig, run_id: str | None = None, progress=print, verbose: bool = False) -> dict:
     """Run one distillation to its end and return the report (also written under runs/<run_id>/)."""
     data, inputs = prepare_inputs(config)
     url = redis_url_from_env(config)
@@ -189,7 +200,7 @@ def run(config: RunConfig, run_id: str | None = None, progress=print) -> dict:
         progress(f"run {run_id}: {len(data.labels)} labels, {len(inputs.seeds)} seeds, "
                  f"{len(inputs.validation)} validation texts; bus {redact(bus.url)}; folder {run_dir}")
         publish_seeds(bus, inputs.seeds)
-        return drive(session, config, data, inputs, bus, embedded, run_id, run_dir, progress)
+        return drive(session, config, data, inputs, bus, embedded, run_id, run_dir, progress, verbose)
 
 
 def checked_bus(url: str, run_id: str, config: RunConfig) -> Bus:
@@ -205,25 +216,31 @@ def checked_bus(url: str, run_id: str, config: RunConfig) -> Bus:
 
 
 def drive(session: RunSession, config: RunConfig, data, inputs, bus: Bus, embedded: EmbeddedRedis | None,
-          run_id: str, run_dir: Path, progress) -> dict:
+          run_id: str, run_dir: Path, progress, verbose: bool = False) -> dict:
     """Start Ray, launch the actors, watch them until the run stops, write the report. The session stops
-    whatever was started, whichever way this ends."""
+    whatever was started, whichever way this ends. Without verbose the terminal gets pgkd's lines only."""
     if embedded:
         embedded.keep_alive()
-    session.start_ray(lambda: start_ray(config))
+    session.stack.enter_context(quiet_terminal(run_dir / "logs" / "driver.log", verbose))
+    url = session.start_ray(lambda: start_ray(config, verbose))
+    progress(f"dashboard: {url or 'none (ray.dashboard is off, or this Ray has none)'} · "
+             f"live status: pgkd status {run_id}" + ("" if config.runs_dir == Path("runs") else
+                                                      f" --runs-dir {config.runs_dir}")
+             + ("" if verbose else f" · logs: {run_dir / 'logs'}/"))
     started = time.time()
-    stop = supervise(session, config, inputs, bus, run_id, run_dir, progress)
+    stop = supervise(session, config, inputs, bus, run_id, run_dir, progress, verbose)
     return finish_run(config, data, inputs, bus, run_id, run_dir, stop, time.time() - started, progress)
 
 
 def supervise(session: RunSession, config: RunConfig, inputs, bus: Bus, run_id: str, run_dir: Path,
-              progress) -> Stop:
+              progress, verbose: bool = False) -> Stop:
     from actors.launch import RunContext, kill_all, launch_all
     from pgkd.watch import Watcher
 
     archive_dir = str((run_dir / "data").resolve())
     launched = launch_all(RunContext(config, inputs, bus.url, run_id, str((run_dir / "checkpoints").resolve()),
-                                     str((run_dir / "logs").resolve()), archive_dir))
+                                     str((run_dir / "logs").resolve()), archive_dir,
+                                     actor_output="terminal" if verbose else "file"))
     session.running(lambda signum: request_stop(bus, "user", f"signal {signum}"))
     watcher = Watcher(config, bus, launched, progress, StreamArchive(archive_dir))
     try:

@@ -15,7 +15,8 @@ from pgkd.runs import find_run, refuse_if_live, write_run_file
 from pgkd.session import RunSession
 
 
-def resume(run_id: str, runs_dir: str | Path, overrides: list[str] = (), progress=print) -> dict:
+def resume(run_id: str, runs_dir: str | Path, overrides: list[str] = (), progress=print,
+           verbose: bool = False) -> dict:
     """Continue a run that was stopped or crashed: its bus (restarted from its append-only file when it was the
     embedded one), its checkpoints on disk and its saved config, plus any --set overrides (e.g. a larger
     teacher.max_batches). Actors come back under the same names and resume their own state from Redis."""
@@ -36,7 +37,7 @@ def resume(run_id: str, runs_dir: str | Path, overrides: list[str] = (), progres
                  f"on the bus {redact(bus.url)}")
         if bus.stream_length(EXAMPLES) == 0 and StreamArchive(run_dir / "data").last_id() is None:  # no seeds out
             publish_seeds(bus, inputs.seeds)
-        return drive(session, config, data, inputs, bus, embedded, run_id, run_dir, progress)
+        return drive(session, config, data, inputs, bus, embedded, run_id, run_dir, progress, verbose)
 
 
 def launched_names(config: RunConfig) -> set[str]:

@@ -132,12 +132,13 @@ class RunSession:
         if urgent:
             self.urgent.append(stop)
 
-    def start_ray(self, start) -> bool:
-        """Run start() (which calls ray.init) with signals held; shut Ray down on the way out."""
+    def start_ray(self, start):
+        """Run start() (which calls ray.init) with signals held and return what it returns; shut Ray down on the
+        way out. None where the caller's own Ray runs already (tests): not ours to start or stop."""
         import ray
 
-        if ray.is_initialized():  # a caller's own Ray (tests): not ours to stop
-            return False
+        if ray.is_initialized():
+            return None
         self.own(ray.shutdown)
         with self.signals.held_during("Ray start"):
             return start()

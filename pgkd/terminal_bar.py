@@ -4,12 +4,14 @@ Only on a TTY; in a log (a Ray job, CI) the watcher's plain progress lines are e
 """
 from __future__ import annotations
 
-import sys
+from pgkd.console import terminal
 
 
 class TerminalBar:
     def __init__(self, budget_s: float, enabled: bool | None = None, file=None):
-        enabled = sys.stderr.isatty() if enabled is None else enabled
+        file = file or terminal()
+        enabled = file.isatty() if enabled is None else enabled
+        self.file = file
         self.bar = None
         if enabled:
             from tqdm import tqdm
@@ -35,7 +37,7 @@ class TerminalBar:
         """A log line above the bar (plain print would tear it)."""
         from tqdm import tqdm
 
-        tqdm.write(text)
+        tqdm.write(text, file=self.file)
 
     def close(self) -> None:
         if self.bar:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import time
+from pathlib import Path
 
 import ray
 
@@ -84,11 +85,18 @@ class Watcher:
             except Exception as exc:  # an actor died: say so, and stop if the run cannot go on
                 self.finished[name] = f"{type(exc).__name__}: {str(exc)[-500:]}"
                 log.error("actor %s failed: %s", name, self.finished[name])
-                self.progress(f"actor {name} failed: {self.finished[name][:300]}")
+                self.progress(f"actor {name} failed: {self.finished[name][:300]}{self._log_hint(name)}")
             if name in gone and self.finished[name] == "ok":  # scaled down and done: free its name and CPUs
                 self._forget(name)
                 self.progress(f"{name} finished and left the run (scaled down)")
         self._stop_if_crippled()
+
+    def _log_hint(self, name: str) -> str:
+        log_dir = self.launched.context.log_dir
+        if not log_dir:
+            return ""
+        plain = Path(log_dir) / f"{name}.log"
+        return f" (its log: {plain if plain.exists() else Path(log_dir) / f'{name}.jsonl'})"
 
     def _forget(self, name: str) -> None:
         forget(self.launched, name)

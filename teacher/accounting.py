@@ -15,6 +15,9 @@ def teacher_accounting(totals: dict[str, float], config: TeacherConfig) -> dict[
         "generated_per_busy_second": generated / busy if busy else None,
         "kept_per_busy_second": kept / busy if busy else None,
         "completion_tokens_per_busy_second": totals.get("completion_tokens", 0.0) / busy if busy else None,
+        # busy over the wall time between batch ends: what the engine idled while waiting (Redis, backpressure)
+        "engine_busy_share": busy / totals["wall_seconds"] if totals.get("wall_seconds") else None,
+        "kept_per_wall_second": kept / totals["wall_seconds"] if totals.get("wall_seconds") else None,
         "cost_usd": cost,
         "cost_usd_per_1k_kept": cost / kept * 1000 if kept else None,
     }

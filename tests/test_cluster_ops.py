@@ -147,7 +147,8 @@ ray.init(address=sys.argv[1], namespace="pgkd-metrics-test")
 class Recorder:
     def record(self):
         from actors.metrics import record_evaluation, record_queue, record_teacher_batch, record_version
-        record_teacher_batch("teacher-7", {"generated": 5, "kept": 3, "busy_seconds": 2.0, "completion_tokens": 40})
+        record_teacher_batch("teacher-7", {"generated": 5, "kept": 3, "busy_seconds": 2.0, "completion_tokens": 40,
+                                            "wall_seconds": 2.5})
         record_version("student-m-7", 2, 30)
         record_evaluation("student-m-7", 0.75, 0.8)
         record_queue("examples:student-m-7", 4)
@@ -163,6 +164,7 @@ EXPECTED = {  # Ray adds the ray_ prefix, and _total to counters
     'ray_pgkd_examples_generated_total': ('actor="teacher-7"', 5.0),
     'ray_pgkd_examples_kept_total': ('actor="teacher-7"', 3.0),
     'ray_pgkd_teacher_tokens_per_second': ('actor="teacher-7"', 20.0),
+    'ray_pgkd_teacher_engine_busy': ('actor="teacher-7"', 0.8),
     'ray_pgkd_student_version': ('student="student-m-7"', 2.0),
     'ray_pgkd_student_examples_seen': ('student="student-m-7"', 30.0),
     'ray_pgkd_evaluations_total': ('student="student-m-7"', 1.0),

@@ -40,6 +40,35 @@ ray:
     return path
 
 
+OWN_LOGGERS = ("pgkd", "basics", "bus", "teacher", "student", "evaluator", "actors", "cluster")
+TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}\s+(\S+)")
+FOREIGN = re.compile(r"\(\w+ pid=\d+\)"  # Ray's prefix of an actor's line
+                     r"|\b(INFO|WARNING|ERROR|DEBUG) \d\d-\d\d \d\d:"  # vLLM's format
+                     r"|\.(py|cc):\d+\]? |core_worker|raylet")
+
+
+def foreign_lines(output: str) -> list[str]:
+    """Lines a run's driver printed that are not pgkd's own: Ray's actor prefixes, vLLM's or Ray's log format, a
+    log record of another library."""
+    bad = []
+    for line in output.splitlines():
+        stamped = TIMESTAMP.match(line)
+        if FOREIGN.search(line) or (stamped and stamped.group(1).split(".")[0] not in OWN_LOGGERS):
+            bad.append(line)
+    return bad
+
+
+def test_foreign_lines_knows_ray_and_vllm_lines_from_pgkd_lines():
+    ray_lines = ["2026-11-30 05:52:31,565\tINFO worker.py:2038 -- Started a local Ray instance.",
+                 "\x1b[36m(TeacherActor pid=18567)\x1b[0m 2026-11-30 05:56:39,858 teacher-0 INFO pgkd.teacher: batch 9",
+                 "(EngineCore pid=18767) INFO 11-30 05:56:39 [core.py:1454] [shutdown] EngineCore: trigger",
+                 "[2026-11-30 05:52:31,911 E 18304 18304] core_worker.cc:2465: Actor teacher-0 with class name"]
+    own = ["2026-11-30 06:53:04,488 bus.server INFO: embedded redis-server on 127.0.0.1:38055",
+           "[   10s] teacher(generating) generated 0 kept 0 (0 tok/s) | no scores yet | best -",
+           "best student student-ngram-0@v2: validation macro-F1 0.6533, test macro-F1 0.7622"]
+    assert foreign_lines("\n".join(ray_lines + own)) == ray_lines
+
+
 MINILM_STUDENT = "  - name: minilm\n    min_new_examples: 4\n"
 NGRAM_STUDENT = "  - name: ngram\n    kind: ngram\n    min_new_examples: 4\n"
 
@@ -70,6 +99,9 @@ def test_full_loop_generates_trains_scores_and_stops_by_itself(tmp_path):
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     run_dir = tmp_path / "runs" / "itest-1"
+    assert foreign_lines(proc.stdout + proc.stderr) == []  # the terminal is pgkd's; Ray and vLLM write to files
+    assert "live status: pgkd status itest-1" in proc.stdout.splitlines()[1]
+    assert re.search(r"INFO \d\d-\d\d .*\[", (run_dir / "logs" / "teacher-0.log").read_text())  # vLLM's lines
     report = json.loads((run_dir / "report.json").read_text())
     print(f"integration run took {time.time() - started:.0f}s; stopped by {report['stopped_by']}")
 
@@ -229,6 +261,7 @@ redis:
     proc = subprocess.run(PGKD + ["run", str(config), "--run-id", "sim-1"], env=ENV, cwd=REPO, capture_output=True,
                           text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert foreign_lines(proc.stdout + proc.stderr) == []
     run_dir = tmp_path / "runs" / "sim-1"
     report = json.loads((run_dir / "report.json").read_text())
     assert report["simulated_teacher"].startswith("simulated teacher (error_rate 0.1")
