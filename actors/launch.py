@@ -66,7 +66,8 @@ class Launched:
 def launch_teacher(launched: Launched, replica: int) -> str:
     c, name = launched.context, teacher_name(replica)
     t = c.config.teacher
-    options = actor_options(name, c.config.ray.namespace, t.threads, t.gpus_per_replica, teacher_env() | c.env(),
+    options = actor_options(name, c.config.ray.namespace, t.threads, t.gpus_per_replica,
+                            teacher_env(t.preload_libraries and t.backend == "vllm") | c.env(),
                             resources=c.config.ray.teacher_resources, max_restarts=c.config.ray.max_restarts)
     launched.start(name, TeacherActor.options(**options).remote(
         name, c.bus_url, c.run_id, t.model_dump(mode="json"), c.inputs.labels, c.inputs.seeds,

@@ -14,7 +14,8 @@ from bus.client import EXAMPLES
 from bus.control import latest_report, set_status, stop_requested, teacher_stats_key
 from bus.messages import ExampleBatch
 from bus.roster import actor_names, is_retired, register_actor, retired
-from cluster.placement import torch_device, vllm_block_size
+from cluster.cpu import cpu_info
+from cluster.placement import engine_dtype, torch_device, vllm_block_size
 from teacher.backends.base import TeacherUnavailable
 from teacher.planner import is_newer
 from teacher.teacher import PoolText
@@ -45,6 +46,9 @@ class TeacherActor:
         set_status(self.bus, self.name, state="loading engine")
         c = self.config
         embed = self._embedder() if c.backend == SIMULATED else None
+        if c.backend == "vllm":  # "auto" becomes what this node's CPU (or GPU) runs fastest
+            c = c.model_copy(update={"dtype": engine_dtype(c.dtype, c.gpus_per_replica)})
+            log.info("engine dtype %s on %s", c.dtype, cpu_info().describe())
         loading = time.time()
         teacher = make_teacher(c, [Label(**l) for l in labels], seeds, protected, self.name, task, self.replica,
                                vllm_block_size(), self.reservoir, embed)

@@ -103,7 +103,12 @@ class TeacherConfig(Strict):
                                  "of known accuracy drawn from the unseeded train texts)")
     model: str = EMBEDDED_TEACHER
     replicas: int = Field(1, ge=0)
-    dtype: str = "bfloat16"
+    dtype: Literal["auto", "bfloat16", "float16", "float32"] = Field(
+        "auto", description="engine dtype; auto: on a CPU bfloat16 where it has avx512_bf16 or AMX, else float32 "
+        "(measured fastest, bench/README.md); on a GPU vLLM's choice. A 16-bit type on a CPU without AVX-512 is "
+        "refused at start")
+    preload_libraries: bool = Field(True, description="put tcmalloc and Intel OpenMP (where installed) in the "
+                                    "engine's LD_PRELOAD, as vLLM's CPU guide asks")
     max_model_len: int = Field(1024, ge=128)
     kv_cache_gib: float = Field(2, gt=0)
     enforce_eager: bool = True  # on CPU compilation costs minutes and gains nothing

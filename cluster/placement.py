@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import os
 
+from cluster.cpu import preload_libraries, teacher_dtype
+
 
 def torch_device(gpus: float) -> str:
     """The device a student or evaluator should use given the GPUs it was granted."""
@@ -64,10 +66,27 @@ def vllm_block_size() -> int | None:
     return None if has_gpu() else 32
 
 
-def teacher_env() -> dict[str, str]:
-    """vLLM settings for a teacher actor. On CPU vLLM binds its OpenMP threads itself (one core kept free)."""
-    return {"VLLM_CPU_KVCACHE_SPACE": os.environ.get("VLLM_CPU_KVCACHE_SPACE", "2"),
-            "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "1"), "TOKENIZERS_PARALLELISM": "false"}
+def teacher_env(preload: bool = True) -> dict[str, str]:
+    """vLLM settings for a teacher actor. On CPU vLLM binds its OpenMP threads itself (one core kept free); with
+    preload, tcmalloc and Intel OpenMP found in this Python's lib/ or the system's go into LD_PRELOAD (the
+    teacher's process starts with it, and vLLM's engine processes inherit it)."""
+    env = {"VLLM_CPU_KVCACHE_SPACE": os.environ.get("VLLM_CPU_KVCACHE_SPACE", "2"),
+           "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "1"), "TOKENIZERS_PARALLELISM": "false"}
+    libraries = preload_libraries(library_folders()) if preload and not has_gpu() else []
+    if libraries:
+        env["LD_PRELOAD"] = ":".join(libraries + [p for p in os.environ.get("LD_PRELOAD", "").split(":") if p])
+    return env
+
+
+def library_folders() -> list[str]:
+    import sys
+
+    return [os.path.join(sys.prefix, "lib"), "/usr/lib/x86_64-linux-gnu", "/usr/lib64", "/usr/local/lib"]
+
+
+def engine_dtype(requested: str, gpus: float) -> str:
+    """The teacher engine's dtype on this machine (ValueError with the reason where the CPU cannot run it)."""
+    return teacher_dtype(requested, on_gpu=gpus > 0 and has_gpu())
 
 
 SCALE_HEADROOM_CPUS = 4

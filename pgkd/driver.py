@@ -20,6 +20,7 @@ from bus.control import request_stop
 from bus.messages import Example, ExampleBatch, Stop
 from bus.roster import student_names
 from bus.server import EmbeddedRedis
+from cluster.cpu import cpu_info, dtype_refusal
 from cluster.placement import local_cluster_cpus
 from pgkd.console import quiet_terminal
 from pgkd.finish import finish_run
@@ -34,6 +35,7 @@ def prepare_inputs(config: RunConfig):
     """Load and check the dataset; choose the seeds. Raises InputError naming file, line and field."""
     from actors.launch import RunInputs
 
+    check_engine_dtype(config)
     data = load_dataset(config.dataset.path)
     seeds = dedupe_texts(sample_per_class(data.train, config.dataset.seeds_per_class, config.dataset.sample_seed))
     missing = sorted(set(data.label_names) - {row["label"] for row in seeds})
@@ -54,6 +56,17 @@ def prepare_inputs(config: RunConfig):
                        task=config.dataset.task, pool=[row["text"] for row in pool],
                        pool_gold=[row.get("label") for row in pool], reservoir=reservoir)
     return data, inputs
+
+
+def check_engine_dtype(config: RunConfig) -> None:
+    """A CPU teacher engine on this machine (a local cluster) in a dtype its CPU cannot run is refused now, not
+    minutes later inside the engine. On a joined cluster each teacher checks its own node when it starts."""
+    t = config.teacher
+    if t.backend != "vllm" or not t.replicas or t.gpus_per_replica or ray_address(config) != "local":
+        return
+    refusal = dtype_refusal(t.dtype, cpu_info())
+    if refusal:
+        raise InputError(refusal, field="teacher.dtype")
 
 
 def choose_reservoir(config: RunConfig, data, seeds: list[dict], protected: list[str]) -> list[dict]:

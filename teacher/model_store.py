@@ -39,15 +39,58 @@ def resolve_teacher_model(spec: str) -> str:
 
 
 def convert_gguf(gguf: Path, target: Path) -> Path:
-    """GGUF -> bf16 HF folder, once; a file lock keeps parallel replicas from converting twice."""
-    if (target / DONE_MARKER).exists():
+    """GGUF -> bf16 HF folder, once; a file lock keeps parallel replicas from converting twice. A cached folder
+    that is incomplete or damaged (a killed conversion, a truncated file) is converted again, never loaded."""
+    if conversion_problem(target) is None:
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     with open(str(target) + ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if not (target / DONE_MARKER).exists():
+        problem = conversion_problem(target)
+        if problem is not None:
+            if target.exists():
+                log.warning("cached conversion %s is unusable (%s): converting again", target, problem)
             _convert(gguf, target)
     return target
+
+
+def conversion_problem(folder: Path) -> str | None:
+    """Why a converted folder cannot be loaded (None: it can): no completion marker, a file the marker lists
+    missing or of another size, a JSON file that does not parse, a safetensors file shorter than its header says."""
+    marker = folder / DONE_MARKER
+    if not marker.exists():
+        return "no completion marker" if folder.exists() else "not converted yet"
+    try:
+        sizes = json.loads(marker.read_text()).get("sizes", {})
+    except (ValueError, AttributeError):
+        sizes = {}  # a marker from before sizes were recorded: the checks below still run
+    for name, size in sizes.items():
+        path = folder / name
+        if not path.exists() or path.stat().st_size != size:
+            return f"{name} is missing or has changed size"
+    for path in folder.glob("*.json"):
+        try:
+            json.loads(path.read_text())
+        except ValueError:
+            return f"{path.name} is not valid JSON"
+    weights = list(folder.glob("*.safetensors"))
+    if not weights:
+        return "no weights"
+    return next((problem for problem in map(safetensors_problem, weights) if problem), None)
+
+
+def safetensors_problem(path: Path) -> str | None:
+    """A safetensors file is an 8-byte header length, a JSON header and the tensors' bytes: check they add up."""
+    try:
+        with open(path, "rb") as f:
+            length = int.from_bytes(f.read(8), "little")
+            header = json.loads(f.read(length))
+    except (OSError, ValueError):
+        return f"{path.name} has an unreadable header"
+    end = max((entry["data_offsets"][1] for key, entry in header.items() if key != "__metadata__"), default=0)
+    if path.stat().st_size != 8 + length + end:
+        return f"{path.name} is truncated or padded ({path.stat().st_size} bytes, header says {8 + length + end})"
+    return None
 
 
 def _convert(gguf: Path, target: Path) -> None:
@@ -68,7 +111,8 @@ def _convert(gguf: Path, target: Path) -> None:
     tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
     tokenizer.save_pretrained(tmp)
     add_bos_to_tokenizer(tmp)
-    (tmp / DONE_MARKER).write_text(gguf.name)
+    sizes = {p.name: p.stat().st_size for p in tmp.iterdir() if p.is_file()}
+    (tmp / DONE_MARKER).write_text(json.dumps({"gguf": gguf.name, "sizes": sizes}))
     shutil.rmtree(target, ignore_errors=True)
     tmp.rename(target)
 
@@ -100,3 +144,13 @@ def _bos_token(folder: Path, tok: dict) -> str:
     cfg = json.loads((folder / "tokenizer_config.json").read_text())
     bos = cfg.get("bos_token") or "<bos>"
     return bos["content"] if isinstance(bos, dict) else bos
+
+
+if __name__ == "__main__":  # scripts/install.sh: convert the embedded teacher now, not in the first run
+    import sys
+    import time
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    started = time.time()
+    folder = resolve_teacher_model(sys.argv[1] if len(sys.argv) > 1 else "embedded:gemma3-270m")
+    print(f"teacher model ready at {folder} ({time.time() - started:.0f} s)")
