@@ -136,6 +136,9 @@ class TeacherConfig(Strict):
     max_hard_negatives: int = Field(3, ge=0)
     label_check: Literal["drop", "relabel", "off"] = "drop"
     soft_label_candidates: int = Field(4, ge=2)
+    label_scoring: Literal["full", "distinct"] = Field("full", description="in-process engine: full scores every "
+                                                       "token of each candidate label; distinct stops at the first "
+                                                       "token that tells the candidates apart (fewer decode steps)")
     near_duplicate_threshold: float = Field(0.8, gt=0, le=1, description="word-bigram Jaccard; 1 turns it off")
     price_per_hour: float = Field(0.0, ge=0, description="USD per replica-hour of busy time, for cost accounting")
     price_per_million_prompt_tokens: float = Field(0.0, ge=0)

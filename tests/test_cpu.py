@@ -58,3 +58,4 @@ def test_a_dtype_this_cpu_cannot_run_is_refused_before_anything_starts(tmp_path,
         assert caught.value.field == "teacher.dtype"
     monkeypatch.setattr(pgkd.driver, "cpu_info", lambda: AVX512_BF16)
     pgkd.driver.prepare_inputs(load_config(path))
+

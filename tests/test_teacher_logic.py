@@ -203,3 +203,22 @@ def test_plan_splits_a_class_into_boundary_and_typical_examples_and_power_spread
     rng = random.Random(1)
     even = [plan_batch(NAMES, r, b, 1, 5, 3, True, True, rng, steer_power=0)[0].label for b in range(400)]
     assert all(60 < even.count(label) < 140 for label in NAMES)  # power 0: every class alike
+
+
+def test_until_distinct_cuts_each_prefix_at_the_token_that_separates_its_labels():
+    from teacher.backends.vllm_engine import until_distinct
+
+    def steps(context, tokens):
+        out, ctx = [], context
+        for t in tokens:
+            out.append((ctx, t))
+            ctx = ctx + (t,)
+        return out
+
+    a, b = (1, 2), (7,)
+    pairs = [steps(a, [10, 11, 12]), steps(a, [10, 13, 12]), steps(a, [20, 21]),  # a: separated at token 2
+             steps(b, [30, 31]), steps(b, [40, 41]),  # b: first tokens differ
+             steps(b + (0,), [5]), steps(b + (0,), [5, 6])]  # a label that is another's start keeps its tokens
+    cut = until_distinct(pairs)
+    assert [len(c) for c in cut] == [2, 2, 2, 1, 1, 1, 2]
+    assert cut[0] == pairs[0][:2] and cut[3] == pairs[3][:1]

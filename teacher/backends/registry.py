@@ -26,7 +26,7 @@ def backend_options(config, replica: int, kv_block_size: int | None = None) -> d
         return {"model": config.model, **config.http.model_dump()}
     return {"model": config.model, "dtype": config.dtype, "max_model_len": config.max_model_len,
             "kv_cache_gib": config.kv_cache_gib, "enforce_eager": config.enforce_eager, "seed": config.seed + replica,
-            "block_size": kv_block_size}
+            "block_size": kv_block_size, "label_scoring": config.label_scoring}
 
 
 def probe_backend(config) -> None:

@@ -21,10 +21,29 @@ def common_prefix(sequences: list[tuple]) -> tuple:
     return first[:n]
 
 
+def until_distinct(pairs: list[list[tuple[tuple, int]]]) -> list[list[tuple[tuple, int]]]:
+    """Cut the continuations of one prefix at the first token where they all differ ("card_arrival" and
+    "card_linking" after their shared "card_"): one decode step per text where the labels' first tokens differ.
+    The tokens after it are nearly certain given it, so the ranking barely moves (bench/teacher_speed.py measures
+    the agreement); a label that is the start of another ("card", "card_arrival") keeps the tokens that tell them apart."""
+    groups: dict[tuple, list[int]] = {}
+    for index, steps in enumerate(pairs):
+        if steps:
+            groups.setdefault(steps[0][0], []).append(index)
+    cut = list(pairs)
+    for members in groups.values():
+        tokens = [tuple(token for _, token in pairs[i]) for i in members]
+        longest = max(len(t) for t in tokens)
+        depth = next((d for d in range(1, longest + 1) if len({t[:d] for t in tokens}) == len(set(tokens))), longest)
+        for i in members:
+            cut[i] = pairs[i][:depth]
+    return cut
+
+
 class VLLMEngineBackend:
     def __init__(self, model: str, dtype: str = "bfloat16", max_model_len: int = 1024, kv_cache_gib: float = 2,
                  enforce_eager: bool = True, tensor_parallel_size: int = 1, seed: int = 0,
-                 block_size: int | None = None):
+                 block_size: int | None = None, label_scoring: str = "full"):
         os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(int(kv_cache_gib)))
         from vllm import LLM
 
@@ -38,6 +57,7 @@ class VLLMEngineBackend:
             block_size=block_size))  # None: vLLM's default for the device
         self.tokenizer = self.llm.get_tokenizer()
         self.max_model_len = max_model_len
+        self.label_scoring = label_scoring  # "distinct": stop at the token that tells a prefix's continuations apart
 
     def generate(self, prompts: list[str], spec: SamplingSpec) -> list[Completion]:
         """Completions in prompt order. A prompt too long for the context, or one the engine rejects, gets an
@@ -84,6 +104,8 @@ class VLLMEngineBackend:
         from vllm import SamplingParams
 
         pairs = [self._token_pairs(p, c) for p, c in zip(prefixes, continuations)]
+        if self.label_scoring == "distinct":
+            pairs = until_distinct(pairs)
         # levels[i]: context -> next tokens wanted at step i. Step 0 prefills each prefix once; later steps are
         # sent after it, so they find the prefix in the cache and prefill a token or two.
         levels: list[dict[tuple, set[int]]] = []
