@@ -26,6 +26,7 @@ class RunInputs:
     pool_gold: list[str | None] = field(default_factory=list)  # hidden labels, kept by the driver for the report
     selection: list[dict] = field(default_factory=list)  # validation texts that choose the best; never steer
     reservoir: list[dict] = field(default_factory=list)  # the simulated teacher's hidden labelled texts
+    audit: list[dict] = field(default_factory=list)  # steering validation texts the teacher audit labels
 
 
 @dataclass
@@ -67,11 +68,11 @@ def launch_teacher(launched: Launched, replica: int) -> str:
     c, name = launched.context, teacher_name(replica)
     t = c.config.teacher
     options = actor_options(name, c.config.ray.namespace, t.threads, t.gpus_per_replica,
-                            teacher_env(t.preload_libraries and t.backend == "vllm") | c.env(),
+                            teacher_env(t.preload_libraries and t.backend == "vllm", t.threads) | c.env(),
                             resources=c.config.ray.teacher_resources, max_restarts=c.config.ray.max_restarts)
     launched.start(name, TeacherActor.options(**options).remote(
         name, c.bus_url, c.run_id, t.model_dump(mode="json"), c.inputs.labels, c.inputs.seeds,
-        c.inputs.protected_texts, c.inputs.task, replica, c.inputs.pool, c.inputs.reservoir))
+        c.inputs.protected_texts, c.inputs.task, replica, c.inputs.pool, c.inputs.reservoir, c.inputs.audit))
     return name
 
 

@@ -10,25 +10,28 @@ from actors.common import setup_actor
 from actors.metrics import record_teacher_batch
 from basics.config import SIMULATED, TeacherConfig
 from bus import pool_queue
-from bus.client import EXAMPLES
-from bus.control import latest_report, set_status, stop_requested, teacher_stats_key
-from bus.messages import ExampleBatch
+from bus.client import CHECKPOINTS, EXAMPLES, REPORTS
+from bus.control import TEACHER_AUDIT, latest_report, set_status, stop_requested, teacher_stats_key
+from bus.messages import Checkpoint, EvalReport, ExampleBatch, TeacherAudit
 from bus.roster import actor_names, is_retired, register_actor, retired
 from cluster.cpu import cpu_info
 from cluster.placement import engine_dtype, torch_device, vllm_block_size
+from teacher.audit import decide
 from teacher.backends.base import TeacherUnavailable
 from teacher.planner import is_newer
 from teacher.teacher import PoolText
 
 log = logging.getLogger("pgkd.teacher")
 BATCH_COUNTER = "teacher:batch_counter"
+AUDIT_WAIT_S = 900  # replicas after the first wait this long for its audit
+STUDENT_WAIT_S = 120  # the audit waits this long for a seeds-only checkpoint to compare with
 
 
 @ray.remote
 class TeacherActor:
     def __init__(self, name: str, bus_url: str, run_id: str, config: dict, labels: list, seeds: list[dict],
                  protected_texts: list[str], task: str, replica: int, pool: list[str] | None = None,
-                 reservoir: list[dict] | None = None):
+                 reservoir: list[dict] | None = None, audit_rows: list[dict] | None = None):
         self.name, self.replica = name, replica
         self.config = TeacherConfig.model_validate(config)
         self.bus = setup_actor(name, bus_url, run_id, self.config.threads)
@@ -36,6 +39,7 @@ class TeacherActor:
         self.inputs = (labels, seeds, protected_texts, task)
         self.pool = pool or []
         self.reservoir = reservoir or []  # the simulated teacher's hidden labelled texts (benchmarks only)
+        self.audit_rows = audit_rows or []  # steering validation texts of known label, for the teacher audit
 
     def run(self) -> dict:
         """Generate until stopped or out of budget; returns this replica's counts."""
@@ -55,6 +59,7 @@ class TeacherActor:
         self.bus.add_counts(teacher_stats_key(self.name), {"engine_load_seconds": round(time.time() - loading, 1)})
         log.info("engine ready after %.0fs: %s", time.time() - loading, teacher.model_name)
         try:
+            self._follow_audit(teacher)
             self._loop(teacher)
         except TeacherUnavailable as exc:  # said in `pgkd status` too; the driver stops a run with no teacher left
             set_status(self.bus, self.name, state="failed", error=str(exc)[:300], finished=time.time())
@@ -62,6 +67,56 @@ class TeacherActor:
         finally:
             teacher.close()
         return self.bus.get_fields(teacher_stats_key(self.name))
+
+    def _follow_audit(self, teacher) -> None:
+        """Replica 0 audits the teacher and decides the run's thresholds and policy; every replica follows that."""
+        if not (self.config.audit and self.audit_rows and hasattr(teacher, "audit")):
+            return
+        if self.replica == 0 and self.bus.get_model(TEACHER_AUDIT, TeacherAudit) is None:  # a restart reuses it
+            set_status(self.bus, self.name, state="auditing the teacher")
+            audit = teacher.audit(self.audit_rows)
+            audit = decide(self._with_student(audit), self.config)
+            self.bus.set_once(TEACHER_AUDIT, audit)
+            log.info("teacher audit: accuracy %.3f macro-F1 %.3f ECE %.3f on %d texts in %.0fs; %s", audit.accuracy,
+                     audit.macro_f1, audit.ece, audit.texts, audit.seconds, "; ".join(audit.decisions))
+        deadline = time.time() + AUDIT_WAIT_S
+        while (audit := self.bus.get_model(TEACHER_AUDIT, TeacherAudit)) is None:
+            if time.time() > deadline or stop_requested(self.bus) is not None:
+                log.warning("no teacher audit after %.0fs: default thresholds", AUDIT_WAIT_S)
+                return
+            time.sleep(1)
+        teacher.follow(audit)
+
+    def _with_student(self, audit: TeacherAudit) -> TeacherAudit:
+        """The best seeds-only student (the v0 the evaluator scored highest) on the same texts and candidates, once
+        every student's v0 is scored (or STUDENT_WAIT_S passed with at least one)."""
+        from student.registry import load_student
+        from teacher.audit import candidate_sets, student_scores
+
+        deadline = time.time() + STUDENT_WAIT_S
+        while True:
+            scored = {r.student: r for r in self.bus.read_all(REPORTS, EvalReport) if r.version == 0}
+            waiting = time.time() < deadline and stop_requested(self.bus) is None
+            if len(scored) >= len(actor_names(self.bus, "student")) or (scored and not waiting):
+                break
+            if not waiting:
+                return audit
+            time.sleep(1)
+        best = max(scored.values(), key=lambda r: r.macro_f1)
+        first = [c for c in self.bus.read_all(CHECKPOINTS, Checkpoint) if c.key == best.key]
+        if not first:
+            return audit
+        student = load_student(first[0].path, torch_device(0))
+        golds = [row["label"] for row in self.audit_rows]
+        sets = candidate_sets(golds, self.labels_in_order, self.config.soft_label_candidates, self.config.seed)
+        probabilities = student.predict_proba([row["text"] for row in self.audit_rows])
+        accuracy, macro_f1 = student_scores(probabilities, student.labels, golds, sets)
+        return audit.model_copy(update={"student": first[0].key, "student_accuracy": accuracy,
+                                        "student_macro_f1": macro_f1})
+
+    @property
+    def labels_in_order(self) -> list[str]:
+        return [label["name"] for label in self.inputs[0]]
 
     def _embedder(self):
         """Fixed text vectors for the simulated teacher's nearest texts (the frozen encoder a student would use)."""

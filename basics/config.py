@@ -143,7 +143,19 @@ class TeacherConfig(Strict):
     price_per_hour: float = Field(0.0, ge=0, description="USD per replica-hour of busy time, for cost accounting")
     price_per_million_prompt_tokens: float = Field(0.0, ge=0)
     price_per_million_completion_tokens: float = Field(0.0, ge=0)
-    min_confidence: float = Field(0.8, ge=0, le=1, description="drop when the teacher's own probability of the intended label is lower")
+    min_confidence: float | None = Field(None, ge=0, le=1, description="drop a teacher label whose own probability "
+                                         "is lower; null: the audit sets it (target_precision), 0.8 without one")
+    audit: bool = Field(True, description="an LLM teacher first labels a stratified sample of steering validation "
+                        "texts; the run's thresholds and policy follow from it (teacher/audit.py)")
+    audit_per_class: int | None = Field(None, ge=1, description="audit texts per class, which the steering part "
+                                        "must hold; null: 5, or as many as its smallest class holds")
+    audit_max: int = Field(400, ge=1, description="audit texts at most")
+    target_precision: float = Field(0.9, gt=0, le=1, description="min_confidence from the audit: the lowest "
+                                    "confidence whose labels were right this often")
+    protect_student: bool = Field(True, description="pool labelling and soft labels off when the audit finds the "
+                                  "teacher labelling worse than the seeds-only student")
+    max_soft_label_ece: float = Field(0.15, ge=0, le=1, description="soft labels only from a teacher whose audit "
+                                      "expected calibration error is at most this")
     max_batches: int | None = Field(None, ge=1)
     max_ahead_batches: int | None = Field(64, ge=1, description="the teacher waits while the slowest student has "
                                           "more than this many batches not yet trained on; null: never waits")

@@ -69,7 +69,8 @@ def measure_one(args) -> dict:
             totals[key] = totals.get(key, 0) + value
     agreement = label_agreement(teacher, backend, data, args.agreement_texts) if scoring == "distinct" else None
     teacher.close()
-    return {"agreement": agreement, "setting": args.one, "dtype": engine_dtype, "preload": os.environ.get("LD_PRELOAD", ""),
+    return {"agreement": agreement, "setting": args.one, "dtype": engine_dtype,
+            "preload": os.environ.get("LD_PRELOAD", ""),
             "cpu": cpu_info().describe(), "engine_ready_s": ready, "raw": raw, "pipeline": totals}
 
 
@@ -130,7 +131,8 @@ def row(result: dict) -> str:
     preload = ", ".join(Path(x).name for x in result["preload"].split(":") if x) or "none"
     parts = (result["setting"] + ":auto").split(":")
     return (f"| {result['dtype']} | {preload} | {parts[2]} | {parts[3]} | {result['engine_ready_s']:.0f} | "
-            f"{raw['prompt_tokens'] / raw['seconds']:.0f} | {raw_tps:.1f} | {pipe_tps:.1f} ({pipe_tps / raw_tps:.0%}) | "
+            f"{raw['prompt_tokens'] / raw['seconds']:.0f} | {raw_tps:.1f} | "
+            f"{pipe_tps:.1f} ({pipe_tps / raw_tps:.0%}) | "
             f"{p.get('generate_seconds', 0):.0f} / {p.get('label_seconds', 0):.0f} | "
             f"{p.get('kept', 0):.0f} of {p.get('generated', 0):.0f} | {p.get('kept', 0) / busy:.2f} |")
 
@@ -173,14 +175,16 @@ def main() -> None:
     stamp = time.strftime("%Y-%m-%d %H:%M")
     lines = [f"Teacher speed, {stamp}, {cpu_info().describe()}; config {Path(args.config).name}, "
              f"{args.batches} pipeline batches per setting, raw = {args.raw_prompts} generation prompts in one call.",
-             "", "| dtype | preloaded | label scoring | threads bound | engine ready (s) | raw prompt tok/s | raw completion tok/s | "
+             "", "| dtype | preloaded | label scoring | threads bound | engine ready (s) | raw prompt tok/s | "
+             "raw completion tok/s | "
              "pipeline completion tok/s per busy s (of raw) | generate / label s | kept | kept per busy s |",
              "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     lines += [row(r) for r in results] + [r for r in map(run_report_row, map(Path, args.run_report)) if r]
     for r in results:
         a = r.get("agreement")
         if a:
-            lines += ["", f"Label scoring, {a['texts']} validation texts with {r['dtype']}: distinct agrees with full on "
+            lines += ["", f"Label scoring, {a['texts']} validation texts with {r['dtype']}: distinct agrees with "
+                      f"full on "
                       f"the top label for {a['top_label_agreement']:.0%} (mean probability change "
                       f"{a['mean_abs_prob_change']:.3f}); accuracy against the gold label {a['accuracy_full']:.2f} "
                       f"full vs {a['accuracy_distinct']:.2f} distinct; {a['seconds_full']:.1f} s vs "

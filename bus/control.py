@@ -5,6 +5,7 @@ from bus.client import Bus
 from bus.messages import EvalReport, Stop
 
 STOP, LATEST_REPORT, BEST = "stop", "report:latest", "best"
+TEACHER_AUDIT = "teacher:audit"  # the TeacherAudit every replica follows (written once, by replica 0)
 BEST_CHOICE = "best:choice"  # hash: why BEST is the version it is (selection score, gain, margin, reason)
 TEACHERS_DONE = "teachers_done"  # a field of the "flags" hash: students then train on what is left
 CONTROL = "control"  # stream of ScaleRequest messages, read by the driver

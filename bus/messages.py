@@ -115,3 +115,31 @@ class Stop(Message):
     reason: Literal["patience", "max_versions", "time_budget", "max_generated", "user", "teacher_done", "error"]
     detail: str = ""
     created: float = Field(default_factory=time.time)
+
+
+class TeacherAudit(Message):
+    """How well the teacher labelled steering validation texts of known label before the run trusted it, and
+    what the run decided from that (teacher/audit.py). Written once per run; every replica follows it."""
+
+    texts: int
+    candidates: int  # labels chosen among per text: the gold one and random others, as the teacher's checks do
+    accuracy: float
+    macro_f1: float
+    ece: float
+    target_precision: float
+    threshold: float | None  # lowest confidence whose labels reach the target precision (None: none reaches it)
+    precision_at_threshold: float | None
+    kept_share: float
+    best_threshold: float | None = None  # where the target is out of reach: the most precise threshold
+    best_precision: float | None = None
+    per_class_f1: dict[str, float] = Field(default_factory=dict)
+    reliability: list[dict] = Field(default_factory=list)
+    unscored: int = 0
+    seconds: float = 0.0
+    student: str | None = None  # the seeds-only student compared on the same texts and candidates
+    student_accuracy: float | None = None
+    student_macro_f1: float | None = None
+    min_confidence: float | None = None  # what the run uses, and why
+    pool_labelling: bool = True
+    soft_labels: bool = True
+    decisions: list[str] = Field(default_factory=list)

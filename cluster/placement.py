@@ -66,12 +66,17 @@ def vllm_block_size() -> int | None:
     return None if has_gpu() else 32
 
 
-def teacher_env(preload: bool = True) -> dict[str, str]:
-    """vLLM settings for a teacher actor. On CPU vLLM binds its OpenMP threads itself (one core kept free); with
-    preload, tcmalloc and Intel OpenMP found in this Python's lib/ or the system's go into LD_PRELOAD (the
-    teacher's process starts with it, and vLLM's engine processes inherit it)."""
+def teacher_env(preload: bool = True, threads: int = 1) -> dict[str, str]:
+    """vLLM settings for a teacher actor. On CPU, with threads 1, vLLM binds its OpenMP threads itself (every core
+    but one, kept for the rest of the machine); threads N > 1 binds them to cores 0..N-1 and keeps none (measured
+    on 2 cores: 92 against 49 completion tokens/s with nothing else running). With preload, tcmalloc and Intel
+    OpenMP found in this Python's lib/ or the system's go into LD_PRELOAD (the teacher's process starts with it,
+    and vLLM's engine processes inherit it)."""
     env = {"VLLM_CPU_KVCACHE_SPACE": os.environ.get("VLLM_CPU_KVCACHE_SPACE", "2"),
            "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "1"), "TOKENIZERS_PARALLELISM": "false"}
+    cores = min(threads, os.cpu_count() or 1)
+    if cores > 1 and not has_gpu():
+        env |= {"VLLM_CPU_OMP_THREADS_BIND": f"0-{cores - 1}", "VLLM_CPU_NUM_OF_RESERVED_CPU": "0"}
     libraries = preload_libraries(library_folders()) if preload and not has_gpu() else []
     if libraries:
         env["LD_PRELOAD"] = ":".join(libraries + [p for p in os.environ.get("LD_PRELOAD", "").split(":") if p])

@@ -1,4 +1,4 @@
-"""pgkd command line: demo, run, status, stop, scale, resume, predict, export."""
+"""pgkd command line: demo, run, status, stop, scale, resume, audit, predict, export."""
 from __future__ import annotations
 
 import argparse
@@ -71,6 +71,11 @@ def parser() -> argparse.ArgumentParser:
     resume.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="change the saved config, e.g. teacher.max_batches=20 or loop.time_budget_s=600")
     resume.set_defaults(func=cmd_resume)
+    audit = sub.add_parser("audit", help="how well the teacher labels validation texts, and what a run would decide")
+    audit.add_argument("config")
+    audit.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    audit.add_argument("--json", help="also write the audit here")
+    audit.set_defaults(func=cmd_audit)
     predict = sub.add_parser("predict", help="label texts with an exported student")
     predict.add_argument("student", help="a student folder, e.g. runs/<id>/best_student")
     predict.add_argument("texts", nargs="*", help="texts; none: read one per line from stdin")
@@ -181,6 +186,17 @@ def cmd_resume(args) -> int:
 
     report = resume(args.run_id, args.runs_dir, args.set, verbose=args.verbose)
     return 0 if report.get("best_student") else 1
+
+
+def cmd_audit(args) -> int:
+    from basics.config import load_config
+    from pgkd.audit import audit_teacher, print_audit
+
+    audit = audit_teacher(load_config(Path(args.config), args.set))
+    print_audit(audit)
+    if args.json:
+        Path(args.json).write_text(audit.model_dump_json(indent=2))
+    return 0
 
 
 def cmd_predict(args) -> int:

@@ -26,8 +26,10 @@ from pgkd.console import quiet_terminal
 from pgkd.finish import finish_run
 from pgkd.runs import new_run_id, write_run_file
 from pgkd.session import RunSession
+from teacher.audit import audit_sample
 
 log = logging.getLogger("pgkd.driver")
+DEFAULT_AUDIT_PER_CLASS = 5
 RAY_LOOPBACK_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}  # keeps every Ray listener on loopback (measured)
 
 
@@ -54,7 +56,8 @@ def prepare_inputs(config: RunConfig):
     inputs = RunInputs(labels=[{"name": l.name, "description": l.description} for l in data.labels], seeds=seeds,
                        validation=steering, selection=selection, protected_texts=protected,
                        task=config.dataset.task, pool=[row["text"] for row in pool],
-                       pool_gold=[row.get("label") for row in pool], reservoir=reservoir)
+                       pool_gold=[row.get("label") for row in pool], reservoir=reservoir,
+                       audit=choose_audit(config, steering, data))
     return data, inputs
 
 
@@ -67,6 +70,29 @@ def check_engine_dtype(config: RunConfig) -> None:
     refusal = dtype_refusal(t.dtype, cpu_info())
     if refusal:
         raise InputError(refusal, field="teacher.dtype")
+
+
+def choose_audit(config: RunConfig, steering: list[dict], data) -> list[dict]:
+    """The teacher audit's texts: audit_per_class steering texts of each class (never a selection text). A
+    steering part too small for it is refused now, with the numbers."""
+    t = config.teacher
+    if not t.audit or t.backend == SIMULATED or not t.replicas:
+        return []
+    counts = {label.name: 0 for label in data.labels}
+    for row in steering:
+        counts[row["label"]] += 1
+    per_class = t.audit_per_class or max(1, min(DEFAULT_AUDIT_PER_CLASS, *counts.values()))
+    short = {label: n for label, n in counts.items() if n < per_class}
+    if short:
+        shown = ", ".join(f"'{label}' {n}" for label, n in list(short.items())[:5])
+        raise InputError(f"the teacher audit needs teacher.audit_per_class={per_class} steering validation "
+                         f"texts per class, and {len(short)} of {len(counts)} classes have fewer ({shown}; the "
+                         f"steering part is the validation texts kept by dataset.max_validation="
+                         f"{config.dataset.max_validation} minus the dataset.selection_share="
+                         f"{config.dataset.selection_share:g} held out). Lower teacher.audit_per_class, raise "
+                         f"dataset.max_validation, or set teacher.audit: false",
+                         file=str(Path(config.dataset.path) / "validation.jsonl"), field="teacher.audit_per_class")
+    return audit_sample(steering, per_class, t.audit_max, config.dataset.sample_seed)
 
 
 def choose_reservoir(config: RunConfig, data, seeds: list[dict], protected: list[str]) -> list[dict]:

@@ -10,8 +10,8 @@ from pathlib import Path
 from basics.config import SIMULATED, RunConfig, dump_config
 from bus.archive import StreamArchive, full_history
 from bus.client import CHECKPOINTS, DEAD_LETTERS, EXAMPLES, REPORTS, SELECTION, Bus, redact
-from bus.control import BEST, BEST_CHOICE, stop_history
-from bus.messages import Checkpoint, EvalReport, ExampleBatch, SelectionScore, Stop
+from bus.control import BEST, BEST_CHOICE, TEACHER_AUDIT, stop_history
+from bus.messages import Checkpoint, EvalReport, ExampleBatch, SelectionScore, Stop, TeacherAudit
 from bus.roster import actor_names, teacher_names
 from evaluator.scoring import score
 from pgkd.live_status import teacher_totals
@@ -45,6 +45,7 @@ def finish_run(config: RunConfig, data, inputs, bus: Bus, run_id: str, run_dir: 
         "dataset": {"path": str(config.dataset.path), "labels": len(data.labels), "seeds": len(inputs.seeds),
                     "validation": len(inputs.validation), "selection": len(inputs.selection),
                     "test": len(data.test)},
+        "teacher_audit": audit.model_dump() if (audit := bus.get_model(TEACHER_AUDIT, TeacherAudit)) else None,
         "versions": [version_row(r) for r in reports],
         "best_student": best_block,
         "teacher": {"totals": totals, "per_replica": per_teacher,

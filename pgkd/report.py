@@ -41,6 +41,7 @@ def write_markdown(report: dict, run_dir: Path) -> Path:
     lines += [f"Dataset `{d['path']}`: {d['labels']} labels, {d['seeds']} labelled seeds, "
               f"{d['validation']} validation{held} and {d['test']} test texts.", ""]
     lines += best_section(report.get("best_student"))
+    lines += audit_section(report.get("teacher_audit"))
     lines += teacher_section(report["teacher"])
     lines += sources_section(report.get("examples", {}))
     lines += ["## Versions", "", "| student | version | examples | from teacher | val accuracy | val macro-F1 |",
@@ -68,6 +69,29 @@ def best_section(best: dict | None) -> list[str]:
             f"| test, same student on seeds only | {best['seeds_only_test']['accuracy']:.4f} | "
             f"{best['seeds_only_test']['macro_f1']:.4f} |", "",
             *([f"Chosen because: {best['choice']['reason']}.", ""] if best.get("choice") else [])]
+
+
+def audit_line(audit: dict) -> str:
+    """The audit in one line: the run's terminal and the report say the same."""
+    student = (f"; seeds-only student {audit['student_accuracy']:.3f} / {audit['student_macro_f1']:.3f}"
+               if audit.get("student_accuracy") is not None else "; no seeds-only student to compare with")
+    return (f"teacher audit on {audit['texts']} steering texts (each among {audit['candidates']} candidate labels): "
+            f"accuracy {audit['accuracy']:.3f}, macro-F1 {audit['macro_f1']:.3f}, calibration error (ECE) "
+            f"{audit['ece']:.3f}{student}")
+
+
+def audit_section(audit: dict | None) -> list[str]:
+    if not audit:
+        return []
+    lines = ["## Teacher audit", "", audit_line(audit) + f" ({audit['seconds']:.0f} s).", "", "Decisions:", ""]
+    lines += [f"- {decision}" for decision in audit["decisions"]]
+    lines += ["", "| confidence | labels | mean confidence | accuracy |", "|---|---:|---:|---:|"]
+    lines += [f"| {r['bin']} | {r['count']} | {r['confidence']:.3f} | {r['accuracy']:.3f} |"
+              for r in audit["reliability"]]
+    worst = sorted(audit["per_class_f1"].items(), key=lambda kv: kv[1])[:10]
+    lines += ["", "Teacher F1 of its weakest classes on the audit: "
+              + ", ".join(f"{label} {f1:.2f}" for label, f1 in worst) + ".", ""]
+    return lines
 
 
 def teacher_section(teacher: dict) -> list[str]:

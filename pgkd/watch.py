@@ -11,10 +11,11 @@ from actors.launch import forget, launch_in_pool
 from basics.config import RunConfig
 from bus.archive import StreamArchive, archive_and_trim
 from bus.client import CHECKPOINTS, EXAMPLES, Bus
-from bus.control import CONTROL, TEACHERS_DONE, request_stop, stop_requested
-from bus.messages import ScaleRequest, Stop
+from bus.control import CONTROL, TEACHER_AUDIT, TEACHERS_DONE, request_stop, stop_requested
+from bus.messages import ScaleRequest, Stop, TeacherAudit
 from bus.roster import actor_name, actor_names, pool_of, retire, retired, teacher_names, unretire
 from pgkd.live_status import collect_status, progress_line, teacher_totals
+from pgkd.report import audit_line
 from pgkd.scaling import plan_scale
 from pgkd.terminal_bar import TerminalBar
 
@@ -33,6 +34,7 @@ class Watcher:
         self.progress = self.bar.write if self.bar.active and progress is print else progress
         self.finished: dict[str, str] = {}  # actor -> "ok" or the error
         self.last_progress = 0.0
+        self.audit_said = False
         bus.ensure_group(CONTROL, "driver")
 
     def until_stopped(self) -> Stop:
@@ -47,6 +49,7 @@ class Watcher:
             self._check_budgets()
             self._check_quiescent()
             self._trim_examples()
+            self._announce_audit()
             self._report_progress()
             time.sleep(self.config.loop.poll_interval_s)
 
@@ -58,7 +61,18 @@ class Watcher:
         self.last_trim = time.time()
         trimmed = archive_and_trim(self.bus, self.archive)
         if trimmed:
-            log.info("archived and trimmed %d acked example batches", trimmed)
+            log.debug("archived and trimmed %d acked example batches", trimmed)
+
+    def _announce_audit(self) -> None:
+        """Say once, on the terminal, how the teacher did on its audit and what the run decided from it."""
+        if self.audit_said:
+            return
+        audit = self.bus.get_model(TEACHER_AUDIT, TeacherAudit)
+        if audit is not None:
+            self.audit_said = True
+            self.progress(audit_line(audit.model_dump()))
+            for decision in audit.decisions:
+                self.progress(f"  {decision}")
 
     def _report_progress(self) -> None:
         since = time.time() - self.last_progress

@@ -21,6 +21,7 @@ import numpy as np
 
 from basics.config import TeacherConfig
 from bus.messages import EvalReport, Example
+from teacher.audit import effective_min_confidence
 from teacher.planner import plan_for
 from teacher.prompts import ClassTask
 from teacher.teacher import BatchStats, PoolText
@@ -143,7 +144,7 @@ class SimulatedTeacher:
             a, b = RIGHT_CONFIDENCE if label == gold else WRONG_CONFIDENCE
             confidence = self.rng.betavariate(a, b)
             self.used.add(row)
-            if confidence < self.config.min_confidence:
+            if confidence < effective_min_confidence(self.config.min_confidence):
                 stats.dropped["pool_low_confidence"] += 1
                 continue
             examples.append(Example(text=item.text, label=label, source="pool", teacher=f"{self.name}:simulated",

@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 
 from basics.config import TeacherConfig
 from basics.dataset import Label
-from bus.messages import EvalReport, Example
+from bus.messages import EvalReport, Example, TeacherAudit
+from teacher.audit import candidate_sets, effective_min_confidence, summarize
 from teacher.backends.base import SamplingSpec, TeacherBackend
 from teacher.filters import NoveltyFilter
 from teacher.labeler import SoftLabeler
@@ -72,6 +73,26 @@ class Teacher:
         self.novelty = NoveltyFilter([s["text"] for s in seeds], protected_texts, config.near_duplicate_threshold)
         self.labeler = SoftLabeler(backend, self.prompts, self.label_names, config.soft_label_candidates, self.rng)
         self.batches = 0
+        self.min_confidence = effective_min_confidence(config.min_confidence)
+        self.soft_labels = True
+
+    def audit(self, rows: list[dict]) -> TeacherAudit:
+        """Label audit texts of known label among as many candidates as the teacher's checks use (teacher/audit.py)."""
+        started = time.monotonic()
+        golds = [row["label"] for row in rows]
+        sets = candidate_sets(golds, self.label_names, self.config.soft_label_candidates, self.config.seed)
+        probs = self.labeler.score([row["text"] for row in rows], sets)
+        tops = [max(p, key=p.get) if p else None for p in probs]
+        audit = summarize(golds, tops, [p[t] if p else None for p, t in zip(probs, tops)],
+                          max(map(len, sets), default=0), self.config.target_precision)
+        return audit.model_copy(update={"seconds": round(time.monotonic() - started, 2)})
+
+    def follow(self, audit: TeacherAudit) -> None:
+        """Use the run's decisions: its min_confidence, and whether pool labels and soft labels are trusted."""
+        self.min_confidence = audit.min_confidence
+        self.soft_labels = audit.soft_labels
+        if not audit.pool_labelling:
+            self.config = self.config.model_copy(update={"pool_labelling": False})
 
     done = False  # a model can always write more; the budget (max_batches) ends it
 
@@ -153,11 +174,11 @@ class Teacher:
                 stats.dropped["pool_unscored"] += 1
                 continue
             label = max(probs, key=probs.get)
-            if probs[label] < self.config.min_confidence:
+            if probs[label] < self.min_confidence:
                 stats.dropped["pool_low_confidence"] += 1
                 continue
             examples.append(Example(text=item.text, label=label, source="pool", candidate_probs=probs,
-                                    soft_label=kd_target(probs, label, item.guesses),
+                                    soft_label=kd_target(probs, label, item.guesses) if self.soft_labels else None,
                                     teacher=f"{self.name}:{self.backend.model_name}",
                                     report_version=report.key if report else None))
         stats.pool_labelled += len(examples)
@@ -176,7 +197,8 @@ class Teacher:
             label = self._checked_label(draft.task.label, probs, stats)
             if label is not None:
                 examples.append(Example(text=draft.text, label=label, source=draft.source,
-                                        soft_label=kd_target(probs, label, draft.task.contrast),
+                                        soft_label=kd_target(probs, label, draft.task.contrast)
+                                        if self.soft_labels else None,
                                         candidate_probs=probs, teacher=f"{self.name}:{self.backend.model_name}",
                                         report_version=version, intended_label=draft.task.label))
         return examples
@@ -189,7 +211,7 @@ class Teacher:
         top = max(probs, key=probs.get)
         if self.config.label_check == "off":
             return intended
-        if top == intended and probs[intended] < self.config.min_confidence:
+        if top == intended and probs[intended] < self.min_confidence:
             stats.dropped["low_confidence"] += 1
             return None
         if top == intended:

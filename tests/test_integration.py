@@ -118,7 +118,11 @@ def test_full_loop_generates_trains_scores_and_stops_by_itself(tmp_path):
     rows = [json.loads(line) for line in (run_dir / "data" / "examples.jsonl").open()]
     generated = [r for r in rows if r["source"] == "generated"]
     assert len(generated) == report["examples"]["generated"]
-    assert all(r["teacher"].startswith("teacher-0:") and r["soft_label"] for r in generated)
+    audit = report["teacher_audit"]  # the teacher was audited first, and the run followed its decisions
+    assert audit["texts"] == 30 and audit["student_accuracy"] is not None and audit["decisions"]
+    assert all(r["teacher"].startswith("teacher-0:") and bool(r["soft_label"]) == audit["soft_labels"]
+               for r in generated)
+    assert "teacher audit on 30 steering texts" in proc.stdout and "## Teacher audit" in (run_dir / "report.md").read_text()
     assert (run_dir / "report.md").read_text().count("| student-minilm-0 |") == len(versions)
     assert (run_dir / "learning_curve.png").stat().st_size > 1000
     assert len((run_dir / "metrics.jsonl").read_text().splitlines()) == len(versions)
@@ -257,11 +261,13 @@ redis:
     config = write_config(tmp_path, "")
     text = config.read_text()
     text = text[:text.index("dataset:")] + text[text.index("loop:"):] + extra
-    config.write_text(text)
+    config.write_text(text.replace("dashboard: false", "dashboard: true"))  # as `pgkd demo` starts it
     proc = subprocess.run(PGKD + ["run", str(config), "--run-id", "sim-1"], env=ENV, cwd=REPO, capture_output=True,
                           text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert foreign_lines(proc.stdout + proc.stderr) == []
+    first = proc.stdout.splitlines()[:3]  # the run line, then where to watch it
+    assert any(re.match(r"dashboard: http://127\.0\.0\.1:\d+ · live status: pgkd status sim-1", line) for line in first)
     run_dir = tmp_path / "runs" / "sim-1"
     report = json.loads((run_dir / "report.json").read_text())
     assert report["simulated_teacher"].startswith("simulated teacher (error_rate 0.1")

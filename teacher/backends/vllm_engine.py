@@ -25,7 +25,8 @@ def until_distinct(pairs: list[list[tuple[tuple, int]]]) -> list[list[tuple[tupl
     """Cut the continuations of one prefix at the first token where they all differ ("card_arrival" and
     "card_linking" after their shared "card_"): one decode step per text where the labels' first tokens differ.
     The tokens after it are nearly certain given it, so the ranking barely moves (bench/teacher_speed.py measures
-    the agreement); a label that is the start of another ("card", "card_arrival") keeps the tokens that tell them apart."""
+    the agreement); a label that is the start of another ("card", "card_arrival") keeps the tokens that tell them
+    apart."""
     groups: dict[tuple, list[int]] = {}
     for index, steps in enumerate(pairs):
         if steps:

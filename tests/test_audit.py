@@ -1,0 +1,126 @@
+"""The teacher audit's figures and the threshold it picks, on labels whose truth is known."""
+import pytest
+
+from teacher.audit import (
+    audit_sample,
+    candidate_sets,
+    expected_calibration_error,
+    precision_threshold,
+    reliability_table,
+    summarize,
+)
+
+
+def test_sample_is_stratified_capped_and_the_same_for_every_replica():
+    rows = [{"text": f"{label}{i}", "label": label} for label in "abc" for i in range(10)]
+    sample = audit_sample(rows, per_class=3, cap=100, seed=1)
+    assert sorted(r["label"] for r in sample) == list("aaabbbccc")
+    assert sample == audit_sample(rows, 3, 100, 1) and len(audit_sample(rows, 3, 5, 1)) == 5
+
+
+def test_candidates_hold_the_gold_label_and_every_label_when_few():
+    sets = candidate_sets(["a", "b"], list("abcdefgh"), 4, seed=0)
+    assert all(len(s) == 4 and gold in s for s, gold in zip(sets, "ab"))
+    assert candidate_sets(["a"], list("abc"), 4, 0) == [["a", "b", "c"]]
+
+
+def test_threshold_is_the_lowest_confidence_that_reaches_the_target_precision():
+    confidences = [0.95, 0.9, 0.85, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2]
+    correct = [True, True, True, True, True, False, True, False, False, False]
+    threshold, precision, kept = precision_threshold(confidences, correct, 0.85)
+    assert threshold == 0.5 and precision == pytest.approx(6 / 7) and kept == pytest.approx(0.7)
+    assert precision_threshold(confidences, correct, 1.0)[0] == 0.7  # five right in a row, the fewest allowed
+    assert precision_threshold(confidences[:4], correct[:4], 0.9) == (None, None, 0.0)  # under 5 labels: no evidence
+    # ties are kept or dropped together
+    assert precision_threshold([0.5] * 6, [True] * 5 + [False], 0.9) == (None, None, 0.0)
+
+
+def test_ece_and_reliability_of_a_calibrated_and_an_overconfident_teacher():
+    confidences = [0.75] * 8
+    assert expected_calibration_error(confidences, [True] * 6 + [False] * 2) == pytest.approx(0.0)
+    assert expected_calibration_error(confidences, [True] * 2 + [False] * 6) == pytest.approx(0.5)
+    table = reliability_table([0.15, 0.92, 0.97], [False, True, False])
+    assert [(r["bin"], r["count"], r["accuracy"]) for r in table] == [("0.1-0.2", 1, 0.0), ("0.9-1.0", 2, 0.5)]
+
+
+def test_summary_counts_unscored_texts_and_scores_the_rest():
+    audit = summarize(["a", "a", "b", "b", "c"], ["a", "b", "b", "b", None], [0.9, 0.6, 0.8, 0.7, None], 3, 0.9)
+    assert audit.texts == 4 and audit.unscored == 1 and audit.accuracy == pytest.approx(0.75)
+    assert audit.per_class_f1 == pytest.approx({"a": 2 / 3, "b": 0.8, "c": 0.0})
+    assert audit.macro_f1 == pytest.approx((2 / 3 + 0.8) / 3)
+
+
+# ---- the run's decisions
+def audit(**changes):
+    from bus.messages import TeacherAudit
+
+    base = dict(texts=40, candidates=4, accuracy=0.8, macro_f1=0.78, ece=0.05, target_precision=0.9, threshold=0.62,
+                precision_at_threshold=0.91, kept_share=0.55, best_threshold=0.8, best_precision=0.97,
+                student_accuracy=0.7, student_macro_f1=0.68)
+    return TeacherAudit(**(base | changes))
+
+
+def test_decisions_follow_the_audit_and_what_the_user_set():
+    from basics.config import TeacherConfig
+    from teacher.audit import DEFAULT_MIN_CONFIDENCE, decide
+
+    config = TeacherConfig(pool_labelling=True)
+    d = decide(audit(), config)
+    assert (d.min_confidence, d.pool_labelling, d.soft_labels) == (0.62, True, True)
+    assert "0.620" in d.decisions[0] and "91%" in d.decisions[0]
+    assert decide(audit(), TeacherConfig(min_confidence=0.3)).min_confidence == 0.3  # the user's value wins
+    unreachable = decide(audit(threshold=None, precision_at_threshold=None), config)
+    assert unreachable.min_confidence == 0.8 and "no confidence reaches 90%" in unreachable.decisions[0]
+    assert decide(audit(threshold=None, best_threshold=None), config).min_confidence == DEFAULT_MIN_CONFIDENCE
+
+    worse = decide(audit(accuracy=0.45, student_accuracy=0.85), config)
+    assert (worse.pool_labelling, worse.soft_labels) == (False, False)
+    assert "worse than the seeds-only student (0.45 vs 0.85" in worse.decisions[1]
+    trusting = TeacherConfig(pool_labelling=True, protect_student=False)
+    kept = decide(audit(accuracy=0.45, student_accuracy=0.85), trusting)
+    assert (kept.pool_labelling, kept.soft_labels) == (True, True)
+    assert decide(audit(student_accuracy=None), config).pool_labelling  # nothing to compare with: no verdict
+    uncalibrated = decide(audit(ece=0.3), config)
+    assert uncalibrated.pool_labelling and not uncalibrated.soft_labels and "0.300" in uncalibrated.decisions[-1]
+
+
+def test_teacher_audits_on_known_labels_and_follows_the_decisions():
+    from basics.config import TeacherConfig
+    from teacher.audit import decide
+    from teacher.teacher import Teacher
+    from tests.scripted_backend import ScriptedBackend
+    from tests.test_teacher_logic import DEMOS, LABELS
+
+    seeds = [{"text": t, "label": label} for label, texts in DEMOS.items() for t in texts]
+    backend = ScriptedBackend(["my card never came at all"],
+                              prefers={"never": "card arrival", "stolen": "lost card", "cash": "top up"})
+    config = TeacherConfig(classes_per_batch=1, examples_per_class=1, min_words=2, soft_label_candidates=4)
+    teacher = Teacher(backend, LABELS, seeds, [], config, "teacher-0", "Customer messages")
+    rows = [{"text": f"it never arrived {i}", "label": "card_arrival"} for i in range(4)]
+    rows += [{"text": f"my card was stolen {i}", "label": "lost_card"} for i in range(4)]
+    rows += [{"text": f"please give it back {i}", "label": "refund"} for i in range(4)]  # the model has no idea
+    result = teacher.audit(rows)
+    assert result.texts == 12 and result.candidates == 4
+    assert result.per_class_f1["lost_card"] == 1.0 and result.per_class_f1["refund"] == 0.0
+    assert result.accuracy == pytest.approx(8 / 12) and result.unscored == 0
+    assert teacher.min_confidence == 0.8  # until it follows a decision
+    decided = decide(result.model_copy(update={"student_accuracy": 0.99}), config)
+    teacher.follow(decided)
+    assert teacher.min_confidence == decided.min_confidence and teacher.soft_labels is False
+    examples, _ = teacher.write_batch(None)
+    assert all(e.soft_label is None for e in examples)
+
+
+def test_too_small_a_steering_part_is_refused_with_the_numbers(tmp_path, tiny_dataset):
+    import pgkd.driver
+    from basics.config import load_config
+    from basics.errors import InputError
+
+    path = tmp_path / "run.yaml"
+    path.write_text(f"dataset:\n  path: {tiny_dataset}\n  seeds_per_class: 1\nteacher:\n  audit_per_class: 3\n")
+    with pytest.raises(InputError, match=r"audit_per_class=3 .* 2 of 2 classes have fewer \('card' 1") as caught:
+        pgkd.driver.prepare_inputs(load_config(path))
+    assert caught.value.field == "teacher.audit_per_class" and "validation.jsonl" in str(caught.value)
+    path.write_text(f"dataset:\n  path: {tiny_dataset}\n  seeds_per_class: 1\n")  # default: what there is
+    _, inputs = pgkd.driver.prepare_inputs(load_config(path))
+    assert sorted(row["label"] for row in inputs.audit) == ["card", "transfer"]
