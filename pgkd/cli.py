@@ -189,11 +189,20 @@ def cmd_resume(args) -> int:
 
 
 def cmd_audit(args) -> int:
+    import time
+
     from basics.config import load_config
     from pgkd.audit import audit_teacher, print_audit
+    from pgkd.console import quiet_terminal, terminal
 
-    audit = audit_teacher(load_config(Path(args.config), args.set))
-    print_audit(audit)
+    config = load_config(Path(args.config), args.set)
+    log_file = Path(config.runs_dir) / "audits" / f"{config.name}-{time.strftime('%Y%m%d-%H%M%S')}.log"
+    say = lambda text: print(text, file=terminal(), flush=True)  # noqa: E731
+    with quiet_terminal(log_file, args.verbose, stdout_too=True):
+        audit = audit_teacher(config, say)
+        print_audit(audit, say)
+        if not args.verbose:
+            say(f"engine and library output: {log_file}")
     if args.json:
         Path(args.json).write_text(audit.model_dump_json(indent=2))
     return 0

@@ -30,19 +30,23 @@ class OwnLines(logging.Filter):
 
 
 @contextmanager
-def quiet_terminal(log_file: Path, verbose: bool = False):
-    """Send everything written to stderr into log_file while the block runs; pgkd's records still reach the
-    terminal (through a copy of its descriptor), and every record also goes to the file."""
+def quiet_terminal(log_file: Path, verbose: bool = False, stdout_too: bool = False):
+    """Send everything written to stderr (and with stdout_too, to stdout: an engine in this process prints its
+    lines there) into log_file while the block runs; pgkd's records still reach the terminal (through a copy of
+    its descriptor, `terminal()`), and every record also goes to the file."""
     global _terminal
     if verbose:
         yield
         return
     log_file.parent.mkdir(parents=True, exist_ok=True)
+    sys.stdout.flush()
     sys.stderr.flush()
-    saved = os.dup(2)
+    fds = (1, 2) if stdout_too else (2,)
+    saved = {fd: os.dup(fd) for fd in fds}
     _terminal = os.fdopen(os.dup(2), "w", buffering=1)
     target = os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-    os.dup2(target, 2)
+    for fd in fds:
+        os.dup2(target, fd)
     os.close(target)
     root = logging.getLogger()
     moved = [h for h in root.handlers if isinstance(h, logging.StreamHandler) and h.stream is sys.stderr]
@@ -57,9 +61,11 @@ def quiet_terminal(log_file: Path, verbose: bool = False):
     finally:
         root.removeHandler(to_file)
         to_file.close()
+        sys.stdout.flush()
         sys.stderr.flush()
-        os.dup2(saved, 2)
-        os.close(saved)
+        for fd, copy in saved.items():
+            os.dup2(copy, fd)
+            os.close(copy)
         for handler in moved:
             handler.setStream(sys.stderr)
             handler.removeFilter(handler.filters[-1])

@@ -282,3 +282,20 @@ redis:
     assert report["best_student"]["choice"]["reason"]
     archived = (run_dir / "data" / "examples.stream.jsonl").read_text().splitlines()
     assert report["bus"]["streams"]["examples"] < len(archived)  # trained-on batches left Redis for the archive
+
+
+def test_audit_command_prints_the_audit_and_what_a_run_would_decide(tmp_path):
+    """`pgkd audit CONFIG`: the real engine labels the audit texts in this process, next to a seeds-only student
+    trained here; the terminal gets pgkd's lines only (the engine's go to a log file)."""
+    config = write_config(tmp_path, few_batches(1, NGRAM_STUDENT))
+    proc = subprocess.run(PGKD + ["audit", str(config), "--json", str(tmp_path / "audit.json")], env=ENV, cwd=REPO,
+                          capture_output=True, text=True, timeout=400)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    out = proc.stdout + proc.stderr
+    assert foreign_lines(out) == [], foreign_lines(out)[:5]
+    assert "teacher audit on 30 steering texts (each among 4 candidate labels)" in out
+    assert "what a run would decide:" in out and "min_confidence" in out
+    audit = json.loads((tmp_path / "audit.json").read_text())
+    assert audit["texts"] == 30 and 0 <= audit["accuracy"] <= 1 and audit["student_accuracy"] is not None
+    logs = list((tmp_path / "runs" / "audits").glob("itest-*.log"))
+    assert len(logs) == 1 and "EngineCore" in logs[0].read_text()
