@@ -20,6 +20,7 @@ from basics.errors import BusUnavailable
 log = logging.getLogger(__name__)
 M = TypeVar("M", bound=BaseModel)
 
+LAG_SCAN = 100_000  # undelivered entries counted at most where Redis does not report the lag itself
 EXAMPLES, CHECKPOINTS, REPORTS, DEAD_LETTERS = "examples", "checkpoints", "reports", "dead_letters"
 SELECTION = "selection"  # SelectionScore per version: read by the evaluator and the report, never by a teacher
 RETRYABLE = (redis.ConnectionError, redis.TimeoutError, ConnectionError, OSError)
@@ -135,9 +136,18 @@ class Bus:
         return next((info for info in groups if info["name"] == group), None)
 
     def lag(self, stream: str, group: str) -> int:
-        """Entries not yet delivered to the group, plus delivered but unacked."""
+        """Entries not yet delivered to the group, plus delivered but unacked. Redis 7 says how many are
+        undelivered (`lag`, nil after some deletions); Redis 6.2 does not, so they are counted (up to LAG_SCAN)."""
         info = self.group_info(stream, group)
-        return 0 if info is None else int(info.get("lag") or 0) + int(info.get("pending") or 0)
+        if info is None:
+            return 0
+        pending = int(info.get("pending") or 0)
+        if info.get("lag") is not None:
+            return int(info["lag"]) + pending
+        return pending + self._undelivered(stream, info, LAG_SCAN)
+
+    def _undelivered(self, stream: str, info: dict, cap: int) -> int:
+        return len(self.call(self.client.xrange, self.key(stream), f"({info['last-delivered-id']}", "+", count=cap))
 
     def backlog(self, stream: str, group: str, cap: int) -> int:
         """Entries the group has not acked (pending, and not yet delivered), counted up to cap + 1; works on
@@ -148,9 +158,7 @@ class Bus:
         pending = int(info.get("pending") or 0)
         if pending > cap:
             return pending
-        unread = self.call(self.client.xrange, self.key(stream), f"({info['last-delivered-id']}", "+",
-                           count=cap + 1 - pending)
-        return pending + len(unread)
+        return pending + self._undelivered(stream, info, cap + 1 - pending)
 
     # ---- keys
     def set_model(self, name: str, message: BaseModel) -> None:
