@@ -88,15 +88,17 @@ class StudentActor:
         k = self.config.pool_queries
         if not self.pool or k == 0:
             return
-        from student.active import least_confident
+        from student.active import most_uncertain
 
         set_status(self.bus, self.name, state="scoring pool", version=version)
         student = self.trainer.student
         done = pool_queue.labelled(self.bus)
-        picked = least_confident(student.predict_proba(self.pool), student.labels, k, done)
+        picked = most_uncertain(student.predict_proba(self.pool), student.labels, k, self.config.pool_strategy, done,
+                                seed=self.config.seed * 1000 + version)
         offered = pool_queue.offer(self.bus, [PoolHint(index=i, uncertainty=u, student=self.name, version=version,
                                                        top_labels=top) for i, u, top in picked], done)
-        log.info("version %d: offered %d uncertain pool texts of %d", version, offered, len(self.pool))
+        log.info("version %d: offered %d pool texts of %d (%s)", version, offered, len(self.pool),
+                 self.config.pool_strategy)
 
     def _acked_history(self) -> list[ExampleBatch]:
         """Every batch this group acked: the archive's trimmed ones and the stream's. Read again if the driver

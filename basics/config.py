@@ -216,7 +216,10 @@ class StudentConfig(Strict):
     replay: int | None = Field(4096, ge=0, description="old examples replayed per version at most (a random "
                                "sample; the new ones always train): a version costs the new data plus this; null: all")
     pool_queries: int = Field(32, ge=0, description="after each version, ask the teacher to label this many of the "
-                              "pool texts this student is least sure of (margin); 0: none")
+                              "pool texts this student is least sure of (pool_strategy); 0: none")
+    pool_strategy: Literal["margin", "entropy", "diverse_margin", "random"] = Field(
+        "margin", description="which pool texts to offer: smallest top-2 margin, highest entropy, the smallest "
+        "margins spread over k-means clusters of the student's probabilities, or at random (a control)")
     # kind: ngram (feature_scale also scales its unit-norm n-gram vectors)
     ngram_buckets: int = Field(2**18, ge=16, le=2**24, description="hash buckets for n-gram features")
     ngram_word_n: int = Field(2, ge=1, le=4, description="word n-grams up to this order (2: uni+bigrams)")

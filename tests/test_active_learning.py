@@ -115,3 +115,23 @@ def test_pool_strategies_rank_by_their_own_measure():
     assert sorted(drawn) == [0, 1, 2, 3] and drawn == [i for i, _, _ in most_uncertain(probs, labels, 4, "random", seed=5)]
     with pytest.raises(ValueError, match="unknown pool strategy"):
         most_uncertain(probs, labels, 1, "badge")
+
+
+def test_diverse_margin_spreads_one_batch_over_different_confusions():
+    """Ten near-identical a/b confusions with the smallest margins and a few b/c and a/c ones: margin offers only
+    a/b texts; diverse_margin offers one of each confusion, least sure first within each."""
+    from student.active import most_uncertain
+
+    ab = [[0.5 + d, 0.5 - d, 0.0] for d in np.linspace(0.0, 0.05, 10)]
+    bc = [[0.0, 0.55, 0.45], [0.0, 0.57, 0.43]]
+    ac = [[0.56, 0.0, 0.44], [0.58, 0.0, 0.42]]
+    sure = [[0.98, 0.01, 0.01]] * 6
+    probs = np.array(ab + bc + ac + sure)
+    labels = ["a", "b", "c"]
+    assert {i for i, _, _ in most_uncertain(probs, labels, 3, "margin")} <= set(range(10))
+    picked = most_uncertain(probs, labels, 3, "diverse_margin", seed=1)
+    assert len(picked) == 3 and sorted({tuple(top[:2]) for _, _, top in picked}) == [("a", "b"), ("a", "c"), ("b", "c")]
+    assert picked[0][0] == 0 and {10, 12} <= {i for i, _, _ in picked}  # the least sure of each confusion
+    assert picked == most_uncertain(probs, labels, 3, "diverse_margin", seed=1)
+    assert [i for i, _, _ in most_uncertain(probs, labels, 3, "diverse_margin", skip={0, 10})][0] == 1
+    assert len(most_uncertain(probs[:2], labels, 3, "diverse_margin")) == 2  # fewer candidates than k: all of them
