@@ -38,6 +38,7 @@ class EmbeddedRedis:
         self.process: subprocess.Popen | None = None
         self.attached = False  # a server an earlier driver started (it outlived that driver): stop by SHUTDOWN
         self.restarts = 0
+        self.launched = False
         self._stopping = threading.Event()
 
     @classmethod
@@ -59,6 +60,7 @@ class EmbeddedRedis:
                 "--dir", str(self.data_dir), "--appendonly", "yes", "--appendfsync", "always", "--save", "",
                 "--protected-mode", "yes", "--logfile", str(self.data_dir / "redis.log")]
         # Own session: Ctrl-C in the driver's terminal must not kill the bus before the report is written.
+        self.launched = True  # before Popen: a signal raised inside it can lose the handle, not the server
         self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                         start_new_session=True)
         self._wait_ready(timeout)
@@ -98,11 +100,10 @@ class EmbeddedRedis:
     def stop(self) -> None:
         self._stopping.set()
         if self.attached:
-            try:
-                redis.Redis(host=self.host, port=self.port, password=self.password).shutdown()
-            except redis.ConnectionError:  # SHUTDOWN closes the connection: that is success
-                pass
+            self._shutdown()
             self.attached = False
+        elif self.launched and self.process is None:  # a signal inside Popen lost the handle: stop it by protocol
+            self._shutdown(wait_s=3.0)
         if self.process and self.process.poll() is None:
             self.process.terminate()
             try:
@@ -110,6 +111,23 @@ class EmbeddedRedis:
             except subprocess.TimeoutExpired:
                 self.process.kill()
         self.process = None
+        self.launched = False
+
+    def _shutdown(self, wait_s: float = 0.0) -> None:
+        """SHUTDOWN through the protocol; a server still starting is given wait_s to answer first."""
+        client = redis.Redis(host=self.host, port=self.port, password=self.password, socket_connect_timeout=1)
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                client.ping()
+                break
+            except redis.ConnectionError:  # not listening yet, or loading its data (BusyLoadingError)
+                if time.monotonic() >= deadline:
+                    return
+                time.sleep(0.1)
+            except redis.RedisError:
+                return  # not ours to stop (another password)
+        client.shutdown()  # redis-py treats the closed connection as the success it is
 
     def __enter__(self) -> "EmbeddedRedis":
         return self.start()

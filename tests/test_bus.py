@@ -84,6 +84,23 @@ def test_redact():
     assert redact("redis://host:6379") == "redis://host:6379"
 
 
+def test_a_server_whose_handle_was_lost_is_still_stopped(tmp_path):
+    """A signal raised inside Popen (the driver aborting its start) can lose the process handle after the server
+    started: stop() then shuts it down through the protocol, so nothing outlives the run."""
+    import psutil
+
+    from bus.server import EmbeddedRedis
+
+    server = EmbeddedRedis(tmp_path / "redis").start()
+    process = psutil.Process(server.process.pid)
+    server.process = None  # as if the assignment never happened
+    server.stop()
+    process.wait(10)
+    assert not process.is_running() or process.status() == psutil.STATUS_ZOMBIE
+    with pytest.raises(BusUnavailable):
+        Bus(server.url, "gone", retry_seconds=0.5).ping()
+
+
 def test_embedded_server_binds_loopback_and_needs_the_password(redis_server):
     import redis
 
