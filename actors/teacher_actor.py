@@ -75,7 +75,7 @@ class TeacherActor:
         if self.replica == 0 and self.bus.get_model(TEACHER_AUDIT, TeacherAudit) is None:  # a restart reuses it
             set_status(self.bus, self.name, state="auditing the teacher")
             audit = teacher.audit(self.audit_rows)
-            audit = decide(self._with_student(audit), self.config)
+            audit = decide(self._with_student(audit, teacher.label_names), self.config)
             self.bus.set_once(TEACHER_AUDIT, audit)
             log.info("teacher audit: accuracy %.3f macro-F1 %.3f ECE %.3f on %d texts in %.0fs; %s", audit.accuracy,
                      audit.macro_f1, audit.ece, audit.texts, audit.seconds, "; ".join(audit.decisions))
@@ -87,11 +87,11 @@ class TeacherActor:
             time.sleep(1)
         teacher.follow(audit)
 
-    def _with_student(self, audit: TeacherAudit) -> TeacherAudit:
+    def _with_student(self, audit: TeacherAudit, label_names: list[str]) -> TeacherAudit:
         """The best seeds-only student (the v0 the evaluator scored highest) on the same texts and candidates, once
         every student's v0 is scored (or STUDENT_WAIT_S passed with at least one)."""
         from student.registry import load_student
-        from teacher.audit import candidate_sets, student_scores
+        from teacher.audit import with_student
 
         deadline = time.time() + STUDENT_WAIT_S
         while True:
@@ -107,16 +107,9 @@ class TeacherActor:
         if not first:
             return audit
         student = load_student(first[0].path, torch_device(0))
-        golds = [row["label"] for row in self.audit_rows]
-        sets = candidate_sets(golds, self.labels_in_order, self.config.soft_label_candidates, self.config.seed)
         probabilities = student.predict_proba([row["text"] for row in self.audit_rows])
-        accuracy, macro_f1 = student_scores(probabilities, student.labels, golds, sets)
-        return audit.model_copy(update={"student": first[0].key, "student_accuracy": accuracy,
-                                        "student_macro_f1": macro_f1})
-
-    @property
-    def labels_in_order(self) -> list[str]:
-        return [label["name"] for label in self.inputs[0]]
+        return with_student(audit, first[0].key, probabilities, student.labels, self.audit_rows, label_names,
+                            self.config)
 
     def _embedder(self):
         """Fixed text vectors for the simulated teacher's nearest texts (the frozen encoder a student would use)."""
@@ -143,7 +136,7 @@ class TeacherActor:
                 current, used[report.student] = report, report.version
             set_status(self.bus, self.name, state="generating", batch=number,
                        steered_by=current.key if current else "none")
-            claimed = self._claim_pool()
+            claimed = self._claim_pool(teacher)
             examples, stats = teacher.write_batch(current, number, [PoolText(self.pool[h.index], h.top_labels)
                                                                      for h in claimed])
             if examples:
@@ -170,8 +163,9 @@ class TeacherActor:
             set_status(self.bus, self.name, state="waiting for students")
             time.sleep(0.5)
 
-    def _claim_pool(self) -> list:
-        """The most uncertain pool texts the students offered (none unless pool labelling is on)."""
-        if not (self.config.pool_labelling and self.pool):
+    def _claim_pool(self, teacher) -> list:
+        """The most uncertain pool texts the students offered (none unless pool labelling is on and the teacher
+        audit left it on: teacher.config holds that decision)."""
+        if not (teacher.config.pool_labelling and self.pool):
             return []
         return [h for h in pool_queue.claim(self.bus, self.config.pool_per_batch) if 0 <= h.index < len(self.pool)]

@@ -80,12 +80,9 @@ def preload_libraries(search: list[str]) -> list[str]:
     """tcmalloc and Intel OpenMP, where installed (vLLM's CPU guide asks for both in LD_PRELOAD): the first match
     of each under the given folders, e.g. the venv's lib/ where `intel-openmp` puts libiomp5.so."""
     found = []
-    for pattern in ("libtcmalloc_minimal.so*", "libtcmalloc.so*", "libiomp5.so"):
-        if any("tcmalloc" in f for f in found) and "tcmalloc" in pattern:
-            continue
-        for folder in search:
-            matches = sorted(glob.glob(os.path.join(folder, pattern)))
-            if matches:
-                found.append(matches[0])
-                break
+    for patterns in (("libtcmalloc_minimal.so*", "libtcmalloc.so*"), ("libiomp5.so",)):  # one of each library
+        matches = (sorted(glob.glob(os.path.join(folder, p))) for p in patterns for folder in search)
+        first = next((m[0] for m in matches if m), None)
+        if first:
+            found.append(first)
     return found

@@ -14,7 +14,7 @@ from pgkd.report import audit_line
 
 def audit_teacher(config: RunConfig, progress=print) -> TeacherAudit:
     from student.registry import make_student
-    from teacher.audit import candidate_sets, decide, student_scores
+    from teacher.audit import decide, with_student
     from teacher.factory import make_teacher
 
     t = config.teacher
@@ -26,10 +26,7 @@ def audit_teacher(config: RunConfig, progress=print) -> TeacherAudit:
     progress(f"seeds-only student ({config.students[0].name}) on {len(inputs.seeds)} seeds ...")
     student = make_student(labels, config.students[0], cpu_device())
     student.fit([Example(text=r["text"], label=r["label"], source="seed") for r in inputs.seeds], config.students[0])
-    golds = [row["label"] for row in inputs.audit]
-    sets = candidate_sets(golds, labels, t.soft_label_candidates, t.seed)
-    accuracy, macro_f1 = student_scores(student.predict_proba([r["text"] for r in inputs.audit]), student.labels,
-                                        golds, sets)
+    probabilities = student.predict_proba([r["text"] for r in inputs.audit])
     if t.backend == "vllm":
         t = t.model_copy(update={"dtype": engine_dtype(t.dtype, t.gpus_per_replica)})
     progress(f"teacher {t.model} ({t.backend}{', ' + t.dtype if t.backend == 'vllm' else ''}): starting ...")
@@ -41,8 +38,8 @@ def audit_teacher(config: RunConfig, progress=print) -> TeacherAudit:
         audit = teacher.audit(inputs.audit)
     finally:
         teacher.close()
-    audit = audit.model_copy(update={"student": f"{config.students[0].name} (seeds only, trained here)",
-                                     "student_accuracy": accuracy, "student_macro_f1": macro_f1})
+    audit = with_student(audit, f"{config.students[0].name} (seeds only, trained here)", probabilities,
+                         student.labels, inputs.audit, labels, t)
     return decide(audit, t)
 
 

@@ -77,9 +77,13 @@ def kmeans(vectors: np.ndarray, k: int, seed: int, iterations: int = 20) -> np.n
         centres.append(vectors[rng.choice(len(vectors), p=distance / total)] if total > 0 else vectors[0])
     centres = np.array(centres)
     for _ in range(iterations):
-        assign = ((vectors[:, None, :] - centres[None]) ** 2).sum(-1).argmin(1)
+        assign = nearest(vectors, centres)
         moved = np.array([vectors[assign == c].mean(0) if (assign == c).any() else centres[c] for c in range(k)])
         if np.allclose(moved, centres):
             break
         centres = moved
+    return nearest(vectors, centres)
+
+
+def nearest(vectors: np.ndarray, centres: np.ndarray) -> np.ndarray:
     return ((vectors[:, None, :] - centres[None]) ** 2).sum(-1).argmin(1)

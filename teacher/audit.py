@@ -57,6 +57,20 @@ def decide(audit: TeacherAudit, config) -> TeacherAudit:
                                     "decisions": decisions})
 
 
+def audit_candidates(rows: list[dict], label_names: list[str], config) -> list[list[str]]:
+    """The candidate labels of each audit text: the same for the teacher and the student it is compared with."""
+    return candidate_sets([row["label"] for row in rows], label_names, config.soft_label_candidates, config.seed)
+
+
+def with_student(audit: TeacherAudit, student: str, probabilities, student_labels: list[str], rows: list[dict],
+                 label_names: list[str], config) -> TeacherAudit:
+    """The audit with a seeds-only student's accuracy and macro-F1 on the same texts and candidates."""
+    golds = [row["label"] for row in rows]
+    accuracy, macro_f1 = student_scores(probabilities, student_labels, golds,
+                                        audit_candidates(rows, label_names, config))
+    return audit.model_copy(update={"student": student, "student_accuracy": accuracy, "student_macro_f1": macro_f1})
+
+
 def student_scores(probabilities, label_names: list[str], golds: list[str],
                    sets: list[list[str]]) -> tuple[float, float]:
     """Accuracy and macro-F1 of a student's probabilities restricted to the audit's candidates per text."""

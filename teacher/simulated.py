@@ -34,6 +34,7 @@ class SimulatedTeacher:
     def __init__(self, reservoir: list[dict], embed: Callable[[list[str]], np.ndarray], label_names: list[str],
                  config: TeacherConfig, name: str, seed: int = 0):
         self.config, self.sim, self.name = config, config.simulated, name
+        self.min_confidence = effective_min_confidence(config.min_confidence)
         self.label_names = label_names
         self.embed = embed
         self.rng = random.Random(seed)
@@ -144,7 +145,7 @@ class SimulatedTeacher:
             a, b = RIGHT_CONFIDENCE if label == gold else WRONG_CONFIDENCE
             confidence = self.rng.betavariate(a, b)
             self.used.add(row)
-            if confidence < effective_min_confidence(self.config.min_confidence):
+            if confidence < self.min_confidence:
                 stats.dropped["pool_low_confidence"] += 1
                 continue
             examples.append(Example(text=item.text, label=label, source="pool", teacher=f"{self.name}:simulated",

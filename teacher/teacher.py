@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from basics.config import TeacherConfig
 from basics.dataset import Label
 from bus.messages import EvalReport, Example, TeacherAudit
-from teacher.audit import candidate_sets, effective_min_confidence, summarize
+from teacher.audit import audit_candidates, effective_min_confidence, summarize
 from teacher.backends.base import SamplingSpec, TeacherBackend
 from teacher.filters import NoveltyFilter
 from teacher.labeler import SoftLabeler
@@ -80,7 +80,7 @@ class Teacher:
         """Label audit texts of known label among as many candidates as the teacher's checks use (teacher/audit.py)."""
         started = time.monotonic()
         golds = [row["label"] for row in rows]
-        sets = candidate_sets(golds, self.label_names, self.config.soft_label_candidates, self.config.seed)
+        sets = audit_candidates(rows, self.label_names, self.config)
         probs = self.labeler.score([row["text"] for row in rows], sets)
         tops = [max(p, key=p.get) if p else None for p in probs]
         audit = summarize(golds, tops, [p[t] if p else None for p, t in zip(probs, tops)],
@@ -88,7 +88,8 @@ class Teacher:
         return audit.model_copy(update={"seconds": round(time.monotonic() - started, 2)})
 
     def follow(self, audit: TeacherAudit) -> None:
-        """Use the run's decisions: its min_confidence, and whether pool labels and soft labels are trusted."""
+        """Use the run's decisions: its min_confidence, and whether pool labels (config.pool_labelling, which the
+        actor reads before claiming pool texts) and soft labels are trusted."""
         self.min_confidence = audit.min_confidence
         self.soft_labels = audit.soft_labels
         if not audit.pool_labelling:

@@ -94,7 +94,8 @@ def test_teacher_audits_on_known_labels_and_follows_the_decisions():
     seeds = [{"text": t, "label": label} for label, texts in DEMOS.items() for t in texts]
     backend = ScriptedBackend(["my card never came at all"],
                               prefers={"never": "card arrival", "stolen": "lost card", "cash": "top up"})
-    config = TeacherConfig(classes_per_batch=1, examples_per_class=1, min_words=2, soft_label_candidates=4)
+    config = TeacherConfig(classes_per_batch=1, examples_per_class=1, min_words=2, soft_label_candidates=4,
+                           pool_labelling=True)
     teacher = Teacher(backend, LABELS, seeds, [], config, "teacher-0", "Customer messages")
     rows = [{"text": f"it never arrived {i}", "label": "card_arrival"} for i in range(4)]
     rows += [{"text": f"my card was stolen {i}", "label": "lost_card"} for i in range(4)]
@@ -107,6 +108,7 @@ def test_teacher_audits_on_known_labels_and_follows_the_decisions():
     decided = decide(result.model_copy(update={"student_accuracy": 0.99}), config)
     teacher.follow(decided)
     assert teacher.min_confidence == decided.min_confidence and teacher.soft_labels is False
+    assert teacher.config.pool_labelling is False  # what the actor reads before it claims pool texts
     examples, _ = teacher.write_batch(None)
     assert all(e.soft_label is None for e in examples)
 
