@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 import ray
 
 from actors.evaluator_actor import EvaluatorActor
+from actors.pool_scorer_actor import NAME as POOL_SCORER
+from actors.pool_scorer_actor import PoolScorerActor
 from actors.student_actor import StudentActor
 from actors.teacher_actor import TeacherActor
 from basics.config import RunConfig, StudentConfig
@@ -22,8 +24,11 @@ class RunInputs:
     validation: list[dict]
     protected_texts: list[str]
     task: str
-    pool: list[str] = field(default_factory=list)  # unlabelled texts for active learning (empty: off)
-    pool_gold: list[str | None] = field(default_factory=list)  # hidden labels, kept by the driver for the report
+    pool: list[str] = field(default_factory=list)  # an in-memory pool (unlabeled.jsonl, pool_from_train)
+    pool_gold: list[str | None] = field(default_factory=list)  # its hidden labels, kept by the driver for the report
+    pool_files: list[str] = field(default_factory=list)  # the pool the scorer reads (empty: no active learning)
+    pool_shards: list[dict] = field(default_factory=list)  # basics.pool_files.PoolShard of those files
+    protected_ids: list[str] = field(default_factory=list)  # ids of seed, validation and test texts: never pool
     selection: list[dict] = field(default_factory=list)  # validation texts that choose the best; never steer
     reservoir: list[dict] = field(default_factory=list)  # the simulated teacher's hidden labelled texts
     audit: list[dict] = field(default_factory=list)  # steering validation texts the teacher audit labels
@@ -72,7 +77,7 @@ def launch_teacher(launched: Launched, replica: int) -> str:
                             resources=c.config.ray.teacher_resources, max_restarts=c.config.ray.max_restarts)
     launched.start(name, TeacherActor.options(**options).remote(
         name, c.bus_url, c.run_id, t.model_dump(mode="json"), c.inputs.labels, c.inputs.seeds,
-        c.inputs.protected_texts, c.inputs.task, replica, c.inputs.pool, c.inputs.reservoir, c.inputs.audit))
+        c.inputs.protected_texts, c.inputs.task, replica, c.inputs.reservoir, c.inputs.audit))
     return name
 
 
@@ -82,7 +87,7 @@ def launch_student(launched: Launched, student: StudentConfig, replica: int) -> 
                             resources=c.config.ray.student_resources, max_restarts=c.config.ray.max_restarts)
     launched.start(name, StudentActor.options(**options).remote(
         name, c.bus_url, c.run_id, student.model_dump(mode="json"), c.label_names, c.checkpoint_dir,
-        c.config.loop.poll_interval_s, c.inputs.validation, c.inputs.pool, c.archive_dir))
+        c.config.loop.poll_interval_s, c.inputs.validation, c.archive_dir))
     return name
 
 
@@ -97,6 +102,17 @@ def launch_evaluator(launched: Launched) -> str:
     return "evaluator"
 
 
+def launch_pool_scorer(launched: Launched) -> str:
+    c = launched.context
+    options = actor_options(POOL_SCORER, c.config.ray.namespace, 1, extra_env=c.env(),
+                            max_restarts=c.config.ray.max_restarts)  # it goes on from its state on the bus
+    launched.start(POOL_SCORER, PoolScorerActor.options(**options).remote(
+        c.bus_url, c.run_id, [s.model_dump(mode="json") for s in c.config.students], c.inputs.pool_shards,
+        c.inputs.protected_ids, c.inputs.pool_files, c.config.loop.poll_interval_s,
+        c.config.dataset.pool_shards_per_round))
+    return POOL_SCORER
+
+
 def launch_all(context: RunContext) -> Launched:
     launched = Launched(context)
     for replica in range(context.config.teacher.replicas):
@@ -105,6 +121,8 @@ def launch_all(context: RunContext) -> Launched:
         for replica in range(student.replicas):
             launch_student(launched, student, replica)
     launch_evaluator(launched)
+    if context.inputs.pool_shards:
+        launch_pool_scorer(launched)
     return launched
 
 

@@ -12,11 +12,10 @@ import ray
 from actors.common import setup_actor
 from actors.metrics import record_queue, record_version
 from basics.config import StudentConfig
-from bus import pool_queue
 from bus.archive import StreamArchive, first_id, trimmed_history
 from bus.client import CHECKPOINTS, EXAMPLES
 from bus.control import set_status, stop_requested, teachers_done
-from bus.messages import Checkpoint, ExampleBatch, PoolHint
+from bus.messages import Checkpoint, ExampleBatch
 from bus.roster import is_retired, register_actor
 from cluster.placement import torch_device
 
@@ -26,8 +25,7 @@ log = logging.getLogger("pgkd.student")
 @ray.remote
 class StudentActor:
     def __init__(self, name: str, bus_url: str, run_id: str, config: dict, labels: list[str], checkpoint_dir: str,
-                 poll_seconds: float, validation: list[dict], pool: list[str] | None = None,
-                 archive_dir: str | None = None):
+                 poll_seconds: float, validation: list[dict], archive_dir: str | None = None):
         from student.registry import make_student
         from student.trainer import StudentTrainer, seed_everything
 
@@ -43,7 +41,6 @@ class StudentActor:
         self.staged: list[str] = []
         self.archive = StreamArchive(archive_dir) if archive_dir else None  # what was trimmed from the stream
         self._resume()
-        self.pool = pool or []
 
     def run(self) -> int:
         """Train until stopped; returns the number of versions published."""
@@ -78,27 +75,9 @@ class StudentActor:
                                                  epochs=result.epochs, validation_loss=result.validation_loss))
         self.bus.ack(EXAMPLES, self.group, self.staged)
         self.staged = []
-        self._offer_uncertain_pool_texts(result.version)
         record_version(self.name, result.version, result.examples_seen)
         record_queue(f"examples:{self.name}", self.bus.lag(EXAMPLES, self.group))
         set_status(self.bus, self.name, state="published", version=result.version)
-
-    def _offer_uncertain_pool_texts(self, version: int) -> None:
-        """Active learning: offer the teacher the pool texts this version is least sure of."""
-        k = self.config.pool_queries
-        if not self.pool or k == 0:
-            return
-        from student.active import most_uncertain
-
-        set_status(self.bus, self.name, state="scoring pool", version=version)
-        student = self.trainer.student
-        done = pool_queue.labelled(self.bus)
-        picked = most_uncertain(student.predict_proba(self.pool), student.labels, k, self.config.pool_strategy, done,
-                                seed=self.config.seed * 1000 + version)
-        offered = pool_queue.offer(self.bus, [PoolHint(index=i, uncertainty=u, student=self.name, version=version,
-                                                       top_labels=top) for i, u, top in picked], done)
-        log.info("version %d: offered %d pool texts of %d (%s)", version, offered, len(self.pool),
-                 self.config.pool_strategy)
 
     def _acked_history(self) -> list[ExampleBatch]:
         """Every batch this group acked: the archive's trimmed ones and the stream's. Read again if the driver

@@ -30,14 +30,13 @@ STUDENT_WAIT_S = 120  # the audit waits this long for a seeds-only checkpoint to
 @ray.remote
 class TeacherActor:
     def __init__(self, name: str, bus_url: str, run_id: str, config: dict, labels: list, seeds: list[dict],
-                 protected_texts: list[str], task: str, replica: int, pool: list[str] | None = None,
+                 protected_texts: list[str], task: str, replica: int,
                  reservoir: list[dict] | None = None, audit_rows: list[dict] | None = None):
         self.name, self.replica = name, replica
         self.config = TeacherConfig.model_validate(config)
         self.bus = setup_actor(name, bus_url, run_id, self.config.threads)
         register_actor(self.bus, "teacher", name)
         self.inputs = (labels, seeds, protected_texts, task)
-        self.pool = pool or []
         self.reservoir = reservoir or []  # the simulated teacher's hidden labelled texts (benchmarks only)
         self.audit_rows = audit_rows or []  # steering validation texts of known label, for the teacher audit
 
@@ -137,11 +136,10 @@ class TeacherActor:
             set_status(self.bus, self.name, state="generating", batch=number,
                        steered_by=current.key if current else "none")
             claimed = self._claim_pool(teacher)
-            examples, stats = teacher.write_batch(current, number, [PoolText(self.pool[h.index], h.top_labels)
-                                                                     for h in claimed])
+            examples, stats = teacher.write_batch(current, number, [PoolText(h.text, h.top_labels) for h in claimed])
             if examples:
                 self.bus.publish(EXAMPLES, ExampleBatch(producer=self.name, batch=number, examples=examples))
-            pool_queue.mark_labelled(self.bus, [h.index for h in claimed])  # after publishing: a crash re-offers
+            pool_queue.mark_labelled(self.bus, [h.id for h in claimed])  # after publishing: a crash re-offers
             counts = stats.as_counts() | {"batches": 1, "wall_seconds": round(time.time() - since, 3)}
             since = time.time()
             self.bus.add_counts(teacher_stats_key(self.name), counts)
@@ -164,8 +162,8 @@ class TeacherActor:
             time.sleep(0.5)
 
     def _claim_pool(self, teacher) -> list:
-        """The most uncertain pool texts the students offered (none unless pool labelling is on and the teacher
+        """The most uncertain pool texts the pool scorer offered (none unless pool labelling is on and the teacher
         audit left it on: teacher.config holds that decision)."""
-        if not (teacher.config.pool_labelling and self.pool):
+        if not teacher.config.pool_labelling:
             return []
-        return [h for h in pool_queue.claim(self.bus, self.config.pool_per_batch) if 0 <= h.index < len(self.pool)]
+        return pool_queue.claim(self.bus, self.config.pool_per_batch)

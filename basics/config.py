@@ -63,9 +63,26 @@ class DatasetConfig(Strict):
     max_validation: int | None = Field(None, ge=1, description="cap validation size (stratified) to bound eval time")
     pool_from_train: bool = Field(False, description="use the train texts left after seeding, labels hidden, as the "
                                   "unlabelled pool (as in PGKD's sparse setting; the hidden labels score the teacher)")
-    max_pool: int | None = Field(2000, ge=1, description="cap the unlabelled pool (random sample)")
+    max_pool: int | None = Field(2000, ge=1, description="cap the unlabelled pool taken from unlabeled.jsonl or "
+                                 "pool_from_train (random sample); pool files are never capped")
+    pool: list[Path] | None = Field(None, description="the unlabelled pool as files of any size: JSONL or Parquet "
+                                    "files (a 'text' field each row) or folders of them; relative to the config")
+    pool_shard_rows: int = Field(20_000, ge=1, description="the pool is scored in shards of about this many rows")
+    pool_shards_per_round: int = Field(5, ge=1, description="shards scored after each new best student, in turn: "
+                                       "a large pool is covered over several rounds, a small one every round")
     selection_share: float = Field(0.5, ge=0, lt=1, description="share of each class's validation texts held "
                                    "out to choose the best student; the teacher never sees them (0: one set for both)")
+
+    @field_validator("pool", mode="before")
+    @classmethod
+    def _one_or_more_paths(cls, value):
+        return [value] if isinstance(value, (str, Path)) else value
+
+    @model_validator(mode="after")
+    def _one_pool_source(self) -> "DatasetConfig":
+        if self.pool and self.pool_from_train:
+            raise ValueError("set dataset.pool or dataset.pool_from_train, not both")
+        return self
 
 
 class HttpBackendConfig(Strict):
@@ -220,6 +237,10 @@ class StudentConfig(Strict):
     pool_strategy: Literal["margin", "entropy", "diverse_margin", "random"] = Field(
         "margin", description="which pool texts to offer: smallest top-2 margin, highest entropy, the smallest "
         "margins spread over k-means clusters of the student's probabilities, or at random (a control)")
+    pool_balanced: bool = Field(False, description="offer pool texts spread over the classes the student "
+                                "predicts for them, in turn (for pools where a few classes dominate)")
+    pool_scorers: int = Field(1, ge=1, description="Ray Data actors that score the pool with this student's "
+                              "best checkpoint (each loads it once; CPUs and GPUs as this student's threads and gpus)")
     # kind: ngram (feature_scale also scales its unit-norm n-gram vectors)
     ngram_buckets: int = Field(2**18, ge=16, le=2**24, description="hash buckets for n-gram features")
     ngram_word_n: int = Field(2, ge=1, le=4, description="word n-grams up to this order (2: uni+bigrams)")
@@ -337,6 +358,9 @@ class RunConfig(Strict):
                 self.dataset.path = candidate
             else:
                 self.dataset.path = self.dataset.path.resolve()
+        if self.dataset.pool:
+            self.dataset.pool = [p if p.is_absolute() or not (base / p).exists() else (base / p).resolve()
+                                 for p in self.dataset.pool]
         templates = self.teacher.templates_dir
         if templates is not None and not templates.is_absolute() and (base / templates).is_dir():
             self.teacher.templates_dir = (base / templates).resolve()

@@ -96,7 +96,8 @@ class SelectionScore(Message):
 class PoolHint(Message):
     """A pool text a student is unsure of, offered to the teacher to label (active learning)."""
 
-    index: int  # position in the run's unlabelled pool
+    id: str  # the text's stable id (basics.pool_files.text_id)
+    text: str  # carried along, so no teacher holds the pool
     uncertainty: float  # 1 - (top-1 minus top-2 probability): higher is less sure
     student: str
     version: int

@@ -59,6 +59,12 @@ def actor_options(name: str, namespace: str, threads: int, gpus: float = 0, extr
     return options
 
 
+def scoring_options(threads: int, gpus: float) -> dict:
+    """Ray resources of one pool-scoring actor (Ray Data map_batches): a student's own threads and GPUs, and the
+    same thread budget in its environment."""
+    return {"num_cpus": threads, "num_gpus": gpus, "runtime_env": {"env_vars": thread_env(threads)}}
+
+
 def vllm_block_size() -> int | None:
     """KV-cache block size for the teacher engine. vLLM's CPU build defaults to 128-token blocks, and only full
     blocks are shared by the prefix cache, so prompts that share a 60-token template never hit it; 32 does.
@@ -98,10 +104,11 @@ SCALE_HEADROOM_CPUS = 4
 
 
 def local_cluster_cpus(teacher_replicas: int, teacher_threads: int, students_threads: int, evaluator_threads: int,
-                       configured: int | None) -> int:
+                       configured: int | None, pool_cpus: int = 0) -> int:
     """Logical CPUs for a local cluster: enough for every actor plus the driver, whatever the core count, and
     room for `pgkd scale` to add a few actors (a local cluster cannot grow later). Logical CPUs only schedule;
     the thread budgets above decide real core use."""
     if configured:
         return configured
-    return teacher_replicas * teacher_threads + students_threads + evaluator_threads + 1 + SCALE_HEADROOM_CPUS
+    return (teacher_replicas * teacher_threads + students_threads + evaluator_threads + pool_cpus + 1
+            + SCALE_HEADROOM_CPUS)

@@ -14,6 +14,7 @@ from pathlib import Path
 from basics.config import SIMULATED, RunConfig, check_safe_name, dump_config, redis_url_from_env
 from basics.dataset import dedupe_texts, load_dataset, overlap, rows_not_taken, sample_per_class, split_per_class
 from basics.errors import BusUnavailable, InputError
+from basics.pool_files import plan_shards, pool_files, text_id
 from bus.archive import StreamArchive
 from bus.client import EXAMPLES, Bus, redact
 from bus.control import request_stop
@@ -51,14 +52,34 @@ def prepare_inputs(config: RunConfig):
     validation = sample_per_class(data.validation, _per_class_cap(config, data), config.dataset.sample_seed)
     steering, selection = split_per_class(validation, config.dataset.selection_share, config.dataset.sample_seed)
     protected = [row["text"] for row in data.validation + data.test]
-    pool = choose_pool(config, data, seeds, protected) if config.teacher.pool_labelling else []
+    pool = choose_pool(config, data, seeds, protected) if in_memory_pool(config) else []
     reservoir = choose_reservoir(config, data, seeds, protected) if config.teacher.backend == SIMULATED else []
     inputs = RunInputs(labels=[{"name": l.name, "description": l.description} for l in data.labels], seeds=seeds,
                        validation=steering, selection=selection, protected_texts=protected,
                        task=config.dataset.task, pool=[row["text"] for row in pool],
                        pool_gold=[row.get("label") for row in pool], reservoir=reservoir,
-                       audit=choose_audit(config, steering, data))
+                       audit=choose_audit(config, steering, data),
+                       protected_ids=sorted({text_id(t) for t in protected + [row["text"] for row in seeds]}))
+    if config.teacher.pool_labelling and config.dataset.pool:
+        files = pool_files(config.dataset.pool)  # missing, unknown or empty files are refused here
+        inputs.pool_files = [str(f) for f in files]
+        inputs.pool_shards = [s.as_dict() for s in plan_shards(files, config.dataset.pool_shard_rows)]
     return data, inputs
+
+
+def in_memory_pool(config: RunConfig) -> bool:
+    """unlabeled.jsonl or pool_from_train: read whole, capped at max_pool, written to the run folder (prepare_pool)."""
+    return config.teacher.pool_labelling and not config.dataset.pool
+
+
+def prepare_pool(config: RunConfig, inputs, run_dir: Path) -> None:
+    """An in-memory pool becomes the run folder's pool.jsonl, scored like any pool file."""
+    if not inputs.pool:
+        return
+    path = run_dir / "pool.jsonl"
+    path.write_text("".join(json.dumps({"text": text}) + "\n" for text in inputs.pool))
+    inputs.pool_files = [str(path.resolve())]
+    inputs.pool_shards = [s.as_dict() for s in plan_shards([path.resolve()], config.dataset.pool_shard_rows)]
 
 
 def check_engine_dtype(config: RunConfig) -> None:
@@ -177,11 +198,18 @@ def start_ray(config: RunConfig, verbose: bool = False) -> str | None:
 
     cpus = local_cluster_cpus(config.teacher.replicas, config.teacher.threads,
                               sum(s.threads for _, s in student_names(config)), config.evaluator.threads,
-                              config.ray.num_cpus)
+                              config.ray.num_cpus, pool_cpus(config))
     context = ray.init(address="local", num_cpus=cpus, namespace=config.ray.namespace,
                        include_dashboard=config.ray.dashboard, dashboard_host=config.ray.dashboard_host,
                        runtime_env=runtime_env, log_to_driver=verbose)
     return dashboard_url(context)
+
+
+def pool_cpus(config: RunConfig) -> int:
+    """Logical CPUs pool scoring takes: the scorer, and the largest student's scoring actors (one round at a time)."""
+    if not config.teacher.pool_labelling:
+        return 0
+    return 1 + max(s.pool_scorers * s.threads for s in config.students)
 
 
 def dashboard_url(context) -> str | None:
@@ -266,6 +294,7 @@ def drive(session: RunSession, config: RunConfig, data, inputs, bus: Bus, embedd
              f"live status: pgkd status {run_id}" + ("" if config.runs_dir == Path("runs") else
                                                       f" --runs-dir {config.runs_dir}")
              + ("" if verbose else f" · logs: {run_dir / 'logs'}/"))
+    prepare_pool(config, inputs, run_dir)
     started = time.time()
     stop = supervise(session, config, inputs, bus, run_id, run_dir, progress, verbose)
     return finish_run(config, data, inputs, bus, run_id, run_dir, stop, time.time() - started, progress)

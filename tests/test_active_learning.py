@@ -23,22 +23,24 @@ def test_least_confident_ranks_by_margin_and_skips_labelled():
 
 
 def hint(index, uncertainty, student="student-x-0"):
-    return PoolHint(index=index, uncertainty=uncertainty, student=student, version=0, top_labels=["a", "b"])
+    return PoolHint(id=f"id{index}", text=f"text {index}", uncertainty=uncertainty, student=student, version=0,
+                    top_labels=["a", "b"])
 
 
 def test_queue_hands_out_most_uncertain_first_once(bus):
     assert pool_queue.offer(bus, [hint(1, 0.2), hint(2, 0.9), hint(3, 0.5)]) == 3
     pool_queue.offer(bus, [hint(1, 0.95, "student-y-0")])  # another student is less sure of text 1: it moves up
     first = pool_queue.claim(bus, 2)
-    assert [h.index for h in first] == [1, 2] and first[0].student == "student-y-0"
-    assert [h.index for h in pool_queue.claim(bus, 5)] == [3]
+    assert [h.id for h in first] == ["id1", "id2"] and first[0].student == "student-y-0"
+    assert first[0].text == "text 1"  # the teacher needs no pool of its own
+    assert [h.id for h in pool_queue.claim(bus, 5)] == ["id3"]
     assert pool_queue.claim(bus, 5) == []
 
 
 def test_labelled_texts_are_never_offered_again(bus):
-    pool_queue.mark_labelled(bus, [7])
+    pool_queue.mark_labelled(bus, ["id7"])
     assert pool_queue.offer(bus, [hint(7, 0.9), hint(8, 0.1)]) == 1
-    assert [h.index for h in pool_queue.claim(bus, 5)] == [8]
+    assert [h.id for h in pool_queue.claim(bus, 5)] == ["id8"] and pool_queue.labelled_count(bus) == 1
 
 
 def test_a_claim_lost_before_marking_is_offered_again(bus):

@@ -1,0 +1,62 @@
+"""One scoring round as a Ray Data pipeline: shards are read by tasks (flat_map), scored by an actor pool that
+loads the checkpoint once per actor (map_batches), and each batch leaves only its candidates and one summary row,
+so the pool never gathers anywhere. Shards are read by pgkd rather than `read_json`, since a single malformed
+line fails a whole `read_json`, and a bad row here must be counted, named by file and line, and skipped."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import ray
+
+from basics.config import StudentConfig
+from basics.pool_files import PoolShard, read_shard
+from cluster.placement import scoring_options, torch_device
+
+BATCH_ROWS = 1024  # rows one scoring call gets; it keeps a few dozen of them
+READ_CPUS = 0.25  # reading a shard is light next to scoring it
+PROBLEMS_PER_BATCH = 20  # bad rows named per batch (all are counted)
+COLUMNS = ("id", "text", "score", "probs", "top", "scored", "bad", "skipped", "problems")
+
+
+def read_rows(shard: dict, skip_ids: frozenset[str]):
+    yield from read_shard(PoolShard(**shard), skip_ids)
+
+
+class ScoreBatch:
+    """A Ray Data actor: loads the checkpoint once, then turns each batch into its candidates plus a summary row."""
+
+    def __init__(self, path: str, gpus: float, k: int, strategy: str, balanced: bool, seed: int):
+        from student.registry import load_student
+
+        self.student = load_student(path, torch_device(gpus))
+        self.k, self.strategy, self.balanced, self.seed = k, strategy, balanced, seed
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        from student.pool_scoring import batch_candidates
+
+        bad = [str(b) for b in batch["bad"] if b]
+        good = [i for i, key in enumerate(batch["id"]) if key]
+        ids, texts = [str(batch["id"][i]) for i in good], [str(batch["text"][i]) for i in good]
+        probs = self.student.predict_proba(texts) if texts else np.zeros((0, len(self.student.labels)))
+        found = batch_candidates(probs, ids, texts, self.student.labels, self.k, self.strategy, self.balanced,
+                                 self.seed)
+        rows = [(c.id, c.text, c.score, json.dumps(c.probs), json.dumps(c.top_labels), 0, 0, 0, "") for c in found]
+        rows.append(("", "", 0.0, "", "", len(texts), len(bad), len(batch["id"]) - len(good) - len(bad),
+                     json.dumps(bad[:PROBLEMS_PER_BATCH])))
+        return {name: np.array(values) for name, values in zip(COLUMNS, zip(*rows))}
+
+
+def scoring_round(shards: list[PoolShard], checkpoint_path: str, student: StudentConfig, k: int, seed: int,
+                  skip_ids: frozenset[str]):
+    """The round's output batches as they come (numpy dicts of COLUMNS)."""
+    ctx = ray.data.DataContext.get_current()
+    ctx.enable_progress_bars = False  # the scorer reports progress through the bus; bars would fill its log
+    dataset = ray.data.from_items([s.as_dict() for s in shards], override_num_blocks=len(shards))
+    dataset = dataset.flat_map(read_rows, fn_kwargs={"skip_ids": skip_ids}, num_cpus=READ_CPUS)
+    dataset = dataset.map_batches(
+        ScoreBatch, batch_size=BATCH_ROWS, batch_format="numpy", concurrency=student.pool_scorers,
+        fn_constructor_kwargs={"path": checkpoint_path, "gpus": student.gpus, "k": k,
+                               "strategy": student.pool_strategy, "balanced": student.pool_balanced, "seed": seed},
+        **scoring_options(student.threads, student.gpus))
+    yield from dataset.iter_batches(batch_size=None, batch_format="numpy")

@@ -1,0 +1,122 @@
+"""Pool scorer: after each new best student (and when the teachers took all it offered), scores the next shards
+of the pool with that checkpoint on Ray Data and offers the texts it is least sure of to the teachers.
+
+It runs beside the students and the evaluator and never blocks them; its state (cursor, counts) is on the bus,
+so a restart or a resumed run goes on where it was and never offers a text a teacher already tried."""
+from __future__ import annotations
+
+import logging
+import time
+
+import ray
+
+from actors.common import setup_actor
+from basics.config import StudentConfig
+from basics.pool_files import PoolShard
+from bus import pool_queue
+from bus.control import BEST, TEACHER_AUDIT, set_status, stop_requested
+from bus.messages import Checkpoint, PoolHint, TeacherAudit
+from bus.roster import pool_of
+
+log = logging.getLogger("pgkd.pool")
+NAME = "pool-scorer"
+STATE_EVERY_S = 2.0
+
+
+@ray.remote
+class PoolScorerActor:
+    def __init__(self, bus_url: str, run_id: str, students: list[dict], shards: list[dict], protected_ids: list[str],
+                 files: list[str], poll_seconds: float, per_round: int):
+        self.bus = setup_actor(NAME, bus_url, run_id, 1)
+        self.students = {s["name"]: StudentConfig.model_validate(s) for s in students}
+        self.shards = [PoolShard(**s) for s in shards]
+        self.protected = frozenset(protected_ids)
+        self.poll_seconds, self.per_round = poll_seconds, per_round
+        state = pool_queue.state(self.bus)  # a restart or a resume goes on from here
+        self.totals = {key: int(float(state.get(key, 0))) for key in
+                       ("cursor", "rounds", "shards_done", "texts_scored", "bad_rows", "skipped", "offered")}
+        self.scored_with = state.get("checkpoint") or None
+        pool_queue.set_state(self.bus, files=len(files), pool_rows=sum(s.rows for s in self.shards),
+                             shards_total=len(self.shards), **self.totals)
+
+    def run(self) -> int:
+        """Score rounds until the run stops; returns the rounds done (this session's and before)."""
+        while stop_requested(self.bus) is None:
+            best = self.bus.get_model(BEST, Checkpoint)
+            audit = self.bus.get_model(TEACHER_AUDIT, TeacherAudit)
+            if audit is not None and not audit.pool_labelling:
+                set_status(self.bus, NAME, state="off: the teacher audit turned pool labelling off")
+            elif best is not None and self._student_of(best).pool_queries > 0:
+                from student.pool_rounds import round_due
+
+                why = round_due(best.key, self.scored_with, pool_queue.queued(self.bus))
+                if why:
+                    self._score_round(best, why)
+                    continue
+            time.sleep(self.poll_seconds)
+        set_status(self.bus, NAME, state="done")
+        return self.totals["rounds"]
+
+    def _student_of(self, checkpoint: Checkpoint) -> StudentConfig:
+        named = pool_of(checkpoint.student)
+        return self.students[named[0]] if named else next(iter(self.students.values()))
+
+    def _score_round(self, best: Checkpoint, why: str) -> None:
+        from actors.pool_data import scoring_round
+        from student.pool_rounds import RoundTally, next_shards
+        from student.pool_scoring import RoundCandidates
+
+        student = self._student_of(best)
+        picked, cursor = next_shards(len(self.shards), self.totals["cursor"], self.per_round)
+        labelled = pool_queue.labelled(self.bus)
+        candidates = RoundCandidates(student.pool_queries, student.pool_strategy, student.pool_balanced, labelled)
+        tally, started, shown = RoundTally(), time.time(), 0.0
+        seed = student.seed * 1000 + self.totals["rounds"]
+        log.info("round %d (%s): %d of %d shards with %s, %s", self.totals["rounds"] + 1, why, len(picked),
+                 len(self.shards), best.key, student.pool_strategy)
+        for batch in scoring_round([self.shards[i] for i in picked], best.path, student, student.pool_queries, seed,
+                                   self.protected | labelled):
+            candidates.add(_candidates(batch))
+            for row in _summaries(batch):
+                for problem in tally.add_summary(*row):
+                    log.warning("pool row skipped: %s", problem)
+            if time.time() - shown > STATE_EVERY_S or stop_requested(self.bus) is not None:
+                shown = time.time()
+                set_status(self.bus, NAME, state="scoring", checkpoint=best.key, scored=tally.scored)
+                if stop_requested(self.bus) is not None:
+                    return  # a round cut short offers nothing and leaves the cursor: the next one redoes it
+        chosen = candidates.pick(student.pool_queries, student.pool_strategy, seed)
+        offered = pool_queue.offer(self.bus, [PoolHint(id=c.id, text=c.text, uncertainty=c.score, student=best.student,
+                                                       version=best.version, top_labels=c.top_labels) for c in chosen],
+                                   labelled)
+        self._close_round(best, tally, cursor, len(picked), offered, time.time() - started, student.pool_strategy)
+
+    def _close_round(self, best: Checkpoint, tally, cursor: int, shards: int, offered: int, seconds: float,
+                     strategy: str) -> None:
+        t = self.totals
+        t.update(cursor=cursor, rounds=t["rounds"] + 1, shards_done=t["shards_done"] + shards,
+                 texts_scored=t["texts_scored"] + tally.scored, bad_rows=t["bad_rows"] + tally.bad,
+                 skipped=t["skipped"] + tally.skipped, offered=t["offered"] + offered)
+        self.scored_with = best.key
+        rate = tally.scored / seconds if seconds > 0 else 0.0
+        pool_queue.set_state(self.bus, **t, checkpoint=best.key, strategy=strategy, texts_per_second=round(rate, 1),
+                             last_round_seconds=round(seconds, 1), last_round_texts=tally.scored)
+        set_status(self.bus, NAME, state="idle", checkpoint=best.key, scored=tally.scored)
+        log.info("round %d: scored %d texts in %.1fs (%.0f/s), %d bad rows, %d skipped; offered %d",
+                 t["rounds"], tally.scored, seconds, rate, tally.bad, tally.skipped, offered)
+
+
+def _candidates(batch: dict) -> list:
+    import json
+
+    from student.pool_scoring import Candidate
+
+    return [Candidate(float(score), str(key), str(text), json.loads(probs), json.loads(top))
+            for key, text, score, probs, top in zip(batch["id"], batch["text"], batch["score"], batch["probs"],
+                                                    batch["top"]) if key]
+
+
+def _summaries(batch: dict) -> list[tuple]:
+    return [(int(scored), int(bad), int(skipped), str(problems))
+            for key, scored, bad, skipped, problems in zip(batch["id"], batch["scored"], batch["bad"],
+                                                          batch["skipped"], batch["problems"]) if not key]
