@@ -54,8 +54,9 @@ def scoring_round(shards: list[PoolShard], checkpoint_path: str, student: Studen
     ctx.enable_progress_bars = False  # the scorer reports progress through the bus; bars would fill its log
     dataset = ray.data.from_items([s.as_dict() for s in shards], override_num_blocks=len(shards))
     dataset = dataset.flat_map(read_rows, fn_kwargs={"skip_ids": skip_ids}, num_cpus=READ_CPUS)
+    scorers = ray.data.ActorPoolStrategy(size=student.pool_scorers)
     dataset = dataset.map_batches(
-        ScoreBatch, batch_size=BATCH_ROWS, batch_format="numpy", concurrency=student.pool_scorers,
+        ScoreBatch, batch_size=BATCH_ROWS, batch_format="numpy", compute=scorers,
         fn_constructor_kwargs={"path": checkpoint_path, "gpus": student.gpus, "k": k,
                                "strategy": student.pool_strategy, "balanced": student.pool_balanced, "seed": seed},
         **scoring_options(student.threads, student.gpus))

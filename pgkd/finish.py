@@ -14,7 +14,7 @@ from bus.control import BEST, BEST_CHOICE, TEACHER_AUDIT, stop_history
 from bus.messages import Checkpoint, EvalReport, ExampleBatch, SelectionScore, Stop, TeacherAudit
 from bus.roster import actor_names, teacher_names
 from evaluator.scoring import score
-from pgkd.live_status import teacher_totals
+from pgkd.live_status import pool_status, teacher_totals
 from pgkd.report import write_markdown
 from teacher.accounting import teacher_accounting
 
@@ -52,6 +52,7 @@ def finish_run(config: RunConfig, data, inputs, bus: Bus, run_id: str, run_dir: 
                     "dropped": {k[len("dropped_"):]: v for k, v in totals.items() if k.startswith("dropped_")},
                     **teacher_accounting(totals, config.teacher)},
         "examples": {**source_counts(batches), "pool_label_accuracy": pool_label_accuracy(batches, inputs)},
+        "pool": pool_block(bus, inputs),
         "checkpoints": [checkpoint_row(c) for c in checkpoints],
         "bus": bus_block,
     }
@@ -59,6 +60,14 @@ def finish_run(config: RunConfig, data, inputs, bus: Bus, run_id: str, run_dir: 
     write_markdown(report, run_dir)
     progress(f"report: {run_dir / 'report.md'}")
     return report
+
+
+def pool_block(bus: Bus, inputs) -> dict | None:
+    """Active learning over the pool: its files and size, the scorer's rounds, and what the teachers took."""
+    status = pool_status(bus)
+    if status is None:
+        return None
+    return status | {"files": inputs.pool_files}
 
 
 def simulated_note(config: RunConfig) -> str | None:

@@ -1,6 +1,7 @@
 """Live state of a run read from Redis: for the driver's progress line and `pgkd status`."""
 from __future__ import annotations
 
+from bus import pool_queue
 from bus.client import CHECKPOINTS, EXAMPLES, REPORTS, Bus
 from bus.control import BEST, stop_requested, teacher_stats_key
 from bus.messages import Checkpoint, EvalReport
@@ -53,8 +54,28 @@ def collect_status(bus: Bus, config) -> dict:
         "queues": {"examples_stream": bus.stream_length(EXAMPLES),
                    **{f"examples_lag:{s}": bus.lag(EXAMPLES, f"student:{s}") for s in students},
                    "checkpoints_lag:evaluator": bus.lag(CHECKPOINTS, "evaluator")},
+        "pool": pool_status(bus),
         "stop": None if stop is None else stop.model_dump(),
     }
+
+
+def pool_status(bus: Bus) -> dict | None:
+    """The pool scorer's progress (None when the run has no pool): size, shards, rounds, texts scored, bad rows,
+    strategy, and what the teachers took: queued now, tried (labelled set)."""
+    state = pool_queue.state(bus)
+    if not state:
+        return None
+    numbers = _floats(state)
+    return {**numbers, "strategy": state.get("strategy", "-"), "checkpoint": state.get("checkpoint", "-"),
+            "state": bus.get_fields("status:pool-scorer").get("state", "starting"),
+            "queued": pool_queue.queued(bus), "labelled": pool_queue.labelled_count(bus)}
+
+
+def pool_line(pool: dict) -> str:
+    return (f"pool: {pool['state']}; {pool.get('pool_rows', 0):,.0f} rows in {pool.get('shards_total', 0):.0f} "
+            f"shards; round {pool.get('rounds', 0):.0f} ({pool['strategy']}, {pool['checkpoint']}); "
+            f"{pool.get('texts_scored', 0):,.0f} texts scored, {pool.get('shards_done', 0):.0f} shards done, "
+            f"{pool.get('bad_rows', 0):.0f} bad rows; {pool['queued']} queued, {pool['labelled']} labelled")
 
 
 def _state(fields: dict[str, str], actor: str, gone: set[str]) -> str:
@@ -90,6 +111,8 @@ def format_status(status: dict) -> str:
         score_text = f"v{score['version']} macro-F1 {score['macro_f1']:.4f}" if score else "not scored yet"
         lines.append(f"  {name}: {fields.get('state', 'starting')} {score_text}")
     lines.append("queues: " + ", ".join(f"{k}={v}" for k, v in status["queues"].items()))
+    if status.get("pool"):
+        lines.append(pool_line(status["pool"]))
     if status["stop"]:
         lines.append(f"stopped: {status['stop']['reason']} {status['stop'].get('detail', '')}")
     return "\n".join(lines)

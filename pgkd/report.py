@@ -44,6 +44,7 @@ def write_markdown(report: dict, run_dir: Path) -> Path:
     lines += audit_section(report.get("teacher_audit"))
     lines += teacher_section(report["teacher"])
     lines += sources_section(report.get("examples", {}))
+    lines += pool_section(report.get("pool"))
     lines += ["## Versions", "", "| student | version | examples | from teacher | val accuracy | val macro-F1 |",
               "|---|---:|---:|---:|---:|---:|"]
     lines += [f"| {v['student']} | {v['version']} | {v['examples_seen']} | {v['generated_seen']} | "
@@ -125,3 +126,23 @@ def sources_section(examples: dict) -> list[str]:
     if examples.get("pool_label_accuracy") is not None:
         lines += ["", f"Pool labels matching the hidden gold labels: {examples['pool_label_accuracy']:.1%}."]
     return lines + [""]
+
+
+def pool_section(pool: dict | None) -> list[str]:
+    """The pool scorer's work: how much of the pool it covered, how fast, and what the teachers took of it."""
+    if not pool:
+        return []
+    files = pool.get("files") or []
+    shown = ", ".join(files[:3]) + (f" and {len(files) - 3} more" if len(files) > 3 else "")
+    rows = [("pool rows (lines)", f"{pool.get('pool_rows', 0):,.0f} in {pool.get('shards_total', 0):.0f} shards"),
+            ("strategy", pool.get("strategy", "-")), ("scoring rounds", f"{pool.get('rounds', 0):.0f}"),
+            ("shards scored", f"{pool.get('shards_done', 0):.0f}"),
+            ("texts scored", f"{pool.get('texts_scored', 0):,.0f}"),
+            ("last round", f"{pool.get('last_round_texts', 0):,.0f} texts in {pool.get('last_round_seconds', 0):.1f} s "
+                           f"({pool.get('texts_per_second', 0):,.0f} texts/s)"),
+            ("bad rows skipped", f"{pool.get('bad_rows', 0):.0f} (named in logs/pool-scorer.log)"),
+            ("seed, validation, test or labelled texts left out", f"{pool.get('skipped', 0):,.0f}"),
+            ("offered to the teachers", f"{pool.get('offered', 0):.0f}"),
+            ("tried by a teacher (labelled set)", f"{pool.get('labelled', 0)}")]
+    return (["## Unlabelled pool", "", f"Files: {shown}.", "", "| | |", "|---|---|"]
+            + [f"| {name} | {value} |" for name, value in rows] + [""])
