@@ -36,6 +36,7 @@ class PoolScorerActor:
         self.totals = {key: int(float(state.get(key, 0))) for key in
                        ("cursor", "rounds", "shards_done", "texts_scored", "bad_rows", "skipped", "offered")}
         self.scored_with = state.get("checkpoint") or None
+        self.dry_rounds = 0  # rounds in a row with this checkpoint that offered nothing
         pool_queue.set_state(self.bus, files=len(files), pool_rows=sum(s.rows for s in self.shards),
                              shards_total=len(self.shards), **self.totals)
 
@@ -47,9 +48,10 @@ class PoolScorerActor:
             if audit is not None and not audit.pool_labelling:
                 set_status(self.bus, NAME, state="off: the teacher audit turned pool labelling off")
             elif best is not None and self._student_of(best).pool_queries > 0:
-                from student.pool_rounds import round_due
+                from student.pool_rounds import exhausted, round_due
 
-                why = round_due(best.key, self.scored_with, pool_queue.queued(self.bus))
+                why = round_due(best.key, self.scored_with, pool_queue.queued(self.bus),
+                                exhausted(self.dry_rounds, self.per_round, len(self.shards)))
                 if why:
                     self._score_round(best, why)
                     continue
@@ -87,8 +89,7 @@ class PoolScorerActor:
                     return  # a round cut short offers nothing and leaves the cursor: the next one redoes it
         chosen = candidates.pick(student.pool_queries, student.pool_strategy, seed)
         offered = pool_queue.offer(self.bus, [PoolHint(id=c.id, text=c.text, uncertainty=c.score, student=best.student,
-                                                       version=best.version, top_labels=c.top_labels) for c in chosen],
-                                   labelled)
+                                                       version=best.version, top_labels=c.top_labels) for c in chosen])
         self._close_round(best, tally, cursor, len(picked), offered, time.time() - started, student.pool_strategy)
 
     def _close_round(self, best: Checkpoint, tally, cursor: int, shards: int, offered: int, seconds: float,
@@ -97,6 +98,7 @@ class PoolScorerActor:
         t.update(cursor=cursor, rounds=t["rounds"] + 1, shards_done=t["shards_done"] + shards,
                  texts_scored=t["texts_scored"] + tally.scored, bad_rows=t["bad_rows"] + tally.bad,
                  skipped=t["skipped"] + tally.skipped, offered=t["offered"] + offered)
+        self.dry_rounds = 0 if offered else (self.dry_rounds + 1 if best.key == self.scored_with else 1)
         self.scored_with = best.key
         rate = tally.scored / seconds if seconds > 0 else 0.0
         pool_queue.set_state(self.bus, **t, checkpoint=best.key, strategy=strategy, texts_per_second=round(rate, 1),

@@ -2,23 +2,27 @@
 teachers claim the most uncertain first; and the pool's progress for status and the report.
 
 A sorted set (text id -> uncertainty) with one PoolHint per id. ZPOPMAX hands each text to one teacher replica
-only. A text is marked labelled once a teacher has tried it, so it is never offered again, in this session or
-a resumed one (ids are hashes of the text); a teacher that dies between claim and mark loses the claim, and a
-later round offers the text again.
+only. A claimed text is not offered again while its claim is fresh (CLAIM_TTL_S), and once a teacher has tried
+it, it is marked labelled and never offered again, in this session or a resumed one (ids are hashes of the
+text). A teacher that dies between claim and mark loses the claim; a round after the claim went stale offers
+the text again.
 """
 from __future__ import annotations
+
+import time
 
 from bus.client import Bus
 from bus.messages import PoolHint
 
-QUEUE, HINTS, LABELLED = "pool:queue", "pool:hints", "pool:labelled"
+QUEUE, HINTS, LABELLED, CLAIMED = "pool:queue", "pool:hints", "pool:labelled", "pool:claimed"
+CLAIM_TTL_S = 900.0  # longer than any teacher batch: a claim older than this was lost with its teacher
 STATE = "pool:state"  # hash: pool rows, shards, cursor, rounds, texts scored, bad rows, strategy (pool scorer)
 
 
-def offer(bus: Bus, hints: list[PoolHint], done: set[str] | None = None) -> int:
-    """Queue hints for texts not labelled yet (`done`: the labelled set, if the caller just read it); a text
-    already queued keeps its highest uncertainty."""
-    done = labelled(bus) if done is None else done
+def offer(bus: Bus, hints: list[PoolHint], claim_ttl_s: float = CLAIM_TTL_S) -> int:
+    """Queue hints for texts neither labelled nor freshly claimed (both read now, not when the round began); a
+    text already queued keeps its highest uncertainty."""
+    done = labelled(bus) | claimed(bus, claim_ttl_s)
     fresh = [h for h in hints if h.id not in done]
     if not fresh:
         return 0
@@ -34,6 +38,7 @@ def claim(bus: Bus, count: int) -> list[PoolHint]:
     popped = bus.call(bus.client.zpopmax, bus.key(QUEUE), count)
     if not popped:
         return []
+    bus.call(bus.client.zadd, bus.key(CLAIMED), {text_id: time.time() for text_id, _ in popped})
     raw = bus.call(bus.client.hmget, bus.key(HINTS), [text_id for text_id, _ in popped])
     return [PoolHint.model_validate_json(item) for item in raw if item]
 
@@ -42,12 +47,18 @@ def mark_labelled(bus: Bus, ids: list[str]) -> None:
     if ids:
         with bus.client.pipeline() as pipe:
             pipe.sadd(bus.key(LABELLED), *ids)
+            pipe.zrem(bus.key(CLAIMED), *ids)
             pipe.hdel(bus.key(HINTS), *ids)
             bus.call(pipe.execute)
 
 
 def labelled(bus: Bus) -> set[str]:
     return {str(i) for i in bus.call(bus.client.smembers, bus.key(LABELLED))}
+
+
+def claimed(bus: Bus, ttl_s: float = CLAIM_TTL_S) -> set[str]:
+    """Ids a teacher claimed within ttl_s and has not marked yet."""
+    return {str(i) for i in bus.call(bus.client.zrangebyscore, bus.key(CLAIMED), time.time() - ttl_s, "+inf")}
 
 
 def labelled_count(bus: Bus) -> int:

@@ -18,15 +18,21 @@ def next_shards(total: int, cursor: int, per_round: int) -> tuple[list[int], int
     return [(cursor + i) % total for i in range(per_round)], (cursor + per_round) % total
 
 
-def round_due(best_key: str | None, scored_with: str | None, queued: int) -> str | None:
-    """Why a round should start now (None: it should not)."""
+def round_due(best_key: str | None, scored_with: str | None, queued: int, exhausted: bool = False) -> str | None:
+    """Why a round should start now (None: it should not). `exhausted`: rounds with this checkpoint covered every
+    shard and offered nothing (every text labelled or left out): only a new best student can find more."""
     if best_key is None:
         return None
     if best_key != scored_with:
         return f"new best student {best_key}"
-    if queued == 0:
+    if queued == 0 and not exhausted:
         return "the teachers took every offered text"
     return None
+
+
+def exhausted(dry_rounds: int, per_round: int, total: int) -> bool:
+    """Rounds in a row that offered nothing have covered all `total` shards."""
+    return dry_rounds > 0 and dry_rounds * per_round >= total
 
 
 @dataclass

@@ -43,10 +43,12 @@ def test_labelled_texts_are_never_offered_again(bus):
     assert [h.id for h in pool_queue.claim(bus, 5)] == ["id8"] and pool_queue.labelled_count(bus) == 1
 
 
-def test_a_claim_lost_before_marking_is_offered_again(bus):
+def test_a_claimed_text_is_not_offered_again_until_its_claim_goes_stale(bus):
     pool_queue.offer(bus, [hint(4, 0.5)])
-    pool_queue.claim(bus, 1)  # the teacher dies here, before mark_labelled
-    assert pool_queue.offer(bus, [hint(4, 0.6)]) == 1 and pool_queue.queued(bus) == 1
+    pool_queue.claim(bus, 1)  # a teacher is labelling it now
+    assert pool_queue.offer(bus, [hint(4, 0.6)]) == 0
+    # the teacher died before mark_labelled: once the claim is stale the text is offered again
+    assert pool_queue.offer(bus, [hint(4, 0.6)], claim_ttl_s=0) == 1 and pool_queue.queued(bus) == 1
 
 
 def test_pool_texts_are_labelled_first_and_counted():

@@ -13,7 +13,7 @@ from basics.errors import InputError
 from basics.pool_files import plan_shards, pool_files, read_shard, text_id
 from pgkd.driver import prepare_inputs
 from student.active import most_uncertain
-from student.pool_rounds import RoundTally, next_shards, round_due
+from student.pool_rounds import RoundTally, exhausted, next_shards, round_due
 from student.pool_scoring import RoundCandidates, batch_candidates
 
 LABELS = ["a", "b", "c"]
@@ -151,6 +151,8 @@ def test_rounds_rotate_through_a_large_pool_and_take_a_small_one_whole():
     assert round_due(None, None, 0) is None
     assert round_due("s@v1", None, 5).startswith("new best")
     assert round_due("s@v1", "s@v1", 5) is None and round_due("s@v1", "s@v1", 0).startswith("the teachers took")
+    assert round_due("s@v1", "s@v1", 0, exhausted=True) is None and round_due("s@v2", "s@v1", 0, True)
+    assert not exhausted(0, 2, 5) and not exhausted(2, 2, 5) and exhausted(3, 2, 5) and exhausted(1, 5, 5)
 
 
 def test_a_round_tally_counts_summaries_and_returns_the_named_rows():
