@@ -1,4 +1,4 @@
-"""One scoring round as a Ray Data pipeline: shards are read by tasks (flat_map), scored by an actor pool that
+"""One scoring round as a Ray Data pipeline: shards are read by tasks (map_batches, one shard each), scored by an actor pool that
 loads the checkpoint once per actor (map_batches), and each batch leaves only its candidates and one summary row,
 so the pool never gathers anywhere. Shards are read by pgkd rather than `read_json`, since a single malformed
 line fails a whole `read_json`, and a bad row here must be counted, named by file and line, and skipped."""
@@ -15,12 +15,24 @@ from cluster.placement import scoring_options, torch_device
 
 BATCH_ROWS = 1024  # rows one scoring call gets; it keeps a few dozen of them
 READ_CPUS = 0.25  # reading a shard is light next to scoring it
+READ_TASKS = 2  # shards read at once: enough to keep the scorers fed; each reading process holds one batch at a time
 PROBLEMS_PER_BATCH = 20  # bad rows named per batch (all are counted)
 COLUMNS = ("id", "text", "score", "probs", "top", "scored", "bad", "skipped", "problems")
 
 
-def read_rows(shard: dict, skip_ids: frozenset[str]):
-    yield from read_shard(PoolShard(**shard), skip_ids)
+def read_shards(shards: dict[str, np.ndarray], skip_ids: frozenset[str]):
+    """Rows of the shards in this batch as column batches of BATCH_ROWS: whole columns, never row dicts, which
+    cost Ray Data far more per row than reading them."""
+    columns: dict[str, list[str]] = {"id": [], "text": [], "bad": []}
+    for shard in shards["shard"]:
+        for row in read_shard(PoolShard(**json.loads(shard)), skip_ids):
+            for name in columns:
+                columns[name].append(row[name])
+            if len(columns["id"]) == BATCH_ROWS:
+                yield {name: np.array(values, dtype=object) for name, values in columns.items()}
+                columns = {name: [] for name in columns}
+    if columns["id"]:
+        yield {name: np.array(values, dtype=object) for name, values in columns.items()}
 
 
 class ScoreBatch:
@@ -52,8 +64,9 @@ def scoring_round(shards: list[PoolShard], checkpoint_path: str, student: Studen
     """The round's output batches as they come (numpy dicts of COLUMNS)."""
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False  # the scorer reports progress through the bus; bars would fill its log
-    dataset = ray.data.from_items([s.as_dict() for s in shards], override_num_blocks=len(shards))
-    dataset = dataset.flat_map(read_rows, fn_kwargs={"skip_ids": skip_ids}, num_cpus=READ_CPUS)
+    dataset = ray.data.from_items([{"shard": json.dumps(s.as_dict())} for s in shards], override_num_blocks=len(shards))
+    dataset = dataset.map_batches(read_shards, batch_size=1, batch_format="numpy", fn_kwargs={"skip_ids": skip_ids},
+                                  num_cpus=READ_CPUS, compute=ray.data.TaskPoolStrategy(size=READ_TASKS))
     scorers = ray.data.ActorPoolStrategy(size=student.pool_scorers)
     dataset = dataset.map_batches(
         ScoreBatch, batch_size=BATCH_ROWS, batch_format="numpy", compute=scorers,

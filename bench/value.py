@@ -1,7 +1,7 @@
 """The value table: does pgkd's loop pay, measured with teachers of known quality (the simulated teacher).
 
     .venv/bin/python bench/value.py ../shared/data/banking77 [--draws 5] [--seeds-per-class 10] [--budget 30]
-        [--errors 0,0.1,0.3] [--rows unguided,steered,steered+hn,pool-margin,pool-entropy,pool-random]
+        [--errors 0,0.1,0.3] [--rows unguided,steered,steered+hn,pool-margin,pool-entropy,pool-random,pool-diverse_margin]
         [--max-validation 770] [--workers 2]
 
 Every run is pgkd's loop in this process, one step at a time, with the roles pgkd's actors run: the simulated
@@ -53,6 +53,8 @@ ROWS = {  # row -> (what the table calls it, teacher settings, all explicit: the
     "pool-margin": ("pool labelling, student margin", {"pool": "margin"}),
     "pool-entropy": ("pool labelling, student entropy", {"pool": "entropy"}),
     "pool-random": ("pool labelling, random pool texts", {"pool": "random"}),
+    "pool-diverse_margin": ("pool labelling, smallest margins spread over k-means clusters",
+                            {"pool": "diverse_margin"}),
 }
 CURVE = (1, 3, 10, 30)  # teacher examples per class at which the budget curve reads the chosen student
 CURVE_ROWS = ("unguided", "steered", "default")
