@@ -51,6 +51,8 @@ class ScoreBatch:
         good = [i for i, key in enumerate(batch["id"]) if key]
         ids, texts = [str(batch["id"][i]) for i in good], [str(batch["text"][i]) for i in good]
         probs = self.student.predict_proba(texts) if texts else np.zeros((0, len(self.student.labels)))
+        if hasattr(self.student, "drop_cache"):  # a frozen encoder would keep every pool text's embedding
+            self.student.drop_cache()
         found = batch_candidates(probs, ids, texts, self.student.labels, self.k, self.strategy, self.balanced,
                                  self.seed)
         rows = [(c.id, c.text, c.score, json.dumps(c.probs), json.dumps(c.top_labels), 0, 0, 0, "") for c in found]

@@ -21,6 +21,7 @@ from bus.roster import pool_of
 log = logging.getLogger("pgkd.pool")
 NAME = "pool-scorer"
 STATE_EVERY_S = 2.0
+RETRY_S = 30.0
 
 
 @ray.remote
@@ -53,7 +54,7 @@ class PoolScorerActor:
                 why = round_due(best.key, self.scored_with, pool_queue.queued(self.bus),
                                 exhausted(self.dry_rounds, self.per_round, len(self.shards)))
                 if why:
-                    self._score_round(best, why)
+                    self._try_round(best, why)
                     continue
             time.sleep(self.poll_seconds)
         set_status(self.bus, NAME, state="done")
@@ -62,6 +63,17 @@ class PoolScorerActor:
     def _student_of(self, checkpoint: Checkpoint) -> StudentConfig:
         named = pool_of(checkpoint.student)
         return self.students[named[0]] if named else next(iter(self.students.values()))
+
+    def _try_round(self, best: Checkpoint, why: str) -> None:
+        """A round that fails (a checkpoint gone, a scoring actor lost) is logged and tried again after a pause:
+        active learning pauses, the run goes on."""
+        try:
+            self._score_round(best, why)
+        except Exception as exc:  # anything Ray Data or a student raises: the next round may well work
+            log.exception("scoring round with %s failed; trying again in %.0fs", best.key, RETRY_S)
+            set_status(self.bus, NAME, state=f"round failed: {type(exc).__name__}: {str(exc)[:200]}")
+            self.bus.add_counts(pool_queue.STATE, {"failed_rounds": 1})
+            time.sleep(RETRY_S)
 
     def _score_round(self, best: Checkpoint, why: str) -> None:
         from actors.pool_data import scoring_round

@@ -232,8 +232,8 @@ class StudentConfig(Strict):
     replicas: int = Field(1, ge=1)
     replay: int | None = Field(4096, ge=0, description="old examples replayed per version at most (a random "
                                "sample; the new ones always train): a version costs the new data plus this; null: all")
-    pool_queries: int = Field(32, ge=0, description="after each version, ask the teacher to label this many of the "
-                              "pool texts this student is least sure of (pool_strategy); 0: none")
+    pool_queries: int = Field(32, ge=0, description="each pool scoring round with this student's checkpoint offers "
+                              "the teachers this many of the pool texts it is least sure of (pool_strategy); 0: none")
     pool_strategy: Literal["margin", "entropy", "diverse_margin", "random"] = Field(
         "margin", description="which pool texts to offer: smallest top-2 margin, highest entropy, the smallest "
         "margins spread over k-means clusters of the student's probabilities, or at random (a control)")

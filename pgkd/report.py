@@ -144,5 +144,7 @@ def pool_section(pool: dict | None) -> list[str]:
             ("seed, validation, test or labelled texts left out", f"{pool.get('skipped', 0):,.0f}"),
             ("offered to the teachers", f"{pool.get('offered', 0):.0f}"),
             ("tried by a teacher (labelled set)", f"{pool.get('labelled', 0)}")]
+    if pool.get("failed_rounds"):
+        rows.append(("failed rounds (tried again; see logs/pool-scorer.log)", f"{pool['failed_rounds']:.0f}"))
     return (["## Unlabelled pool", "", f"Files: {shown}.", "", "| | |", "|---|---|"]
             + [f"| {name} | {value} |" for name, value in rows] + [""])

@@ -108,6 +108,10 @@ class EncoderStudent:
         if same:
             self._cache = other._cache
 
+    def drop_cache(self) -> None:
+        """Forget cached embeddings: a pool scorer sees each text once, and keeping them would grow with the pool."""
+        self._cache = {}
+
     # ---- training
     def fit(self, examples: list[Example], config, on_epoch=None) -> float:
         """Train on all examples (warm start from the current weights). Returns the last epoch's mean loss."""

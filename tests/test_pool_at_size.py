@@ -203,3 +203,27 @@ def test_a_round_on_ray_data_scores_every_good_row_and_offers_what_the_whole_poo
     probs = load_student(folder, "cpu").predict_proba(texts)
     whole = sorted(u for _, u, _ in most_uncertain(probs, LABELS, 4, "margin"))  # texts of one pattern tie
     assert sorted(c.score for c in round_.pick(4, "margin", 0)) == pytest.approx(whole)
+
+
+def test_a_scoring_batch_returns_its_candidates_and_one_summary_and_keeps_no_embeddings():
+    """ScoreBatch without Ray: bad and protected rows are counted, not scored; a student that caches embeddings
+    (the frozen encoder) is told to forget them, so an actor scoring a million texts holds none of them."""
+    from actors.pool_data import ScoreBatch
+
+    class Student:
+        labels, dropped = LABELS, 0
+
+        def predict_proba(self, texts):
+            return np.array([[0.5, 0.4, 0.1] if "unsure" in t else [0.9, 0.05, 0.05] for t in texts])
+
+        def drop_cache(self):
+            self.dropped += 1
+
+    scorer = ScoreBatch.__new__(ScoreBatch)
+    scorer.student, scorer.k, scorer.strategy, scorer.balanced, scorer.seed = Student(), 1, "margin", False, 0
+    batch = {"id": np.array(["i1", "i2", "", ""], dtype=object), "text": np.array(["sure", "unsure", "", ""]),
+             "bad": np.array(["", "", "f:3: not valid JSON", ""], dtype=object)}
+    out = scorer(batch)
+    assert list(out["id"]) == ["i2", ""] and list(out["text"])[0] == "unsure"
+    assert (out["scored"][-1], out["bad"][-1], out["skipped"][-1]) == (2, 1, 1)
+    assert json.loads(out["problems"][-1]) == ["f:3: not valid JSON"] and scorer.student.dropped == 1
