@@ -88,6 +88,7 @@ class PoolScorerActor:
         seed = student.seed * 1000 + self.totals["rounds"]
         log.info("round %d (%s): %d of %d shards with %s, %s", self.totals["rounds"] + 1, why, len(picked),
                  len(self.shards), best.key, student.pool_strategy)
+        set_status(self.bus, NAME, state="scoring", checkpoint=best.key, scored=0)
         for batch in scoring_round([self.shards[i] for i in picked], best.path, student, student.pool_queries, seed,
                                    self.protected | labelled):
             candidates.add(_candidates(batch))

@@ -94,8 +94,11 @@ def progress_line(status: dict, elapsed: float) -> str:
     best_text = f"best {best['student']}@v{best['version']} {best['macro_f1']:.3f}" if best and best["macro_f1"] else "best -"
     queues = " ".join(f"{k.split(':')[-1]}={v}" for k, v in status["queues"].items() if "lag" in k)
     states = ",".join(s.get("state", "?") for s in status["teachers"].values())
+    pool = status.get("pool")
+    pool_text = (f" | pool round {pool.get('rounds', 0):.0f}, {pool.get('texts_scored', 0):,.0f} scored, "
+                 f"{pool['labelled']} labelled" if pool else "")
     return (f"[{elapsed:5.0f}s] teacher({states}) generated {t.get('generated', 0):.0f} kept {t.get('kept', 0):.0f} "
-            f"({status['teacher_tokens_per_s']:.0f} tok/s) | {scores} | {best_text} | lag {queues}")
+            f"({status['teacher_tokens_per_s']:.0f} tok/s) | {scores} | {best_text} | lag {queues}{pool_text}")
 
 
 def format_status(status: dict) -> str:
