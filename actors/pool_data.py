@@ -16,6 +16,7 @@ from cluster.placement import scoring_options, torch_device
 BATCH_ROWS = 1024  # rows one scoring call gets; it keeps a few dozen of them
 READ_CPUS = 0.25  # reading a shard is light next to scoring it
 READ_TASKS = 2  # shards read at once: enough to keep the scorers fed; each reading process holds one batch at a time
+BLOCK_BYTES = 128 << 10  # about 1,000 short texts
 PROBLEMS_PER_BATCH = 20  # bad rows named per batch (all are counted)
 COLUMNS = ("id", "text", "score", "probs", "top", "scored", "bad", "skipped", "problems")
 
@@ -66,6 +67,9 @@ def scoring_round(shards: list[PoolShard], checkpoint_path: str, student: Studen
     """The round's output batches as they come (numpy dicts of COLUMNS)."""
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False  # the scorer reports progress through the bus; bars would fill its log
+    # Blocks of about one batch: a scoring task sends its candidates as soon as a block is done, so the scorer
+    # sees progress and a stop within one batch, not once per shard (Ray Data's 128 MiB blocks hold a whole shard).
+    ctx.target_max_block_size = BLOCK_BYTES
     dataset = ray.data.from_items([{"shard": json.dumps(s.as_dict())} for s in shards], override_num_blocks=len(shards))
     dataset = dataset.map_batches(read_shards, batch_size=1, batch_format="numpy", fn_kwargs={"skip_ids": skip_ids},
                                   num_cpus=READ_CPUS, compute=ray.data.TaskPoolStrategy(size=READ_TASKS))
