@@ -1,7 +1,8 @@
-"""One scoring round as a Ray Data pipeline: shards are read by tasks (map_batches, one shard each), scored by an actor pool that
-loads the checkpoint once per actor (map_batches), and each batch leaves only its candidates and one summary row,
-so the pool never gathers anywhere. Shards are read by pgkd rather than `read_json`, since a single malformed
-line fails a whole `read_json`, and a bad row here must be counted, named by file and line, and skipped."""
+"""One scoring round as a Ray Data pipeline: shards are read by tasks (map_batches, one shard each), scored by an
+actor pool that loads the checkpoint once per actor (map_batches), and each batch leaves only its candidates and
+one summary row, so the pool never gathers anywhere. Shards are read by pgkd rather than `read_json`, since a
+single malformed line fails a whole `read_json`, and a bad row here must be counted, named by file and line, and
+skipped."""
 from __future__ import annotations
 
 import json
@@ -80,3 +81,19 @@ def scoring_round(shards: list[PoolShard], checkpoint_path: str, student: Studen
                                "strategy": student.pool_strategy, "balanced": student.pool_balanced, "seed": seed},
         **scoring_options(student.threads, student.gpus))
     yield from dataset.iter_batches(batch_size=None, batch_format="numpy")
+
+
+def candidates_of(batch: dict[str, np.ndarray]) -> list:
+    """The candidate rows of an output batch, as the round's merge takes them."""
+    from student.pool_scoring import Candidate
+
+    return [Candidate(float(score), str(key), str(text), json.loads(probs), json.loads(top))
+            for key, text, score, probs, top in zip(batch["id"], batch["text"], batch["score"], batch["probs"],
+                                                    batch["top"]) if key]
+
+
+def summaries_of(batch: dict[str, np.ndarray]) -> list[tuple[int, int, int, str]]:
+    """(scored, bad, skipped, named bad rows as JSON) of each scoring call in an output batch."""
+    return [(int(scored), int(bad), int(skipped), str(problems))
+            for key, scored, bad, skipped, problems in zip(batch["id"], batch["scored"], batch["bad"],
+                                                          batch["skipped"], batch["problems"]) if not key]

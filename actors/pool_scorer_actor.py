@@ -76,7 +76,7 @@ class PoolScorerActor:
             time.sleep(RETRY_S)
 
     def _score_round(self, best: Checkpoint, why: str) -> None:
-        from actors.pool_data import scoring_round
+        from actors.pool_data import candidates_of, scoring_round, summaries_of
         from student.pool_rounds import RoundTally, next_shards
         from student.pool_scoring import RoundCandidates
 
@@ -91,15 +91,16 @@ class PoolScorerActor:
         set_status(self.bus, NAME, state="scoring", checkpoint=best.key, scored=0)
         for batch in scoring_round([self.shards[i] for i in picked], best.path, student, student.pool_queries, seed,
                                    self.protected | labelled):
-            candidates.add(_candidates(batch))
-            for row in _summaries(batch):
+            candidates.add(candidates_of(batch))
+            for row in summaries_of(batch):
                 for problem in tally.add_summary(*row):
                     log.warning("pool row skipped: %s", problem)
-            if time.time() - shown > STATE_EVERY_S or stop_requested(self.bus) is not None:
+            stopping = stop_requested(self.bus) is not None
+            if stopping or time.time() - shown > STATE_EVERY_S:
                 shown = time.time()
                 set_status(self.bus, NAME, state="scoring", checkpoint=best.key, scored=tally.scored)
-                if stop_requested(self.bus) is not None:
-                    return  # a round cut short offers nothing and leaves the cursor: the next one redoes it
+            if stopping:
+                return  # a round cut short offers nothing and leaves the cursor: the next one redoes it
         chosen = candidates.pick(student.pool_queries, student.pool_strategy, seed)
         offered = pool_queue.offer(self.bus, [PoolHint(id=c.id, text=c.text, uncertainty=c.score, student=best.student,
                                                        version=best.version, top_labels=c.top_labels) for c in chosen])
@@ -120,18 +121,3 @@ class PoolScorerActor:
         log.info("round %d: scored %d texts in %.1fs (%.0f/s), %d bad rows, %d skipped; offered %d",
                  t["rounds"], tally.scored, seconds, rate, tally.bad, tally.skipped, offered)
 
-
-def _candidates(batch: dict) -> list:
-    import json
-
-    from student.pool_scoring import Candidate
-
-    return [Candidate(float(score), str(key), str(text), json.loads(probs), json.loads(top))
-            for key, text, score, probs, top in zip(batch["id"], batch["text"], batch["score"], batch["probs"],
-                                                    batch["top"]) if key]
-
-
-def _summaries(batch: dict) -> list[tuple]:
-    return [(int(scored), int(bad), int(skipped), str(problems))
-            for key, scored, bad, skipped, problems in zip(batch["id"], batch["scored"], batch["bad"],
-                                                          batch["skipped"], batch["problems"]) if not key]

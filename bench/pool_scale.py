@@ -111,13 +111,13 @@ class MemorySampler(threading.Thread):
         self.private[role] = max(self.private.get(role, 0.0), memory.uss / (1 << 20))
 
 
-def score_once(pool: Path, rows: int | None, checkpoint: Path, config, bus, sampler) -> dict:
-    from actors.pool_data import scoring_round
+def score_once(pool: Path, rows: int | None, checkpoint: Path, config, bus) -> dict:
+    from actors.pool_data import candidates_of, scoring_round, summaries_of
     from basics.pool_files import plan_shards
     from bus import pool_queue
     from bus.messages import PoolHint
     from student.pool_rounds import RoundTally
-    from student.pool_scoring import Candidate, RoundCandidates
+    from student.pool_scoring import RoundCandidates
 
     planning = time.time()
     shards = plan_shards([pool], SHARD_ROWS)
@@ -127,12 +127,9 @@ def score_once(pool: Path, rows: int | None, checkpoint: Path, config, bus, samp
     candidates, tally = RoundCandidates(K, "margin", False, set()), RoundTally()
     started = time.time()
     for batch in scoring_round(shards, str(checkpoint), config, K, 0, frozenset()):
-        candidates.add([Candidate(float(s), str(i), str(t), json.loads(p), json.loads(top)) for i, t, s, p, top in
-                        zip(batch["id"], batch["text"], batch["score"], batch["probs"], batch["top"]) if i])
-        for key, scored, bad, skipped, problems in zip(batch["id"], batch["scored"], batch["bad"], batch["skipped"],
-                                                       batch["problems"]):
-            if not key:
-                tally.add_summary(int(scored), int(bad), int(skipped), str(problems))
+        candidates.add(candidates_of(batch))
+        for row in summaries_of(batch):
+            tally.add_summary(*row)
     seconds = time.time() - started
     picked = candidates.pick(K, "margin", 0)
     offered = pool_queue.offer(bus, [PoolHint(id=c.id, text=c.text, uncertainty=c.score, student="s", version=0,
@@ -176,8 +173,7 @@ def main() -> None:
                 bus = Bus(redis.url, f"bench-{size}-{args.student}")
                 sampler = MemorySampler(redis.process.pid if redis.process else None)
                 sampler.start()
-                result = score_once(pool, None if args.rows == "all" else int(args.rows), checkpoint, config, bus,
-                                    sampler)
+                result = score_once(pool, None if args.rows == "all" else int(args.rows), checkpoint, config, bus)
                 sampler.running = False
                 sampler.join()
                 row = {"date": time.strftime("%Y-%m-%d"), "pool_texts": size, "student": args.student,

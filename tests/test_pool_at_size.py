@@ -177,8 +177,7 @@ def local_ray():
 def test_a_round_on_ray_data_scores_every_good_row_and_offers_what_the_whole_pool_would(tmp_path, local_ray):
     """Three shards, a malformed line and a protected text: the round's summaries count each, and its candidates
     are the ones the same checkpoint picks when it scores the pool's good texts at once."""
-    from actors.pool_data import scoring_round
-    from actors.pool_scorer_actor import _candidates, _summaries
+    from actors.pool_data import candidates_of, scoring_round, summaries_of
     from basics.config import StudentConfig
     from bus.messages import Example
     from student.registry import load_student, make_student
@@ -195,8 +194,8 @@ def test_a_round_on_ray_data_scores_every_good_row_and_offers_what_the_whole_poo
     round_ = RoundCandidates(4, "margin", False, set())
     tally = RoundTally()
     for batch in scoring_round(shards, str(folder), config, 4, 0, frozenset({text_id("cats and dogs")})):
-        round_.add(_candidates(batch))
-        for row in _summaries(batch):
+        round_.add(candidates_of(batch))
+        for row in summaries_of(batch):
             tally.add_summary(*row)
     assert (tally.scored, tally.bad, tally.skipped) == (24, 1, 1)
     assert tally.problems[0].endswith(":25: not valid JSON: Expecting property name enclosed in double quotes")
