@@ -108,7 +108,7 @@ def launch_pool_scorer(launched: Launched) -> str:
                             max_restarts=c.config.ray.max_restarts)  # it goes on from its state on the bus
     launched.start(POOL_SCORER, PoolScorerActor.options(**options).remote(
         c.bus_url, c.run_id, [s.model_dump(mode="json") for s in c.config.students], c.inputs.pool_shards,
-        c.inputs.protected_ids, c.inputs.pool_files, c.config.loop.poll_interval_s,
+        c.inputs.protected_ids, c.config.loop.poll_interval_s,
         c.config.dataset.pool_shards_per_round))
     return POOL_SCORER
 

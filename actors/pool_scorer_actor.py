@@ -27,7 +27,7 @@ RETRY_S = 30.0
 @ray.remote
 class PoolScorerActor:
     def __init__(self, bus_url: str, run_id: str, students: list[dict], shards: list[dict], protected_ids: list[str],
-                 files: list[str], poll_seconds: float, per_round: int):
+                 poll_seconds: float, per_round: int):
         self.bus = setup_actor(NAME, bus_url, run_id, 1)
         self.students = {s["name"]: StudentConfig.model_validate(s) for s in students}
         self.shards = [PoolShard(**s) for s in shards]
@@ -38,8 +38,8 @@ class PoolScorerActor:
                        ("cursor", "rounds", "shards_done", "texts_scored", "bad_rows", "skipped", "offered")}
         self.scored_with = state.get("checkpoint") or None
         self.dry_rounds = 0  # rounds in a row with this checkpoint that offered nothing
-        pool_queue.set_state(self.bus, files=len(files), pool_rows=sum(s.rows for s in self.shards),
-                             shards_total=len(self.shards), **self.totals)
+        pool_queue.set_state(self.bus, files=len({s.file for s in self.shards}), shards_total=len(self.shards),
+                             pool_rows=sum(s.rows for s in self.shards), **self.totals)
 
     def run(self) -> int:
         """Score rounds until the run stops; returns the rounds done (this session's and before)."""

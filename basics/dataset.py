@@ -99,11 +99,9 @@ def _parse_row(line: str, path: Path, number: int, label_names, need_label: bool
     if not isinstance(row, dict):
         raise InputError("expected an object {text, label}", **where)
     text = row.get("text")
-    if not isinstance(text, str) or not text.strip():
-        raise InputError("text is missing or empty", field="text", **where)
-    if len(text) > MAX_TEXT_CHARS:
-        raise InputError(f"text has {len(text)} characters, more than the {MAX_TEXT_CHARS} pgkd accepts "
-                         f"(short-text classification)", field="text", **where)
+    problem = text_problem(text)
+    if problem:
+        raise InputError(problem, field="text", **where)
     label = row.get("label")
     if need_label or label is not None:
         if not isinstance(label, str):
@@ -111,6 +109,16 @@ def _parse_row(line: str, path: Path, number: int, label_names, need_label: bool
         if label_names is not None and label not in label_names:
             raise InputError(f"unknown label '{label}' (not in labels.json)", field="label", **where)
     return {"text": text.strip(), "label": label}
+
+
+def text_problem(text) -> str | None:
+    """Why a row's "text" cannot be used (None: it can): the one rule for splits and pool files alike."""
+    if not isinstance(text, str) or not text.strip():
+        return "text is missing or empty"
+    if len(text) > MAX_TEXT_CHARS:
+        return (f"text has {len(text)} characters, more than the {MAX_TEXT_CHARS} pgkd accepts "
+                f"(short-text classification)")
+    return None
 
 
 def load_dataset(folder: str | Path) -> Dataset:

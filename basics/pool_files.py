@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterator
 
-from basics.dataset import MAX_TEXT_CHARS, normalize_text
+from basics.dataset import normalize_text, text_problem
 from basics.errors import InputError
 
 POOL_SUFFIXES = {".jsonl": "jsonl", ".json": "jsonl", ".parquet": "parquet"}
@@ -154,11 +154,8 @@ def _text_of_line(raw: bytes) -> tuple[str, str]:
 
 
 def _checked_text(text) -> tuple[str, str]:
-    if not isinstance(text, str) or not text.strip():
-        return "", "text is missing or empty"
-    if len(text) > MAX_TEXT_CHARS:
-        return "", f"text has {len(text)} characters, more than {MAX_TEXT_CHARS}"
-    return text, ""
+    problem = text_problem(text)
+    return ("", problem) if problem else (text, "")
 
 
 def _parquet_texts(shard: PoolShard) -> Iterator[tuple[int, str, str]]:

@@ -4,14 +4,24 @@ from __future__ import annotations
 import numpy as np
 
 
+def top2_margin(probs: np.ndarray) -> np.ndarray:
+    """Top-1 minus top-2 probability of each row (top-1 alone with a single class)."""
+    top = np.sort(probs, axis=1)[:, ::-1]
+    return top[:, 0] - (top[:, 1] if probs.shape[1] > 1 else 0.0)
+
+
+def normalized_entropy(probs: np.ndarray) -> np.ndarray:
+    """Predictive entropy of each row, divided by its maximum: 0 sure, 1 uniform."""
+    return -(probs * np.log(np.clip(probs, 1e-12, 1.0))).sum(1) / np.log(max(probs.shape[1], 2))
+
+
 def least_confident(probs: np.ndarray, labels: list[str], k: int, skip: set[int] = frozenset(),
                     top: int = 3) -> list[tuple[int, float, list[str]]]:
     """Up to k (pool index, uncertainty = 1 - margin, the student's top labels) rows, least sure first."""
     if k <= 0 or len(probs) == 0:
         return []
     ranked = np.argsort(-probs, axis=1)
-    rows = np.arange(len(probs))
-    margin = probs[rows, ranked[:, 0]] - (probs[rows, ranked[:, 1]] if probs.shape[1] > 1 else 0.0)
+    margin = top2_margin(probs)
     picked = []
     for index in np.argsort(margin, kind="stable"):
         if int(index) in skip:
@@ -35,7 +45,7 @@ def most_uncertain(probs: np.ndarray, labels: list[str], k: int, strategy: str, 
         return []
     ranked = np.argsort(-probs, axis=1)[:, :top]
     if strategy == "entropy":
-        entropy = -(probs * np.log(np.clip(probs, 1e-12, 1.0))).sum(1) / np.log(max(probs.shape[1], 2))
+        entropy = normalized_entropy(probs)
         order, score = np.argsort(-entropy, kind="stable"), entropy
     elif strategy == "random":
         order, score = np.random.default_rng(seed).permutation(len(probs)), np.full(len(probs), 0.5)

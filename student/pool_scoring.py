@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from student.active import DIVERSE_CANDIDATES, most_uncertain
+from student.active import DIVERSE_CANDIDATES, most_uncertain, normalized_entropy, top2_margin
 
 TOP_LABELS = 3
 
@@ -30,10 +30,9 @@ def uncertainty(probs: np.ndarray, strategy: str, ids: list[str], seed: int) -> 
     """One score per row, higher first: 1 - top-2 margin (margin, diverse_margin), normalised entropy (entropy),
     or a draw fixed by the text id and seed (random: the same text draws the same in every shard)."""
     if strategy in ("margin", "diverse_margin"):
-        top = np.sort(probs, axis=1)[:, ::-1]
-        return 1.0 - (top[:, 0] - (top[:, 1] if probs.shape[1] > 1 else 0.0))
+        return 1.0 - top2_margin(probs)
     if strategy == "entropy":
-        return -(probs * np.log(np.clip(probs, 1e-12, 1.0))).sum(1) / np.log(max(probs.shape[1], 2))
+        return normalized_entropy(probs)
     if strategy == "random":
         return np.array([_draw(i, seed) for i in ids])
     raise ValueError(f"unknown pool strategy '{strategy}' (known: margin, entropy, diverse_margin, random)")
