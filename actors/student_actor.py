@@ -14,8 +14,8 @@ from actors.metrics import record_queue, record_version
 from basics.config import StudentConfig
 from bus.archive import StreamArchive, first_id, trimmed_history
 from bus.client import CHECKPOINTS, EXAMPLES
-from bus.control import set_status, stop_requested, teachers_done
-from bus.messages import Checkpoint, ExampleBatch
+from bus.control import TEACHER_AUDIT, set_status, stop_requested, teachers_done
+from bus.messages import Checkpoint, ExampleBatch, TeacherAudit
 from bus.roster import is_retired, register_actor
 from cluster.placement import torch_device
 
@@ -67,6 +67,7 @@ class StudentActor:
 
     def _publish_version(self) -> None:
         set_status(self.bus, self.name, state="training", version=self.trainer.version + 1)
+        self.trainer.config = self.config.model_copy(update={"alpha": self._kd_alpha()})
         result = self.trainer.train_version()
         self.bus.publish(CHECKPOINTS, Checkpoint(student=self.name, version=result.version, path=str(result.path),
                                                  examples_seen=result.examples_seen,
@@ -78,6 +79,13 @@ class StudentActor:
         record_version(self.name, result.version, result.examples_seen)
         record_queue(f"examples:{self.name}", self.bus.lag(EXAMPLES, self.group))
         set_status(self.bus, self.name, state="published", version=result.version)
+
+    def _kd_alpha(self) -> float:
+        """The student's own alpha, else the teacher audit's (set from its calibration error), else 0."""
+        if self.config.alpha is not None:
+            return self.config.alpha
+        audit = self.bus.get_model(TEACHER_AUDIT, TeacherAudit)
+        return audit.kd_alpha if audit is not None else 0.0
 
     def _acked_history(self) -> list[ExampleBatch]:
         """Every batch this group acked: the archive's trimmed ones and the stream's. Read again if the driver

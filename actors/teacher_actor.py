@@ -57,6 +57,10 @@ class TeacherActor:
                                vllm_block_size(), self.reservoir, embed)
         self.bus.add_counts(teacher_stats_key(self.name), {"engine_load_seconds": round(time.time() - loading, 1)})
         log.info("engine ready after %.0fs: %s", time.time() - loading, teacher.model_name)
+        if hasattr(teacher, "format"):
+            log.info("prompt format %s, structured generation %s", teacher.format.prompt_format, teacher.structured)
+            for note in teacher.format.notes:
+                log.warning(note)
         try:
             self._follow_audit(teacher)
             self._loop(teacher)

@@ -185,8 +185,20 @@ class TeacherConfig(Strict):
     augment_per_class: int = Field(2, ge=1, description="paraphrases per planned class and batch")
     pool_labelling: bool = Field(False, description="label the pool texts the students are least sure of, first")
     pool_per_batch: int = Field(16, ge=1, description="pool texts labelled per batch at most")
-    templates_dir: Path | None = Field(None, description="folder of prompt templates (generate.txt, classify.txt, "
-                                       "paraphrase.txt); null: teacher/templates")
+    templates_dir: Path | None = Field(None, description="folder of prompt templates (generate.txt, "
+                                       "generate_json.txt, classify.txt, paraphrase.txt), one set per format in "
+                                       "completion/ and chat/; a file missing there comes from teacher/templates")
+    prompt_format: Literal["auto", "completion", "chat"] = Field(
+        "auto", description="completion: text the model continues; chat: a user message through the model's chat "
+        "template (in-process) or /v1/chat/completions (openai); auto: chat for an instruct model that has a chat "
+        "template (an endpoint: one that chats and is named instruct, or has no /completions), else completion")
+    chat_template: Path | None = Field(None, description="a Jinja chat template file for a model without one; "
+                                       "null: the model's own (pgkd ships Gemma's for the embedded model)")
+    structured: Literal["auto", "on", "off"] = Field(
+        "auto", description="on: a generation request asks for examples_per_request texts as JSON held to a "
+        "schema (vLLM guided decoding in-process, response_format over HTTP); off: one text per request, parsed "
+        "from plain text; auto: on in the chat format. A backend without schema support falls back to off")
+    examples_per_request: int = Field(8, ge=1, description="texts asked of one structured generation request")
     http: HttpBackendConfig = Field(default_factory=lambda: HttpBackendConfig(),
                                     description="backend 'openai': any OpenAI-compatible endpoint")
     simulated: SimulatedTeacherConfig = Field(default_factory=lambda: SimulatedTeacherConfig(),
@@ -215,10 +227,11 @@ class StudentConfig(Strict):
     feature_scale: float = Field(10.0, gt=0, description="scales unit-norm embeddings before the head")
     batch_size: int = Field(64, ge=1)
     temperature: float = Field(2.0, gt=0)
-    # KD weight. 0 by default: soft labels of the embedded 270M teacher raised the very confusions they describe
-    # (banking77, 100 teacher examples: validation macro-F1 0.838 with alpha 0, 0.798 with 0.5). Use 0.3-0.7
-    # with a teacher whose probabilities you trust.
-    alpha: float = Field(0.0, ge=0, le=1)
+    # KD weight. Unset, the teacher audit sets it from the teacher's calibration error (student/kd_weight.py):
+    # 0 where soft labels are off. Soft labels of the embedded 270M teacher raised the very confusions they
+    # describe (banking77, 100 teacher examples: validation macro-F1 0.838 with alpha 0, 0.798 with 0.5).
+    alpha: float | None = Field(None, ge=0, le=1, description="KD weight of the soft labels; null: from the "
+                                "teacher audit's calibration error (0 without an audit)")
     label_filter: float = Field(0.1, ge=0, lt=1, description="leave a teacher example out of a version when the "
                                 "previous version gives its label less than this probability (a noisy teacher's "
                                 "wrong labels); 0 keeps all")
@@ -364,6 +377,9 @@ class RunConfig(Strict):
         templates = self.teacher.templates_dir
         if templates is not None and not templates.is_absolute() and (base / templates).is_dir():
             self.teacher.templates_dir = (base / templates).resolve()
+        chat_template = self.teacher.chat_template
+        if chat_template is not None and not chat_template.is_absolute() and (base / chat_template).is_file():
+            self.teacher.chat_template = (base / chat_template).resolve()
         return self
 
 
@@ -456,6 +472,8 @@ def check_paths(config: RunConfig, file: str = "<config>", lines: dict | None = 
     teacher = config.teacher
     if teacher.templates_dir is not None and not teacher.templates_dir.is_dir():
         refuse(("teacher", "templates_dir"), f"no folder at {teacher.templates_dir}")
+    if teacher.chat_template is not None and not teacher.chat_template.is_file():
+        refuse(("teacher", "chat_template"), f"no file at {teacher.chat_template}")
     if teacher.backend == "vllm":
         problem = model_problem(teacher.model, EMBEDDED_TEACHERS, gguf=True)
         if problem:

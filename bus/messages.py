@@ -143,4 +143,7 @@ class TeacherAudit(Message):
     min_confidence: float | None = None  # what the run uses, and why
     pool_labelling: bool = True
     soft_labels: bool = True
+    kd_alpha: float = 0.0  # the KD weight of students that set none: from the calibration error
+    prompt_format: str | None = None  # how the teacher was spoken to: completion | chat
+    structured: bool | None = None  # whether its generation replies were held to a JSON schema
     decisions: list[str] = Field(default_factory=list)

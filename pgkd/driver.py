@@ -234,9 +234,18 @@ def probe_teacher(config: RunConfig, progress) -> None:
     if config.teacher.backend != "openai" or config.teacher.replicas == 0:
         return
     from teacher.backends.registry import probe_backend
+    from teacher.formats import resolve_format
 
-    progress(f"teacher endpoint {redact(config.teacher.http.base_url)}: checking")
-    probe_backend(config.teacher)
+    where = redact(config.teacher.http.base_url)
+    progress(f"teacher endpoint {where}: checking")
+    capabilities = probe_backend(config.teacher)
+    for note in capabilities.notes:
+        progress(f"teacher endpoint {where}: {note}")
+    chosen = resolve_format(config.teacher, capabilities)
+    progress(f"teacher endpoint {where}: {chosen.prompt_format} prompts, "
+             f"{'structured (JSON schema)' if chosen.structured else 'plain'} generation replies")
+    for note in chosen.notes:
+        progress(f"teacher: {note}")
 
 
 def checked_run_id(run_id: str | None, config: RunConfig) -> str:

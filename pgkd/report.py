@@ -76,9 +76,11 @@ def audit_line(audit: dict) -> str:
     """The audit in one line: the run's terminal and the report say the same."""
     student = (f"; seeds-only student {audit['student_accuracy']:.3f} / {audit['student_macro_f1']:.3f}"
                if audit.get("student_accuracy") is not None else "; no seeds-only student to compare with")
+    spoken = (f" [{audit['prompt_format']} prompts, {'structured' if audit.get('structured') else 'plain'} "
+              "generation]" if audit.get("prompt_format") else "")
     return (f"teacher audit on {audit['texts']} steering texts (each among {audit['candidates']} candidate labels): "
             f"accuracy {audit['accuracy']:.3f}, macro-F1 {audit['macro_f1']:.3f}, calibration error (ECE) "
-            f"{audit['ece']:.3f}{student}")
+            f"{audit['ece']:.3f}{student}{spoken}")
 
 
 def audit_section(audit: dict | None) -> list[str]:

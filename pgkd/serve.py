@@ -14,18 +14,21 @@ import subprocess
 import sys
 
 from cluster.placement import vllm_block_size
-from teacher.model_store import resolve_teacher_model
+from teacher.model_store import embedded_chat_template, resolve_teacher_model
 
 SERVED_NAME = "teacher"
 
 
 def server_command(model: str, host: str = "127.0.0.1", port: int = 8000, max_model_len: int = 1024,
-                   dtype: str = "bfloat16", enforce_eager: bool = True, served_name: str = SERVED_NAME) -> list[str]:
+                   dtype: str = "bfloat16", enforce_eager: bool = True, served_name: str = SERVED_NAME,
+                   chat_template: str | None = None) -> list[str]:
     command = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", resolve_teacher_model(model),
                "--served-model-name", served_name, "--host", host, "--port", str(port), "--dtype", dtype,
                "--max-model-len", str(max_model_len)]
     block = vllm_block_size()
     command += ["--block-size", str(block)] if block else []
+    template = chat_template or embedded_chat_template(model)
+    command += ["--chat-template", template] if template else []  # without one, /chat/completions answers 400
     return command + (["--enforce-eager"] if enforce_eager else [])
 
 

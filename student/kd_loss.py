@@ -16,8 +16,10 @@ def soften(probs: torch.Tensor, temperature: float) -> torch.Tensor:
 
 
 def kd_loss(logits: torch.Tensor, hard: torch.Tensor, soft: torch.Tensor, has_soft: torch.Tensor,
-            temperature: float, alpha: float, weights: torch.Tensor | None = None) -> torch.Tensor:
-    """Mean loss over the rows; `weights` (one per row, mean 1) reweights them, e.g. to balance classes."""
+            temperature: float, alpha: float | None, weights: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean loss over the rows; `weights` (one per row, mean 1) reweights them, e.g. to balance classes.
+    alpha None (no audit set one): hard labels only."""
+    alpha = alpha or 0.0
     ce = F.cross_entropy(logits, hard, reduction="none")
     target = soften(soft, temperature)
     log_student = F.log_softmax(logits / temperature, dim=-1)

@@ -15,6 +15,15 @@ from bus.messages import TeacherAudit
 BINS = 10
 MIN_KEPT = 5  # a threshold must keep at least this many audit labels: fewer is no evidence of precision
 DEFAULT_MIN_CONFIDENCE = 0.8  # without an audit (turned off, or a simulated teacher)
+MAX_KD_ALPHA = 0.5  # the KD weight for a perfectly calibrated teacher; the hard label keeps at least half
+
+
+def kd_alpha(ece: float, soft_labels: bool, max_ece: float) -> float:
+    """The students' KD weight from the teacher's calibration: MAX_KD_ALPHA at ECE 0, falling linearly to 0 at
+    the bound above which soft labels are off, so a barely trusted teacher's probabilities barely count."""
+    if not soft_labels or max_ece <= 0:
+        return 0.0
+    return round(MAX_KD_ALPHA * max(0.0, 1.0 - ece / max_ece), 3)
 
 
 def effective_min_confidence(configured: float | None) -> float:
@@ -23,7 +32,7 @@ def effective_min_confidence(configured: float | None) -> float:
 
 def decide(audit: TeacherAudit, config) -> TeacherAudit:
     """The run's thresholds and policy from the audit and the teacher config (a value the user set wins)."""
-    decisions = []
+    decisions = list(audit.decisions)  # what the teacher could not do as configured (teacher/formats.py)
     if config.min_confidence is not None:
         chosen = config.min_confidence
         decisions.append(f"min_confidence {chosen:g}: set in the config")
@@ -53,8 +62,12 @@ def decide(audit: TeacherAudit, config) -> TeacherAudit:
         soft = False
         decisions.append(f"soft labels off: the teacher's calibration error {audit.ece:.3f} is above "
                          f"teacher.max_soft_label_ece {config.max_soft_label_ece:g}; students learn its hard labels")
+    alpha = kd_alpha(audit.ece, soft, config.max_soft_label_ece)
+    if soft:
+        decisions.append(f"KD alpha {alpha:g} for students that set none: {MAX_KD_ALPHA:g} x (1 - ECE {audit.ece:.3f} "
+                         f"/ {config.max_soft_label_ece:g})")
     return audit.model_copy(update={"min_confidence": chosen, "pool_labelling": pool, "soft_labels": soft,
-                                    "decisions": decisions})
+                                    "kd_alpha": alpha, "decisions": decisions})
 
 
 def audit_candidates(rows: list[dict], label_names: list[str], config) -> list[list[str]]:

@@ -48,20 +48,13 @@ class SoftLabeler:
                 for scores, cands in zip(raw[:len(texts)], candidate_sets)]
 
     def _raw_scores(self, texts, candidate_sets) -> list[dict[str, float] | None]:
-        prefixes, conts, owners = [], [], []
-        for index, (text, cands) in enumerate(zip(texts, candidate_sets)):
-            prefix = self.prompts.classify_prefix(text, cands)
-            for label in cands:
-                prefixes.append(prefix)
-                conts.append(self.prompts.label_continuation(label))
-                owners.append((index, label))
-        results: list[dict[str, float] | None] = [{} for _ in texts]
-        for (index, label), logprob in zip(owners, self.backend.continuation_logprobs(prefixes, conts)):
-            if logprob is None or results[index] is None:
-                results[index] = None
-            else:
-                results[index][label] = logprob
-        return results
+        """Each text's labelling prompt, with each candidate's answer scored as the reply (backend.choice_logprobs)."""
+        prompts = [self.prompts.classify_prompt(text, cands) for text, cands in zip(texts, candidate_sets)]
+        answers = [{self.prompts.label_answer(label): label for label in cands} for cands in candidate_sets]
+        scored = self.backend.choice_logprobs(prompts, [list(a) for a in answers])
+        return [None if by_answer is None or len(by_answer) < len(names) else
+                {names[answer]: logprob for answer, logprob in by_answer.items() if answer in names}
+                for by_answer, names in zip(scored, answers)]
 
     def _calibrated(self, scores: dict[str, float], cands: tuple) -> dict[str, float]:
         base = self._content_free[cands]

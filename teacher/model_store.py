@@ -23,6 +23,16 @@ def cache_root() -> Path:
     return Path(os.environ.get("PGKD_CACHE", Path.home() / ".cache" / "pgkd"))
 
 
+CHAT_TEMPLATES = Path(__file__).parent / "chat_templates"
+EMBEDDED_CHAT_TEMPLATES = {"embedded:gemma3-270m": "gemma3.jinja"}  # Gemma's turn format; the GGUF carries none
+
+
+def embedded_chat_template(spec: str) -> str | None:
+    """The chat template pgkd ships for an embedded model (its GGUF has none), None for any other model."""
+    name = EMBEDDED_CHAT_TEMPLATES.get(spec)
+    return str(CHAT_TEMPLATES / name) if name else None
+
+
 def resolve_teacher_model(spec: str) -> str:
     """A folder path or hub id stays as it is; a .gguf file or the embedded model is converted once."""
     if spec == "embedded:gemma3-270m":

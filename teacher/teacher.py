@@ -10,12 +10,13 @@ from basics.config import TeacherConfig
 from basics.dataset import Label
 from bus.messages import EvalReport, Example, TeacherAudit
 from teacher.audit import audit_candidates, effective_min_confidence, summarize
-from teacher.backends.base import SamplingSpec, TeacherBackend
+from teacher.backends.base import Completion, SamplingSpec, TeacherBackend
 from teacher.filters import NoveltyFilter
+from teacher.formats import resolve_format
 from teacher.labeler import SoftLabeler
-from teacher.parsing import parse_reply
+from teacher.parsing import parse_json_reply, parse_reply
 from teacher.planner import plan_for
-from teacher.prompts import ClassTask, PromptBuilder
+from teacher.prompts import ClassTask, PromptBuilder, examples_schema
 
 
 @dataclass
@@ -69,7 +70,8 @@ class Teacher:
         self.label_names = [label.name for label in labels]
         self.rng = random.Random(seed)
         self.demos = demos_by_label(seeds, self.rng)
-        self.prompts = PromptBuilder(labels, self.demos, task, config.templates_dir)
+        self.format = resolve_format(config, getattr(backend, "capabilities", None))
+        self.prompts = PromptBuilder(labels, self.demos, task, config.templates_dir, self.format.prompt_format)
         self.novelty = NoveltyFilter([s["text"] for s in seeds], protected_texts, config.near_duplicate_threshold)
         self.labeler = SoftLabeler(backend, self.prompts, self.label_names, config.soft_label_candidates, self.rng)
         self.batches = 0
@@ -85,7 +87,15 @@ class Teacher:
         tops = [max(p, key=p.get) if p else None for p in probs]
         audit = summarize(golds, tops, [p[t] if p else None for p, t in zip(probs, tops)],
                           max(map(len, sets), default=0), self.config.target_precision)
-        return audit.model_copy(update={"seconds": round(time.monotonic() - started, 2)})
+        return audit.model_copy(update={"seconds": round(time.monotonic() - started, 2),
+                                        "prompt_format": self.format.prompt_format,
+                                        "structured": self.structured, "decisions": list(self.format.notes)})
+
+    @property
+    def structured(self) -> bool:
+        """Structured generation, while the backend still holds replies to a schema (an endpoint may stop)."""
+        caps = getattr(self.backend, "capabilities", None)
+        return self.format.structured and (caps is None or caps.json_schema)
 
     def follow(self, audit: TeacherAudit) -> None:
         """Use the run's decisions: its min_confidence, and whether pool labels (config.pool_labelling, which the
@@ -126,32 +136,64 @@ class Teacher:
         return examples, stats
 
     def _generate(self, plan: list[ClassTask], stats: BatchStats, rng: random.Random) -> list[Draft]:
-        """The batch's requests in one backend call: new texts per planned class (mode `generate`) and
-        rewordings of its seeds (mode `augmentation`)."""
-        requests = []  # (task, source, prompt); one prompt per sample: the prefix cache makes repeats cheap
+        """The batch's requests: new texts per planned class (mode `generate`; structured, several per request as
+        JSON) and rewordings of its seeds (mode `augmentation`), one backend call per reply shape."""
+        requests = []  # (task, source, prompt, count); the prefix cache makes repeated prompts cheap
         if self.config.generate:
             for task in plan:
-                prompt = self.prompts.generation_prompt(task, self.config.demos_per_class)
-                requests += [(task, "generated", prompt)] * task.count
+                requests += self._generation_requests(task)
         if self.config.augmentation:
             for task in plan:
                 seeds = self.demos.get(task.label, [])
                 for text in rng.sample(seeds, min(len(seeds), self.config.augment_per_class)):
-                    requests.append((task, "augmented", self.prompts.paraphrase_prompt(task.label, text)))
-        spec = SamplingSpec(n=1, temperature=self.config.temperature, top_p=self.config.top_p,
-                            max_tokens=self.config.max_new_tokens, seed=None)
-        completions = self.backend.generate([prompt for _, _, prompt in requests], spec) if requests else []
+                    requests.append((task, "augmented", self.prompts.paraphrase_prompt(task.label, text), None))
         drafts = []
-        for (task, source, _), completion in zip(requests, completions):
-            if completion.failed:
-                stats.failed_requests += 1
-                continue
-            stats.prompt_tokens += completion.prompt_tokens
-            stats.completion_tokens += completion.completion_tokens
-            for raw in completion.texts or [None]:
+        for count in dict.fromkeys(count for *_, count in requests):
+            shaped = [r for r in requests if r[3] == count]
+            completions = self.backend.generate([prompt for _, _, prompt, _ in shaped], self._spec(count))
+            for (task, source, _, _), completion in zip(shaped, completions):
+                drafts += self._read(completion, task, source, count, stats)
+        return drafts
+
+    def _generation_requests(self, task: ClassTask) -> list[tuple]:
+        if not self.structured:
+            return [(task, "generated", self.prompts.generation_prompt(task, self.config.demos_per_class), None)] \
+                * task.count
+        per = self.config.examples_per_request
+        counts = [per] * (task.count // per) + ([task.count % per] if task.count % per else [])
+        return [(task, "generated", self.prompts.generation_prompt(task, self.config.demos_per_class, n), n)
+                for n in counts]
+
+    def _spec(self, count: int | None) -> SamplingSpec:
+        """One text per reply (cut at its first line), or `count` texts as JSON held to a schema."""
+        c = self.config
+        if count is None:
+            stop = ("\n",) if self.format.prompt_format == "completion" else ()
+            return SamplingSpec(n=1, temperature=c.temperature, top_p=c.top_p, max_tokens=c.max_new_tokens, stop=stop)
+        return SamplingSpec(n=1, temperature=c.temperature, top_p=c.top_p, stop=(),
+                            max_tokens=count * (c.max_new_tokens + 6) + 16, json_schema=examples_schema(count))
+
+    def _read(self, completion: Completion, task: ClassTask, source: str, count: int | None,
+              stats: BatchStats) -> list[Draft]:
+        if completion.failed:
+            stats.failed_requests += 1
+            return []
+        stats.prompt_tokens += completion.prompt_tokens
+        stats.completion_tokens += completion.completion_tokens
+        drafts = []
+        for raw in completion.texts or [None]:
+            if count is None:
                 stats.generated += 1
                 stats.augmented += source == "augmented"
                 drafts.extend(self._accept(raw, task, source, stats))
+                continue
+            parsed = parse_json_reply(raw, completion.structured)
+            if parsed.reason:  # the whole reply is lost, counted as the texts it was asked for
+                stats.generated += count
+                stats.dropped[parsed.reason] += count
+            for text in parsed.texts:
+                stats.generated += 1
+                drafts.extend(self._accept(text, task, source, stats))
         return drafts
 
     def _accept(self, raw: str | None, task: ClassTask, source: str, stats: BatchStats) -> list[Draft]:

@@ -1,14 +1,16 @@
 """A scripted stand-in for the LLM in unit tests of teacher logic (the real engine is in the integration test)."""
 from __future__ import annotations
 
-from teacher.backends.base import Completion, SamplingSpec
+from teacher.backends.base import Capabilities, Completion, SamplingSpec, scored_by_continuation
 
 
 class ScriptedBackend:
     model_name = "scripted"
 
     def __init__(self, replies: list[str | None], label_bias: dict[str, float] | None = None,
-                 prefers: dict[str, str] | None = None):
+                 prefers: dict[str, str] | None = None, capabilities: Capabilities | None = None):
+        self.capabilities = capabilities or Capabilities()  # completion format, no schemas, unless given
+        self.specs: list[SamplingSpec] = []
         self.replies = list(replies)
         self.label_bias = label_bias or {}  # a constant per-label bias, as a small base model has
         self.prefers = prefers or {}  # text substring -> the label the "model" believes
@@ -19,12 +21,18 @@ class ScriptedBackend:
     def generate(self, prompts, spec: SamplingSpec):
         self.generate_calls += 1
         self.prompts.extend(prompts)
+        self.specs.append(spec)
         out = []
         for _ in prompts:
             reply = self.replies.pop(0) if self.replies else None
             out.append(Completion(texts=[] if reply is None else [reply], prompt_tokens=10,
-                                  completion_tokens=0 if reply is None else len(reply.split())))
+                                  completion_tokens=0 if reply is None else len(reply.split()),
+                                  structured=spec.json_schema is not None and self.capabilities.json_schema))
         return out
+
+    def choice_logprobs(self, prompts, choices):
+        """Chat prompts are scored by their user message's text, as completion prompts are."""
+        return scored_by_continuation(self, [p if isinstance(p, str) else p[-1]["content"] for p in prompts], choices)
 
     def continuation_logprobs(self, prefixes, continuations):
         self.score_calls += 1

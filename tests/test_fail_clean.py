@@ -113,8 +113,8 @@ class LosingBackend:
     def generate(self, prompts, spec):
         return [Completion(texts=[], prompt_tokens=0, completion_tokens=0, failed=True) for _ in prompts]
 
-    def continuation_logprobs(self, prefixes, continuations):
-        return [None] * len(prefixes)
+    def choice_logprobs(self, prompts, choices):
+        return [None] * len(prompts)
 
     def close(self):
         pass

@@ -284,6 +284,25 @@ redis:
     assert report["bus"]["streams"]["examples"] < len(archived)  # trained-on batches left Redis for the archive
 
 
+def test_a_chat_teacher_with_structured_replies_runs_end_to_end_in_process(tmp_path):
+    """The embedded model in the chat format (pgkd's Gemma chat template), its generation held to a JSON schema
+    by vLLM's guided decoding: audited, generating, labelling and trained on like a completion teacher."""
+    chat = "teacher:\n  prompt_format: chat\n  examples_per_request: 3\n"
+    config = write_config(tmp_path, few_batches(2, NGRAM_STUDENT).replace("teacher:\n", chat))
+    proc = subprocess.run(PGKD + ["run", str(config), "--run-id", "itest-chat"], env=ENV, cwd=REPO,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert foreign_lines(proc.stdout + proc.stderr) == []
+    report = json.loads((tmp_path / "runs" / "itest-chat" / "report.json").read_text())
+    audit = report["teacher_audit"]
+    assert (audit["prompt_format"], audit["structured"]) == ("chat", True) and audit["texts"] == 30
+    totals = report["teacher"]["totals"]
+    assert totals["batches"] >= 1 and totals["generated"] >= 12 and totals.get("failed_requests", 0) == 0
+    dropped = sum(v for k, v in totals.items() if k.startswith("dropped_"))
+    assert totals["generated"] == totals["kept"] + dropped  # a reply that broke its schema counts what it was asked
+    assert "chat prompts, structured generation" in (tmp_path / "runs" / "itest-chat" / "report.md").read_text()
+
+
 def test_audit_command_prints_the_audit_and_what_a_run_would_decide(tmp_path):
     """`pgkd audit CONFIG`: the real engine labels the audit texts in this process, next to a seeds-only student
     trained here; the terminal gets pgkd's lines only (the engine's go to a log file)."""

@@ -95,3 +95,31 @@ def test_a_teacher_batch_over_http_accounts_for_every_text(server_url):
     assert stats.generated == 8 and stats.prompt_tokens > 0 and stats.completion_tokens > 0
     assert stats.kept == len(examples) == stats.generated - sum(stats.dropped.values())
     assert all(e.candidate_probs and abs(sum(e.candidate_probs.values()) - 1) < 1e-6 for e in examples)
+
+
+def test_the_real_server_chats_holds_replies_to_a_schema_and_guides_a_choice(server_url):
+    """pgkd.serve gives the embedded base model Gemma's chat template: the probe finds chat, JSON-schema replies
+    and guided choice, and keeps the completion format as the default for a model not named instruct."""
+    caps = http_backend(server_url).capabilities
+    assert (caps.chat, caps.json_schema, caps.guided_choice, caps.chat_default) == (True, True, True, False), caps
+
+
+def test_a_chat_teacher_batch_over_http_with_structured_replies(server_url):
+    labels = [Label("card_arrival", "card arrival"), Label("transfer")]
+    seeds = [{"text": "where is my new card", "label": "card_arrival"},
+             {"text": "my card has not arrived yet", "label": "card_arrival"},
+             {"text": "send money to my friend please", "label": "transfer"},
+             {"text": "how do I transfer cash abroad", "label": "transfer"}]
+    config = TeacherConfig(backend="openai", model=SERVED_NAME, prompt_format="chat", classes_per_batch=2,
+                           examples_per_class=3, examples_per_request=3, max_new_tokens=24, min_confidence=0.0)
+    teacher = Teacher(http_backend(server_url), labels, seeds, [], config, "teacher-0", "Customer messages to a bank")
+    assert (teacher.format.prompt_format, teacher.structured) == ("chat", True)
+    examples, stats = teacher.write_batch(None, 0)
+    assert stats.failed_requests == 0 and stats.completion_tokens > 0
+    assert stats.generated >= 6 and stats.kept == len(examples)  # a reply that broke its schema counts its 3
+    assert stats.generated == stats.kept + sum(stats.dropped.values())
+    assert all(e.candidate_probs and abs(sum(e.candidate_probs.values()) - 1) < 1e-6 for e in examples)
+    scores = teacher.backend.choice_logprobs([[{"role": "user", "content": "Is a late card 'card arrival' or "
+                                                "'transfer'? Reply with the label only."}]],
+                                             [["card arrival", "transfer"]])
+    assert set(scores[0]) == {"card arrival", "transfer"} and all(v < 0 for v in scores[0].values())

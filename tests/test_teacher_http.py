@@ -10,7 +10,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from teacher.backends import openai_http
-from teacher.backends.base import SamplingSpec
+from teacher.backends.base import Capabilities, SamplingSpec
 from teacher.backends.registry import make_backend
 
 
@@ -77,7 +77,8 @@ def endpoint_factory():
 
 
 def backend(url: str, **kwargs):
-    return make_backend("openai", model="m", base_url=url, api_key_env=None, timeout_s=5, **kwargs)
+    return make_backend("openai", model="m", base_url=url, api_key_env=None, timeout_s=5,
+                        capabilities=Capabilities(), **kwargs)  # completion only, unprobed
 
 
 def test_retryable_status_is_retried_and_succeeds(endpoint_factory):

@@ -1,4 +1,10 @@
-"""Any OpenAI-compatible completions endpoint over HTTP (`vllm serve`, a hosted API).
+"""Any OpenAI-compatible endpoint over HTTP (`vllm serve`, a hosted API): text prompts go to /completions,
+chat prompts to /chat/completions.
+
+At start the backend asks the endpoint once what it can do (`endpoint_capabilities`): chat, replies held to a
+JSON schema (`response_format`), and vLLM's guided choice. Where it cannot, the teacher uses the completion
+format or plain parsing instead, and the run's log and report say why. A request rejected for its schema later
+(HTTP 400) is sent again without it, once, and the backend stops asking for schemas.
 
 Each prompt is one request, at most `concurrency` in flight. A request that fails with a retryable error
 (connection, timeout, 408/409/429/5xx) is retried with exponential backoff; any other error, or running out of
@@ -9,6 +15,7 @@ TeacherUnavailable, which stops the replica. probe() tries the endpoint once bef
 from __future__ import annotations
 
 import logging
+import math
 import os
 import threading
 import time
@@ -18,21 +25,36 @@ import httpx
 
 from basics.errors import InputError
 from bus.client import redact
-from teacher.backends.base import Completion, SamplingSpec, TeacherUnavailable
+from teacher.backends.base import (
+    Capabilities,
+    Completion,
+    Prompt,
+    SamplingSpec,
+    TeacherUnavailable,
+    looks_instruct,
+    scored_by_continuation,
+)
 
 log = logging.getLogger(__name__)
 
 RETRYABLE_STATUS = {408, 409, 429, 500, 502, 503, 504}
 BACKOFF_START_S, BACKOFF_MAX_S = 0.5, 8.0
+TOP_LOGPROBS = 20  # the most OpenAI's chat API returns per token
+PROBE_SCHEMA = {"type": "object", "properties": {"ok": {"type": "boolean"}}, "required": ["ok"]}
 
 
 class RequestFailed(Exception):
     """One request gave up: a non-retryable error, or retries ran out."""
 
+    def __init__(self, message: str, status: int | None = None):
+        super().__init__(message)
+        self.status = status
+
 
 class OpenAIHTTPBackend:
     def __init__(self, model: str, base_url: str, served_model: str | None = None, api_key_env: str | None = None,
-                 timeout_s: float = 120, max_retries: int = 4, concurrency: int = 8, max_consecutive_failures: int = 16):
+                 timeout_s: float = 120, max_retries: int = 4, concurrency: int = 8, max_consecutive_failures: int = 16,
+                 capabilities: Capabilities | None = None):
         self.model_name = served_model or model
         self.max_retries, self.max_consecutive_failures = max_retries, max_consecutive_failures
         self.where = redact(base_url)
@@ -42,28 +64,75 @@ class OpenAIHTTPBackend:
         self.failures = 0  # failed attempts, retries included
         self.lost_in_a_row, self.last_error = 0, ""
         self.lock = threading.Lock()
+        self.capabilities = capabilities or endpoint_capabilities(self.client, self.model_name)  # None: ask it
+        for note in self.capabilities.notes:
+            log.warning("teacher endpoint %s: %s", self.where, note)
 
-    def generate(self, prompts: list[str], spec: SamplingSpec) -> list[Completion]:
+    def generate(self, prompts: list[Prompt], spec: SamplingSpec) -> list[Completion]:
         body = {"model": self.model_name, "n": spec.n, "temperature": spec.temperature, "top_p": spec.top_p,
                 "max_tokens": spec.max_tokens, "stop": list(spec.stop)}
         if spec.seed is not None:
             body["seed"] = spec.seed
-        completions = list(self.pool.map(lambda p: self._complete(body | {"prompt": p}), prompts))
+        schema = spec.json_schema if self.capabilities.json_schema else None
+        completions = list(self.pool.map(lambda p: self._complete(p, body, schema), prompts))
         self._give_up_if_gone()
         return completions
 
-    def _complete(self, body: dict) -> Completion:
+    def _complete(self, prompt: Prompt, body: dict, schema: dict | None) -> Completion:
+        chat = not isinstance(prompt, str)
+        path, body = ("/chat/completions", body | {"messages": prompt}) if chat else ("/completions",
+                                                                                     body | {"prompt": prompt})
         try:
-            reply = self._post("/completions", body)
+            reply = self._post(path, with_schema(body, schema) if schema else body)
         except RequestFailed as exc:
+            if schema and exc.status == 400:  # the schema, not the prompt, may be what it refused
+                self._no_more_schemas(exc)
+                return self._complete(prompt, body, None)
             log.warning("completion request lost: %s", exc)
             self._lost(exc)
             return Completion(texts=[], prompt_tokens=0, completion_tokens=0, failed=True)
         self._answered()
         usage = reply.get("usage") or {}
-        return Completion(texts=[c.get("text", "") for c in reply.get("choices", [])],
-                          prompt_tokens=usage.get("prompt_tokens", 0),
-                          completion_tokens=usage.get("completion_tokens", 0))
+        choices = reply.get("choices") or []
+        texts = [(c.get("message") or {}).get("content") or "" if chat else c.get("text", "") for c in choices]
+        return Completion(texts=texts, prompt_tokens=usage.get("prompt_tokens", 0),
+                          completion_tokens=usage.get("completion_tokens", 0), structured=schema is not None)
+
+    def _no_more_schemas(self, exc: RequestFailed) -> None:
+        with self.lock:
+            if self.capabilities.json_schema:
+                self.capabilities.json_schema = False
+                note = f"a request with a JSON schema was refused ({exc}); replies are parsed as plain text from now on"
+                self.capabilities.notes.append(note)
+                log.warning("teacher endpoint %s: %s", self.where, note)
+
+    def choice_logprobs(self, prompts: list[Prompt], choices: list[list[str]]) -> list[dict[str, float] | None]:
+        """Text prompts: every choice scored exactly as an echoed continuation. Chat prompts (no echo there):
+        one guided-choice request each, its soft label read from the top log-probabilities of the reply's first
+        token (`chat_choice_scores`)."""
+        if all(isinstance(p, str) for p in prompts):
+            return scored_by_continuation(self, prompts, choices)
+        scores = list(self.pool.map(self._chat_choice, prompts, choices))
+        self._give_up_if_gone()
+        return scores
+
+    def _chat_choice(self, messages: list[dict], options: list[str]) -> dict[str, float] | None:
+        body = {"model": self.model_name, "messages": messages, "temperature": 0.0, "logprobs": True,
+                "top_logprobs": TOP_LOGPROBS, "max_tokens": 16}
+        if self.capabilities.guided_choice:
+            body["structured_outputs"] = {"choice": options}
+        try:
+            reply = self._post("/chat/completions", body)
+            choice = reply["choices"][0]
+            first = choice["logprobs"]["content"][0]
+        except (RequestFailed, KeyError, IndexError, TypeError) as exc:
+            log.warning("chat labelling request lost: %s", exc)
+            self._lost(exc) if isinstance(exc, RequestFailed) else self._answered()
+            return None
+        self._answered()
+        top = {entry["token"]: entry["logprob"] for entry in first.get("top_logprobs") or []}
+        top.setdefault(first.get("token", ""), first.get("logprob", -math.inf))
+        return chat_choice_scores(top, options, (choice.get("message") or {}).get("content") or "")
 
     def continuation_logprobs(self, prefixes: list[str], continuations: list[str]) -> list[float | None]:
         """Prompt-token scoring: the endpoint echoes prefix + continuation with each token's log-probability;
@@ -100,7 +169,7 @@ class OpenAIHTTPBackend:
                     return response.json()
                 error = f"HTTP {response.status_code}: {response.text[:200]}"
                 if response.status_code not in RETRYABLE_STATUS:
-                    raise RequestFailed(error)
+                    raise RequestFailed(error, response.status_code)
             self.failures += 1
             if attempt < self.max_retries:
                 time.sleep(delay)
@@ -126,6 +195,58 @@ class OpenAIHTTPBackend:
         self.client.close()
 
 
+def with_schema(body: dict, schema: dict) -> dict:
+    """The OpenAI way to hold a reply to a JSON schema; vLLM takes it on /completions as well as on chat."""
+    return body | {"response_format": {"type": "json_schema",
+                                       "json_schema": {"name": "reply", "schema": schema, "strict": True}},
+                   "stop": []}
+
+
+def chat_choice_scores(top: dict[str, float], options: list[str], answer: str) -> dict[str, float]:
+    """Log-probabilities of the options from the first reply token's top alternatives: a token is mass for the
+    options whose text starts with it, shared evenly where several do. An option no listed token starts gets at
+    most what the least likely listed token has (the mass it could have had unseen); the answered option at
+    least its own token's."""
+    mass: dict[str, float] = {option: 0.0 for option in options}
+    for token, logprob in top.items():
+        piece = token.lstrip()
+        owners = [option for option in options if piece and option.lstrip().startswith(piece)]
+        for option in owners:
+            mass[option] += math.exp(logprob) / len(owners)
+    floor = min(top.values(), default=-30.0) - math.log(max(1, len(options)))
+    scores = {option: math.log(m) if m > 0 else floor for option, m in mass.items()}
+    answer = answer.strip()
+    if answer in scores and not mass[answer]:
+        scores[answer] = max(scores.values())
+    return scores
+
+
+def endpoint_capabilities(client: httpx.Client, model: str) -> Capabilities:
+    """One tiny request per feature: a chat turn, a reply held to a JSON schema, vLLM's guided choice.
+    A refusal (any non-200) turns the feature off with the endpoint's reason in `notes`."""
+    notes = []
+
+    def accepts(path: str, body: dict, feature: str) -> bool:
+        try:
+            response = client.post(path, json={"model": model, "max_tokens": 4, "temperature": 0.0} | body)
+        except httpx.TransportError as exc:
+            notes.append(f"{feature}: no answer ({type(exc).__name__})")
+            return False
+        if response.status_code != 200:
+            notes.append(f"no {feature} (HTTP {response.status_code} from {path}: {response.text[:160]})")
+        return response.status_code == 200
+
+    hello = {"messages": [{"role": "user", "content": "Reply with OK."}]}
+    chat = accepts("/chat/completions", hello, "chat")
+    completions = accepts("/completions", {"prompt": "OK"}, "text completions")
+    path, base = ("/chat/completions", hello) if chat else ("/completions", {"prompt": "OK"})
+    schema = (chat or completions) and accepts(path, with_schema(base, PROBE_SCHEMA), "JSON-schema replies")
+    choice = chat and accepts(path, base | {"structured_outputs": {"choice": ["yes", "no"]}}, "guided choice")
+    # An instruct model by its name, or an endpoint that only chats (most hosted APIs), is spoken to in chat.
+    return Capabilities(chat=chat, json_schema=schema, chat_default=chat and (looks_instruct(model) or not completions),
+                        guided_choice=choice, notes=notes)
+
+
 def continuation_sum(logprobs: dict, generated: int, prefix_chars: int, prompt_chars: int) -> float | None:
     """Sum of the echoed log-probabilities of the prompt tokens inside [prefix_chars, prompt_chars).
 
@@ -147,9 +268,10 @@ def auth_headers(api_key_env: str | None) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"} if key else {}
 
 
-def probe(base_url: str, model: str, api_key_env: str | None, timeout_s: float, **_) -> None:
-    """Ask the endpoint for its models (or, where it has no model list, for one token), once, within timeout_s.
-    Unreachable, unauthorised, or not serving the model: an InputError with the URL, credentials hidden."""
+def probe(base_url: str, model: str, api_key_env: str | None, timeout_s: float, **_) -> Capabilities:
+    """Ask the endpoint for its models (or, where it has no model list, for one token), once, within timeout_s,
+    then what it can do. Unreachable, unauthorised, or not serving the model: an InputError with the URL,
+    credentials hidden."""
     where, field = redact(base_url), "teacher.http.base_url"
     headers = auth_headers(api_key_env)
     try:
@@ -171,6 +293,8 @@ def probe(base_url: str, model: str, api_key_env: str | None, timeout_s: float, 
     if served is not None and model not in served:
         raise InputError(f"teacher endpoint {where} does not serve '{model}' (it serves {served[:10]})",
                          field="teacher.http.served_model")
+    with httpx.Client(base_url=base_url.rstrip("/"), headers=headers, timeout=timeout_s) as client:
+        return endpoint_capabilities(client, model)
 
 
 def served_models(response: httpx.Response) -> list[str] | None:

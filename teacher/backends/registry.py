@@ -5,7 +5,8 @@ from __future__ import annotations
 from importlib import import_module
 
 from basics.registries import BACKENDS
-from teacher.backends.base import TeacherBackend
+from teacher.backends.base import Capabilities, TeacherBackend
+from teacher.model_store import embedded_chat_template
 
 
 def backend_class(name: str):
@@ -26,15 +27,24 @@ def backend_options(config, replica: int, kv_block_size: int | None = None) -> d
         return {"model": config.model, **config.http.model_dump()}
     return {"model": config.model, "dtype": config.dtype, "max_model_len": config.max_model_len,
             "kv_cache_gib": config.kv_cache_gib, "enforce_eager": config.enforce_eager, "seed": config.seed + replica,
-            "block_size": kv_block_size, "label_scoring": config.label_scoring}
+            "block_size": kv_block_size, "label_scoring": config.label_scoring,
+            "chat_template": chat_template_for(config)}
 
 
-def probe_backend(config) -> None:
-    """Try a remote backend once before a run starts anything (InputError when it cannot serve); a local
-    engine has nothing to try."""
+def chat_template_for(config) -> str | None:
+    """The teacher's chat template file: the configured one, else pgkd's own for an embedded model without one."""
+    if config.chat_template is not None:
+        return str(config.chat_template)
+    return embedded_chat_template(config.model)
+
+
+def probe_backend(config) -> Capabilities | None:
+    """Try a remote backend once before a run starts anything (InputError when it cannot serve) and say what it
+    can do; a local engine has nothing to try (None)."""
     if config.backend == "openai":
         from teacher.backends.openai_http import probe
 
         options = backend_options(config, 0)
-        probe(options["base_url"], options["served_model"] or options["model"], options["api_key_env"],
-              options["timeout_s"])
+        return probe(options["base_url"], options["served_model"] or options["model"], options["api_key_env"],
+                     options["timeout_s"])
+    return None

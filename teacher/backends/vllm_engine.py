@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import logging
 import os
+from pathlib import Path
 
-from teacher.backends.base import Completion, SamplingSpec
+from teacher.backends.base import Capabilities, Completion, Prompt, SamplingSpec, looks_instruct, scored_by_continuation
 from teacher.model_store import resolve_teacher_model
 
 log = logging.getLogger(__name__)
@@ -44,7 +45,7 @@ def until_distinct(pairs: list[list[tuple[tuple, int]]]) -> list[list[tuple[tupl
 class VLLMEngineBackend:
     def __init__(self, model: str, dtype: str = "bfloat16", max_model_len: int = 1024, kv_cache_gib: float = 2,
                  enforce_eager: bool = True, tensor_parallel_size: int = 1, seed: int = 0,
-                 block_size: int | None = None, label_scoring: str = "full"):
+                 block_size: int | None = None, label_scoring: str = "full", chat_template: str | None = None):
         os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(int(kv_cache_gib)))
         from vllm import LLM
 
@@ -59,14 +60,29 @@ class VLLMEngineBackend:
         self.tokenizer = self.llm.get_tokenizer()
         self.max_model_len = max_model_len
         self.label_scoring = label_scoring  # "distinct": stop at the token that tells a prefix's continuations apart
+        self.chat_template = Path(chat_template).read_text() if chat_template else None
+        self.capabilities = engine_capabilities(model, folder, self.tokenizer, self.chat_template)
 
-    def generate(self, prompts: list[str], spec: SamplingSpec) -> list[Completion]:
+    def render(self, prompt: Prompt) -> str:
+        """A chat prompt as the text the model sees: its chat template, ending where the assistant's reply starts."""
+        if isinstance(prompt, str):
+            return prompt
+        text = self.tokenizer.apply_chat_template(prompt, chat_template=self.chat_template, tokenize=False,
+                                                  add_generation_prompt=True)
+        return without_second_bos(text, self.tokenizer)
+
+    def generate(self, prompts: list[Prompt], spec: SamplingSpec) -> list[Completion]:
         """Completions in prompt order. A prompt too long for the context, or one the engine rejects, gets an
-        empty Completion (counted as no reply by the caller); the rest of the batch goes on."""
+        empty Completion (counted as no reply by the caller); the rest of the batch goes on. A json_schema is
+        held by vLLM's structured outputs (guided decoding)."""
         from vllm import SamplingParams
+        from vllm.sampling_params import StructuredOutputsParams
 
+        structured = StructuredOutputsParams(json=spec.json_schema) if spec.json_schema else None
         params = SamplingParams(n=spec.n, temperature=spec.temperature, top_p=spec.top_p,
-                                max_tokens=spec.max_tokens, stop=list(spec.stop), seed=spec.seed)
+                                max_tokens=spec.max_tokens, stop=list(spec.stop), seed=spec.seed,
+                                structured_outputs=structured)
+        prompts = [self.render(p) for p in prompts]
         budget = self.max_model_len - spec.max_tokens
         fits = [i for i, p in enumerate(prompts) if len(self.tokenizer(p).input_ids) <= budget]
         if len(fits) < len(prompts):
@@ -76,8 +92,14 @@ class VLLMEngineBackend:
             if out is not None:
                 results[index] = Completion(texts=[o.text for o in out.outputs],
                                             prompt_tokens=len(out.prompt_token_ids or []),
-                                            completion_tokens=sum(len(o.token_ids) for o in out.outputs))
+                                            completion_tokens=sum(len(o.token_ids) for o in out.outputs),
+                                            structured=structured is not None)
         return results
+
+    def choice_logprobs(self, prompts: list[Prompt], choices: list[list[str]]) -> list[dict[str, float] | None]:
+        """Every choice scored exactly, token by token, after the rendered prompt: the distribution a guided
+        choice would sample from, without sampling it."""
+        return scored_by_continuation(self, [self.render(p) for p in prompts], choices)
 
     def _generate_isolated(self, prompts: list[str], params) -> list:
         """One batched call; if the engine rejects it, retry prompt by prompt so one bad request loses itself only."""
@@ -161,3 +183,21 @@ class VLLMEngineBackend:
     def close(self) -> None:
         self.watchdog.close()
         del self.llm
+
+
+def without_second_bos(text: str, tokenizer) -> str:
+    """Chat templates write the <bos> token themselves; the tokenizer adds one too when it encodes the text, and
+    a doubled <bos> derails the model, so the template's is dropped where the tokenizer adds its own."""
+    bos = getattr(tokenizer, "bos_token", None)
+    if bos and text.startswith(bos) and tokenizer("x").input_ids[:1] == [tokenizer.bos_token_id]:
+        return text[len(bos):]
+    return text
+
+
+def engine_capabilities(model: str, folder: str, tokenizer, chat_template: str | None) -> Capabilities:
+    """Chat where the tokenizer has a chat template (or one is given); chat by default where the model is also
+    instruction-tuned by its name. Structured outputs always: vLLM holds replies to a schema in-process."""
+    has_template = bool(chat_template or getattr(tokenizer, "chat_template", None))
+    notes = [] if has_template else [f"{model}: the tokenizer has no chat template (teacher.chat_template gives one)"]
+    return Capabilities(chat=has_template, json_schema=True,
+                        chat_default=has_template and looks_instruct(f"{model} {folder}"), notes=notes)
