@@ -55,6 +55,8 @@ ROWS = {  # row -> (what the table calls it, teacher settings, all explicit: the
     "pool-random": ("pool labelling, random pool texts", {"pool": "random"}),
     "pool-diverse_margin": ("pool labelling, smallest margins spread over k-means clusters",
                             {"pool": "diverse_margin"}),
+    "pool-margin-audit": ("pool labelling, student margin, min_confidence from a simulated audit (target 0.9)",
+                          {"pool": "margin", "threshold": "audit"}),
 }
 CURVE = (1, 3, 10, 30)  # teacher examples per class at which the budget curve reads the chosen student
 CURVE_ROWS = ("unguided", "steered", "default")
@@ -186,10 +188,13 @@ def run_one(dataset: str, name: str, settings: dict, row: str, draw: int, error:
     steering, selection = split_per_class(validation, 0.5, draw)
     teacher_settings = dict(ROWS[row][1])
     strategy = teacher_settings.pop("pool", None)
+    threshold = teacher_settings.pop("threshold", None)
     teacher_config = TeacherConfig(backend="simulated", classes_per_batch=args.classes_per_batch,
                                    examples_per_class=args.examples_per_class, generate=strategy is None,
                                    min_confidence=0.0 if strategy else 0.8, seed=draw, **teacher_settings)
     teacher_config.simulated.error_rate = error
+    if threshold == "audit":  # as a run would: 5 steering texts per class, the lowest confidence reaching 0.9
+        teacher_config.min_confidence = audited_threshold(steering, labels, error, teacher_config, draw)
     teacher = SimulatedTeacher(reservoir, lambda texts: np.stack([vectors[t] for t in texts]), labels,
                                teacher_config, "teacher-0", seed=draw)
     seed_everything(draw)
@@ -202,21 +207,37 @@ def run_one(dataset: str, name: str, settings: dict, row: str, draw: int, error:
         trainer.add([Example(text=r["text"], label=r["label"], source="seed") for r in seeds])
         versions = [scorer.version(trainer.train_version())]
         budget, written, batch = args.budget * len(labels), 0, 0
+        asked = right = 0  # pool texts offered to the teacher; its kept pool labels that were right
         pool_texts = [r["text"] for r in reservoir]
         while written < budget and not teacher.done:
             offered = scorer.pool_pick(pool_texts, teacher, strategy, min(teacher_config.classes_per_batch *
                                        teacher_config.examples_per_class, budget - written), draw * 1000 + batch)
             if strategy and not offered:
                 break
-            examples, _ = teacher.write_batch(versions[-1]["report"], batch, offered)
+            examples, stats = teacher.write_batch(versions[-1]["report"], batch, offered)
             examples = examples[:budget - written]
+            asked += stats.pool_offered
+            right += sum(e.label == teacher.gold[teacher.row_of[e.text]] for e in examples if e.source == "pool")
             written, batch = written + len(examples), batch + 1
             trainer.add(examples)
             if trainer.ready(flush=written >= budget):
                 versions.append(scorer.version(trainer.train_version()))
         if trainer.ready(flush=True):
             versions.append(scorer.version(trainer.train_version()))
-    return summarize(name, args, row, draw, error, versions, scorer, len(labels), time.time() - started, written)
+    result = summarize(name, args, row, draw, error, versions, scorer, len(labels), time.time() - started, written)
+    if strategy:
+        result |= {"min_confidence": teacher_config.min_confidence, "pool_offered": asked,
+                   "pool_label_precision": round(right / written, 4) if written else None}
+    return result
+
+
+def audited_threshold(steering: list[dict], labels: list[str], error: float, config, draw: int) -> float:
+    from teacher.audit import audit_sample, decide
+    from teacher.simulated import simulated_audit
+
+    rows = audit_sample(steering, 5, 400, draw)
+    audit = simulated_audit(rows, labels, error, config.target_precision, draw)
+    return decide(audit, config.model_copy(update={"min_confidence": None})).min_confidence
 
 
 class Scorer:

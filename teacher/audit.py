@@ -50,12 +50,20 @@ def decide(audit: TeacherAudit, config) -> TeacherAudit:
         decisions.append(f"min_confidence {chosen:g}: too few audit labels to choose one (the default)")
     pool, soft = config.pool_labelling, True
     worse = audit.student_accuracy is not None and audit.accuracy < audit.student_accuracy
+    kept = kept_precision(audit, chosen)
     if worse and config.protect_student:
-        pool, soft = False, False
-        decisions.append(f"the teacher labels worse than the seeds-only student ({audit.accuracy:.2f} vs "
-                         f"{audit.student_accuracy:.2f} accuracy on the same {audit.texts} texts and candidates): "
-                         "pool labelling and soft labels off; its own texts still pass min_confidence "
-                         "(teacher.protect_student=false overrides)")
+        compared = (f"the teacher labels worse than the seeds-only student ({audit.accuracy:.2f} vs "
+                    f"{audit.student_accuracy:.2f} accuracy on the same {audit.texts} texts and candidates)")
+        soft = False
+        if kept is not None and kept > audit.student_accuracy:  # only its labels above min_confidence are used
+            decisions.append(f"{compared}, but its labels at or above min_confidence were right {kept:.0%} of the "
+                             "time: pool labelling stays on, with those labels only; soft labels off "
+                             "(teacher.protect_student=false overrides)")
+        else:
+            pool = False
+            decisions.append(f"{compared}, and its labels at or above min_confidence are no better: pool labelling "
+                             "and soft labels off; its own texts still pass min_confidence "
+                             "(teacher.protect_student=false overrides)")
     elif worse:
         decisions.append("the teacher labels worse than the seeds-only student, but teacher.protect_student is off")
     if soft and audit.ece > config.max_soft_label_ece:
@@ -68,6 +76,16 @@ def decide(audit: TeacherAudit, config) -> TeacherAudit:
                          f"/ {config.max_soft_label_ece:g})")
     return audit.model_copy(update={"min_confidence": chosen, "pool_labelling": pool, "soft_labels": soft,
                                     "kd_alpha": alpha, "decisions": decisions})
+
+
+def kept_precision(audit: TeacherAudit, min_confidence: float) -> float | None:
+    """How often the audit labels the run keeps (those at or above min_confidence) were right, where the audit
+    measured it: at the threshold it chose itself. None for a threshold the user set."""
+    if audit.threshold is not None and min_confidence == audit.threshold:
+        return audit.precision_at_threshold
+    if audit.best_threshold is not None and min_confidence == audit.best_threshold:
+        return audit.best_precision
+    return None
 
 
 def audit_candidates(rows: list[dict], label_names: list[str], config) -> list[list[str]]:

@@ -21,7 +21,8 @@ import numpy as np
 
 from basics.config import TeacherConfig
 from bus.messages import EvalReport, Example
-from teacher.audit import effective_min_confidence
+from bus.messages import TeacherAudit
+from teacher.audit import effective_min_confidence, summarize
 from teacher.planner import plan_for
 from teacher.prompts import ClassTask
 from teacher.teacher import BatchStats, PoolText
@@ -153,6 +154,24 @@ class SimulatedTeacher:
                                     report_version=report.key if report else None))
         stats.pool_labelled += len(examples)
         return examples
+
+
+def simulated_audit(rows: list[dict], label_names: list[str], error_rate: float, target_precision: float,
+                    seed: int = 0) -> TeacherAudit:
+    """The audit a simulated teacher would get: each audit text labelled with the same noise and the same
+    confidence model as its pool labels (a measuring instrument: the confidences are this module's assumption,
+    Beta(6, 1.5) when right and Beta(3, 3) when wrong, not a model's)."""
+    rng = random.Random(f"simulated-audit:{seed}")
+    golds, labels, confidences = [], [], []
+    for row in rows:
+        gold = row["label"]
+        wrong = rng.random() < error_rate
+        label = rng.choice([n for n in label_names if n != gold] or [gold]) if wrong else gold
+        a, b = RIGHT_CONFIDENCE if label == gold else WRONG_CONFIDENCE
+        golds.append(gold)
+        labels.append(label)
+        confidences.append(rng.betavariate(a, b))
+    return summarize(golds, labels, confidences, len(label_names), target_precision)
 
 
 def normalized(vectors: np.ndarray) -> np.ndarray:

@@ -73,9 +73,15 @@ def test_decisions_follow_the_audit_and_what_the_user_set():
     assert unreachable.min_confidence == 0.8 and "no confidence reaches 90%" in unreachable.decisions[0]
     assert decide(audit(threshold=None, best_threshold=None), config).min_confidence == DEFAULT_MIN_CONFIDENCE
 
-    worse = decide(audit(accuracy=0.45, student_accuracy=0.85), config)
+    worse = decide(audit(accuracy=0.45, student_accuracy=0.85, precision_at_threshold=0.8), config)
     assert (worse.pool_labelling, worse.soft_labels) == (False, False)
     assert "worse than the seeds-only student (0.45 vs 0.85" in worse.decisions[1]
+    # worse overall, but the labels it keeps (above its audit-chosen threshold) beat the student: pool stays on
+    precise = decide(audit(accuracy=0.7, student_accuracy=0.85, precision_at_threshold=0.92), config)
+    assert (precise.pool_labelling, precise.soft_labels) == (True, False) and "right 92% of the time" in \
+        precise.decisions[1]
+    assert not decide(audit(accuracy=0.7, student_accuracy=0.85, precision_at_threshold=0.92),
+                      TeacherConfig(pool_labelling=True, min_confidence=0.5)).pool_labelling  # the user's: unmeasured
     trusting = TeacherConfig(pool_labelling=True, protect_student=False)
     kept = decide(audit(accuracy=0.45, student_accuracy=0.85), trusting)
     assert (kept.pool_labelling, kept.soft_labels) == (True, True)
@@ -105,7 +111,7 @@ def test_teacher_audits_on_known_labels_and_follows_the_decisions():
     assert result.per_class_f1["lost_card"] == 1.0 and result.per_class_f1["refund"] == 0.0
     assert result.accuracy == pytest.approx(8 / 12) and result.unscored == 0
     assert teacher.min_confidence == 0.8  # until it follows a decision
-    decided = decide(result.model_copy(update={"student_accuracy": 0.99}), config)
+    decided = decide(result.model_copy(update={"student_accuracy": 1.0}), config)
     teacher.follow(decided)
     assert teacher.min_confidence == decided.min_confidence and teacher.soft_labels is False
     assert teacher.config.pool_labelling is False  # what the actor reads before it claims pool texts
