@@ -44,8 +44,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--max-model-len", type=int, default=1024)
     parser.add_argument("--kv-cache-gib", type=float, default=1)
+    parser.add_argument("--chat-template", default=None, help="a Jinja chat template file for a model without one "
+                        "(the embedded model gets Gemma's)")
     args = parser.parse_args(argv)
-    command = server_command(args.model, args.host, args.port, args.max_model_len)
+    command = server_command(args.model, args.host, args.port, args.max_model_len, chat_template=args.chat_template)
     return subprocess.call(command, env=server_env(args.kv_cache_gib))
 
 
