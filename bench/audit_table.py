@@ -77,8 +77,8 @@ def write_table(rows: list[dict]) -> None:
         precision = a["precision_at_threshold"] if a["min_confidence"] == a["threshold"] else a["best_precision"]
         lines.append(
             f"| {Path(row['config']).stem} | {row['teacher']} | {a['prompt_format']} / "
-            f"{'structured' if a['structured'] else 'plain'} | {a['texts']} | {a['accuracy']:.3f} | {a['macro_f1']:.3f} "
-            f"| {a['ece']:.3f} | {a['student_accuracy']:.3f} | {a['min_confidence']:.3f}"
+            f"{'structured' if a['structured'] else 'plain'} | {a['texts']} | {a['accuracy']:.3f} "
+            f"| {a['macro_f1']:.3f} | {a['ece']:.3f} | {a['student_accuracy']:.3f} | {a['min_confidence']:.3f}"
             f"{f' ({precision:.0%})' if precision is not None else ''} | "
             f"{'on' if a['pool_labelling'] else 'off'} / {'on' if a['soft_labels'] else 'off'} | {a['kd_alpha']:g} "
             f"| {a['seconds']:.0f} |")

@@ -3,8 +3,6 @@ and their parsing, the capability probe and its fallbacks, against a fake OpenAI
 127.0.0.1 that can lack chat, schemas or guided choice. The real vLLM server is in test_integration_http.py."""
 import json
 import math
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
@@ -17,6 +15,7 @@ from teacher.formats import resolve_format
 from teacher.parsing import parse_json_reply
 from teacher.prompts import PromptBuilder, examples_schema
 from teacher.teacher import Teacher
+from tests.json_endpoint import JsonEndpoint
 from tests.scripted_backend import ScriptedBackend
 
 LABELS = [Label("card_arrival", "card arrival"), Label("refund")]
@@ -26,7 +25,7 @@ SEEDS = [{"text": "where is my new card", "label": "card_arrival"},
          {"text": "I want a refund for this order", "label": "refund"}]
 
 
-class FakeOpenAI:
+class FakeOpenAI(JsonEndpoint):
     """/v1/completions and /v1/chat/completions. A missing feature answers 400 as vLLM does (a model without a
     chat template, an unknown field); `json_reply` is what a structured generation returns."""
 
@@ -35,12 +34,10 @@ class FakeOpenAI:
         self.json_reply = json_reply or (lambda n: json.dumps({"examples": [f"new text number {i} here"
                                                                               for i in range(n)]}))
         self.requests: list[tuple[str, dict]] = []
-        self.lock = threading.Lock()
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.server.server_port}/v1"
+        super().__init__(self.reply)
 
-    def answer(self, path: str, body: dict) -> tuple[int, dict]:
+    def reply(self, path: str, body: dict) -> tuple[int, dict]:
+        self.requests.append((path, body))
         chat = path.endswith("/chat/completions")
         if (chat and not self.chat) or (not chat and not self.completions):
             return 400 if chat else 404, {"error": "no chat template" if chat else "not found"}
@@ -65,30 +62,6 @@ class FakeOpenAI:
             text = "a plain new message about my card"
         choice = {"message": {"content": text}} if chat else {"text": text}
         return 200, {"choices": [choice], "usage": usage}
-
-    def _handler(self):
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                with fake.lock:
-                    fake.requests.append((self.path, body))
-                status, reply = fake.answer(self.path, body)
-                data = json.dumps(reply).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-        return Handler
-
-    def close(self):
-        self.server.shutdown()
 
 
 @pytest.fixture

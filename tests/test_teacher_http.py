@@ -1,20 +1,19 @@
 """The OpenAI-compatible HTTP backend against small real HTTP servers on 127.0.0.1: retries on retryable errors
 only, bounded concurrency, one lost request losing itself only. The real `vllm serve` test is in
 test_integration_http.py."""
-import json
 import socket
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from teacher.backends import openai_http
 from teacher.backends.base import Capabilities, SamplingSpec
 from teacher.backends.registry import make_backend
+from tests.json_endpoint import JsonEndpoint
 
 
-class ScriptedEndpoint:
+class ScriptedEndpoint(JsonEndpoint):
     """A /v1/completions endpoint that answers each request with the next scripted status (then 200)."""
 
     def __init__(self, statuses: list[int], delay_s: float = 0.0):
@@ -22,40 +21,20 @@ class ScriptedEndpoint:
         self.requests: list[dict] = []
         self.in_flight = self.max_in_flight = 0
         self.lock = threading.Lock()
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.server.server_port}/v1"
+        super().__init__(self.scripted)
 
-    def _handler(self):
-        endpoint = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                with endpoint.lock:
-                    endpoint.requests.append(body)
-                    status = endpoint.statuses.pop(0) if endpoint.statuses else 200
-                    endpoint.in_flight += 1
-                    endpoint.max_in_flight = max(endpoint.max_in_flight, endpoint.in_flight)
-                time.sleep(endpoint.delay_s)
-                reply = {"choices": [{"text": " reply to " + body["prompt"][-8:]}],
-                         "usage": {"prompt_tokens": 5, "completion_tokens": 3}}
-                data = json.dumps(reply if status == 200 else {"error": "scripted"}).encode()
-                with endpoint.lock:
-                    endpoint.in_flight -= 1
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-        return Handler
-
-    def close(self):
-        self.server.shutdown()
+    def scripted(self, path: str, body: dict) -> tuple[int, dict]:
+        with self.lock:
+            self.requests.append(body)
+            status = self.statuses.pop(0) if self.statuses else 200
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        time.sleep(self.delay_s)
+        reply = {"choices": [{"text": " reply to " + body["prompt"][-8:]}],
+                 "usage": {"prompt_tokens": 5, "completion_tokens": 3}}
+        with self.lock:
+            self.in_flight -= 1
+        return status, reply if status == 200 else {"error": "scripted"}
 
 
 @pytest.fixture(autouse=True)
