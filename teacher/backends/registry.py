@@ -42,7 +42,7 @@ def probe_backend(config) -> Capabilities | None:
     """Try a remote backend once before a run starts anything (InputError when it cannot serve) and say what it
     can do; a local engine has nothing to try (None)."""
     if config.backend == "openai":
-        from teacher.backends.openai_http import probe
+        from teacher.backends.openai_probe import probe
 
         options = backend_options(config, 0)
         return probe(options["base_url"], options["served_model"] or options["model"], options["api_key_env"],
