@@ -169,6 +169,9 @@ class TeacherConfig(Strict):
     audit_max: int = Field(400, ge=1, description="audit texts at most")
     target_precision: float = Field(0.9, gt=0, le=1, description="min_confidence from the audit: the lowest "
                                     "confidence whose labels were right this often")
+    per_label_thresholds: bool = Field(True, description="from the audit, also a min_confidence per label the "
+                                       "teacher gives (seen at least 5 times), for a teacher that is surer of some "
+                                       "labels than it should be")
     protect_student: bool = Field(True, description="pool labelling and soft labels off when the audit finds the "
                                   "teacher labelling worse than the seeds-only student")
     max_soft_label_ece: float = Field(0.15, ge=0, le=1, description="soft labels only from a teacher whose audit "

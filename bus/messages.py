@@ -133,6 +133,7 @@ class TeacherAudit(Message):
     kept_share: float
     best_threshold: float | None = None  # where the target is out of reach: the most precise threshold
     best_precision: float | None = None
+    label_thresholds: dict[str, dict] = Field(default_factory=dict)  # label given -> threshold, precision, labels
     per_class_f1: dict[str, float] = Field(default_factory=dict)
     reliability: list[dict] = Field(default_factory=list)
     unscored: int = 0

@@ -33,6 +33,7 @@ def effective_min_confidence(configured: float | None) -> float:
 def decide(audit: TeacherAudit, config) -> TeacherAudit:
     """The run's thresholds and policy from the audit and the teacher config (a value the user set wins)."""
     decisions = list(audit.decisions)  # what the teacher could not do as configured (teacher/formats.py)
+    by_label = audit.label_thresholds if config.min_confidence is None and config.per_label_thresholds else {}
     if config.min_confidence is not None:
         chosen = config.min_confidence
         decisions.append(f"min_confidence {chosen:g}: set in the config")
@@ -70,12 +71,16 @@ def decide(audit: TeacherAudit, config) -> TeacherAudit:
         soft = False
         decisions.append(f"soft labels off: the teacher's calibration error {audit.ece:.3f} is above "
                          f"teacher.max_soft_label_ece {config.max_soft_label_ece:g}; students learn its hard labels")
+    if by_label:
+        decisions.append("per label the teacher gives, its own min_confidence where the audit saw it at least "
+                         f"{MIN_KEPT} times: " + ", ".join(f"{label} {t['threshold']:.3f} ({t['precision']:.0%} of "
+                                                          f"{t['labels']})" for label, t in by_label.items()))
     alpha = kd_alpha(audit.ece, soft, config.max_soft_label_ece)
     if soft:
         decisions.append(f"KD alpha {alpha:g} for students that set none: {MAX_KD_ALPHA:g} x (1 - ECE {audit.ece:.3f} "
                          f"/ {config.max_soft_label_ece:g})")
     return audit.model_copy(update={"min_confidence": chosen, "pool_labelling": pool, "soft_labels": soft,
-                                    "kd_alpha": alpha, "decisions": decisions})
+                                    "kd_alpha": alpha, "label_thresholds": by_label, "decisions": decisions})
 
 
 def kept_precision(audit: TeacherAudit, min_confidence: float) -> float | None:
@@ -144,13 +149,31 @@ def summarize(golds: list[str], predictions: list[str | None], confidences: list
     per_class = f1_per_class([g for g, _, _ in scored], [p for _, p, _ in scored], sorted(set(golds)))
     threshold, precision, kept = precision_threshold(confs, correct, target_precision)
     best = precision_threshold(confs, correct, 0.0, most_precise=True)
-    return TeacherAudit(texts=len(scored), candidates=candidates,
+    by_label = label_thresholds([p for _, p, _ in scored], confs, correct, target_precision)
+    return TeacherAudit(label_thresholds=by_label, texts=len(scored), candidates=candidates,
                         accuracy=sum(correct) / len(scored) if scored else 0.0,
                         macro_f1=sum(per_class.values()) / len(per_class) if per_class else 0.0,
                         ece=expected_calibration_error(confs, correct), target_precision=target_precision,
                         threshold=threshold, precision_at_threshold=precision, kept_share=kept,
                         best_threshold=best[0], best_precision=best[1], per_class_f1=per_class,
                         reliability=reliability_table(confs, correct), unscored=len(golds) - len(scored))
+
+
+def label_thresholds(predictions: list[str], confidences: list[float], correct: list[bool],
+                     target: float) -> dict[str, dict]:
+    """Per label the teacher gave: the lowest confidence at which its labels of that kind were right `target` of
+    the time (else where its most precise ones start), for labels given at least MIN_KEPT times. A teacher that
+    pours one class's texts into another (ag_news: Business read as World) is held to a higher bar there."""
+    chosen = {}
+    for label in sorted(set(predictions)):
+        rows = [(c, ok) for p, c, ok in zip(predictions, confidences, correct) if p == label]
+        confs, oks = [c for c, _ in rows], [ok for _, ok in rows]
+        threshold, precision, _ = precision_threshold(confs, oks, target)
+        if threshold is None:
+            threshold, precision, _ = precision_threshold(confs, oks, 0.0, most_precise=True)
+        if threshold is not None:
+            chosen[label] = {"threshold": threshold, "precision": precision, "labels": len(rows)}
+    return chosen
 
 
 def f1_per_class(golds: list[str], predictions: list[str], labels: list[str]) -> dict[str, float]:

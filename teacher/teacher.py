@@ -76,6 +76,7 @@ class Teacher:
         self.labeler = SoftLabeler(backend, self.prompts, self.label_names, config.soft_label_candidates, self.rng)
         self.batches = 0
         self.min_confidence = effective_min_confidence(config.min_confidence)
+        self.label_min_confidence: dict[str, float] = {}  # per label given, from the audit (teacher/audit.py)
         self.soft_labels = True
 
     def audit(self, rows: list[dict]) -> TeacherAudit:
@@ -101,9 +102,14 @@ class Teacher:
         """Use the run's decisions: its min_confidence, and whether pool labels (config.pool_labelling, which the
         actor reads before claiming pool texts) and soft labels are trusted."""
         self.min_confidence = audit.min_confidence
+        self.label_min_confidence = {label: t["threshold"] for label, t in audit.label_thresholds.items()}
         self.soft_labels = audit.soft_labels
         if not audit.pool_labelling:
             self.config = self.config.model_copy(update={"pool_labelling": False})
+
+    def threshold(self, label: str) -> float:
+        """The confidence a label of this kind needs: the audit's own for it where it measured one."""
+        return self.label_min_confidence.get(label, self.min_confidence)
 
     done = False  # a model can always write more; the budget (max_batches) ends it
 
@@ -217,7 +223,7 @@ class Teacher:
                 stats.dropped["pool_unscored"] += 1
                 continue
             label = max(probs, key=probs.get)
-            if probs[label] < self.min_confidence:
+            if probs[label] < self.threshold(label):
                 stats.dropped["pool_low_confidence"] += 1
                 continue
             examples.append(Example(text=item.text, label=label, source="pool", candidate_probs=probs,
@@ -254,7 +260,7 @@ class Teacher:
         top = max(probs, key=probs.get)
         if self.config.label_check == "off":
             return intended
-        if top == intended and probs[intended] < self.min_confidence:
+        if top == intended and probs[intended] < self.threshold(intended):
             stats.dropped["low_confidence"] += 1
             return None
         if top == intended:

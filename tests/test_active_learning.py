@@ -71,6 +71,19 @@ def test_unsure_pool_labels_are_dropped_and_counted():
     assert examples == [] and stats.dropped["pool_low_confidence"] == 1 and stats.pool_labelled == 0
 
 
+def test_a_label_with_its_own_audit_threshold_is_held_to_it():
+    pool = [PoolText("the card never arrived at home", ["card_arrival", "lost_card"]),
+            PoolText("send my money back now", ["top_up", "card_arrival"])]
+    teacher = make_teacher([None], prefers={"never arrived": "card arrival", "money back": "refund"})
+    teacher.config.generate = False
+    examples, _ = teacher.write_batch(None, 0, pool)
+    confidence = {e.label: e.candidate_probs[e.label] for e in examples}
+    teacher.label_min_confidence = {"refund": confidence["refund"] + 0.01}  # as Teacher.follow sets it
+    examples, stats = teacher.write_batch(None, 1, pool)
+    assert [e.label for e in examples] == ["card_arrival"] and stats.dropped["pool_low_confidence"] == 1
+    assert teacher.threshold("refund") > teacher.threshold("card_arrival") == teacher.min_confidence
+
+
 def test_augmentation_rewords_seeds_and_generation_can_be_switched_off():
     teacher = make_teacher(["when will my card get here", "card arriving when"],
                            prefers={"get here": "card arrival", "arriving": "card arrival"})

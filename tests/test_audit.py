@@ -132,3 +132,22 @@ def test_too_small_a_steering_part_is_refused_with_the_numbers(tmp_path, tiny_da
     path.write_text(f"dataset:\n  path: {tiny_dataset}\n  seeds_per_class: 1\n")  # default: what there is
     _, inputs = pgkd.driver.prepare_inputs(load_config(path))
     assert sorted(row["label"] for row in inputs.audit) == ["card", "transfer"]
+
+
+def test_a_label_the_teacher_gives_too_freely_gets_its_own_higher_threshold():
+    from basics.config import TeacherConfig
+    from teacher.audit import decide, summarize
+
+    # "World" is given to 10 World texts (right, confidence 0.50-0.59) and 10 Business texts (wrong, 0.45-0.54);
+    # "Sports" is right 10 times at 0.50-0.59. Overall 0.54 reaches 90%; World's own labels need 0.55.
+    golds = ["World"] * 10 + ["Business"] * 10 + ["Sports"] * 10
+    predictions = ["World"] * 20 + ["Sports"] * 10
+    confidences = [round(start + i / 100, 2) for start in (0.5, 0.45, 0.5) for i in range(10)]
+    audit = summarize(golds, predictions, confidences, 4, 0.9)
+    world, sports = audit.label_thresholds["World"], audit.label_thresholds["Sports"]
+    assert world["threshold"] > audit.threshold > sports["threshold"] and world["precision"] >= 0.9
+    assert (world["labels"], sports["labels"]) == (20, 10)
+    decided = decide(audit, TeacherConfig())
+    assert decided.label_thresholds == audit.label_thresholds and any("per label the teacher gives" in d for d in decided.decisions)
+    assert decide(audit, TeacherConfig(per_label_thresholds=False)).label_thresholds == {}
+    assert decide(audit, TeacherConfig(min_confidence=0.5)).label_thresholds == {}  # the user's value wins
