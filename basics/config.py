@@ -230,7 +230,7 @@ class StudentConfig(Strict):
     feature_scale: float = Field(10.0, gt=0, description="scales unit-norm embeddings before the head")
     batch_size: int = Field(64, ge=1)
     temperature: float = Field(2.0, gt=0)
-    # KD weight. Unset, the teacher audit sets it from the teacher's calibration error (student/kd_weight.py):
+    # KD weight. Unset, the teacher audit sets it from the teacher's calibration error (teacher/audit.py kd_alpha):
     # 0 where soft labels are off. Soft labels of the embedded 270M teacher raised the very confusions they
     # describe (banking77, 100 teacher examples: validation macro-F1 0.838 with alpha 0, 0.798 with 0.5).
     alpha: float | None = Field(None, ge=0, le=1, description="KD weight of the soft labels; null: from the "

@@ -14,7 +14,7 @@ import subprocess
 import sys
 
 from cluster.placement import vllm_block_size
-from teacher.model_store import embedded_chat_template, resolve_teacher_model
+from teacher.model_store import chat_template_file, resolve_teacher_model
 
 SERVED_NAME = "teacher"
 
@@ -27,7 +27,7 @@ def server_command(model: str, host: str = "127.0.0.1", port: int = 8000, max_mo
                "--max-model-len", str(max_model_len)]
     block = vllm_block_size()
     command += ["--block-size", str(block)] if block else []
-    template = chat_template or embedded_chat_template(model)
+    template = chat_template_file(model, chat_template)
     command += ["--chat-template", template] if template else []  # without one, /chat/completions answers 400
     return command + (["--enforce-eager"] if enforce_eager else [])
 

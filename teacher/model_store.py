@@ -27,8 +27,11 @@ CHAT_TEMPLATES = Path(__file__).parent / "chat_templates"
 EMBEDDED_CHAT_TEMPLATES = {"embedded:gemma3-270m": "gemma3.jinja"}  # Gemma's turn format; the GGUF carries none
 
 
-def embedded_chat_template(spec: str) -> str | None:
-    """The chat template pgkd ships for an embedded model (its GGUF has none), None for any other model."""
+def chat_template_file(spec: str, configured: str | Path | None = None) -> str | None:
+    """The chat template file a model is given: the configured one, else the one pgkd ships for an embedded model
+    (its GGUF has none), else None (the model's own, if it has one)."""
+    if configured is not None:
+        return str(configured)
     name = EMBEDDED_CHAT_TEMPLATES.get(spec)
     return str(CHAT_TEMPLATES / name) if name else None
 

@@ -20,8 +20,7 @@ from typing import Callable
 import numpy as np
 
 from basics.config import TeacherConfig
-from bus.messages import EvalReport, Example
-from bus.messages import TeacherAudit
+from bus.messages import EvalReport, Example, TeacherAudit
 from teacher.audit import effective_min_confidence, summarize
 from teacher.planner import plan_for
 from teacher.prompts import ClassTask

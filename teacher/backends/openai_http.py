@@ -124,7 +124,10 @@ class OpenAIHTTPBackend:
             first = choice["logprobs"]["content"][0]
         except (RequestFailed, KeyError, IndexError, TypeError) as exc:
             log.warning("chat labelling request lost: %s", exc)
-            self._lost(exc) if isinstance(exc, RequestFailed) else self._answered()
+            if isinstance(exc, RequestFailed):
+                self._lost(exc)
+            else:  # it answered, with something unusable
+                self._answered()
             return None
         self._answered()
         top = {entry["token"]: entry["logprob"] for entry in first.get("top_logprobs") or []}

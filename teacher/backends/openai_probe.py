@@ -56,18 +56,25 @@ def probe(base_url: str, model: str, api_key_env: str | None, timeout_s: float, 
     """Ask the endpoint for its models (or, where it has no model list, for one token), once, within timeout_s,
     then what it can do. Unreachable, unauthorised, or not serving the model: an InputError with the URL,
     credentials hidden."""
-    where, field = redact(base_url), "teacher.http.base_url"
     headers = auth_headers(api_key_env)
+    with httpx.Client(base_url=base_url.rstrip("/"), headers=headers, timeout=timeout_s) as client:
+        check_serves(client, base_url, model, api_key_env, timeout_s)
+        return endpoint_capabilities(client, model)
+
+
+def check_serves(client: httpx.Client, base_url: str, model: str, api_key_env: str | None, timeout_s: float) -> None:
+    """Reachable, authorised and serving the model, or an InputError naming the URL (credentials hidden)."""
+    where, field = redact(base_url), "teacher.http.base_url"
     try:
-        with httpx.Client(base_url=base_url.rstrip("/"), headers=headers, timeout=timeout_s) as client:
-            response = client.get("/models")
-            if response.status_code in (404, 405):  # no model list here: one tiny completion instead
-                response = client.post("/completions", json={"model": model, "prompt": "ping", "max_tokens": 1})
+        response = client.get("/models")
+        if response.status_code in (404, 405):  # no model list here: one tiny completion instead
+            response = client.post("/completions", json={"model": model, "prompt": "ping", "max_tokens": 1})
     except httpx.TransportError as exc:
         raise InputError(f"teacher endpoint {where} is unreachable within {timeout_s:g}s "
                          f"(teacher.http.timeout_s): {type(exc).__name__}: {exc}", field=field) from None
     if response.status_code in (401, 403):
-        how = f"${api_key_env} is set but was refused" if headers else f"no key was sent (${api_key_env} is unset)"
+        how = (f"${api_key_env} is set but was refused" if client.headers.get("Authorization")
+               else f"no key was sent (${api_key_env} is unset)")
         raise InputError(f"teacher endpoint {where} refused access (HTTP {response.status_code}): {how}",
                          field="teacher.http.api_key_env")
     if response.status_code != 200:
@@ -77,8 +84,6 @@ def probe(base_url: str, model: str, api_key_env: str | None, timeout_s: float, 
     if served is not None and model not in served:
         raise InputError(f"teacher endpoint {where} does not serve '{model}' (it serves {served[:10]})",
                          field="teacher.http.served_model")
-    with httpx.Client(base_url=base_url.rstrip("/"), headers=headers, timeout=timeout_s) as client:
-        return endpoint_capabilities(client, model)
 
 
 def served_models(response: httpx.Response) -> list[str] | None:

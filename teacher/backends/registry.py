@@ -6,7 +6,7 @@ from importlib import import_module
 
 from basics.registries import BACKENDS
 from teacher.backends.base import Capabilities, TeacherBackend
-from teacher.model_store import embedded_chat_template
+from teacher.model_store import chat_template_file
 
 
 def backend_class(name: str):
@@ -28,14 +28,7 @@ def backend_options(config, replica: int, kv_block_size: int | None = None) -> d
     return {"model": config.model, "dtype": config.dtype, "max_model_len": config.max_model_len,
             "kv_cache_gib": config.kv_cache_gib, "enforce_eager": config.enforce_eager, "seed": config.seed + replica,
             "block_size": kv_block_size, "label_scoring": config.label_scoring,
-            "chat_template": chat_template_for(config)}
-
-
-def chat_template_for(config) -> str | None:
-    """The teacher's chat template file: the configured one, else pgkd's own for an embedded model without one."""
-    if config.chat_template is not None:
-        return str(config.chat_template)
-    return embedded_chat_template(config.model)
+            "chat_template": chat_template_file(config.model, config.chat_template)}
 
 
 def probe_backend(config) -> Capabilities | None:

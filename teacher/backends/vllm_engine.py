@@ -61,6 +61,7 @@ class VLLMEngineBackend:
         self.max_model_len = max_model_len
         self.label_scoring = label_scoring  # "distinct": stop at the token that tells a prefix's continuations apart
         self.chat_template = Path(chat_template).read_text() if chat_template else None
+        self.template_bos = template_bos(self.tokenizer)
         self.capabilities = engine_capabilities(model, folder, self.tokenizer, self.chat_template)
 
     def render(self, prompt: Prompt) -> str:
@@ -69,7 +70,8 @@ class VLLMEngineBackend:
             return prompt
         text = self.tokenizer.apply_chat_template(prompt, chat_template=self.chat_template, tokenize=False,
                                                   add_generation_prompt=True)
-        return without_second_bos(text, self.tokenizer)
+        # the template writes <bos> and encoding the text adds another; a doubled <bos> derails the model
+        return text[len(self.template_bos):] if self.template_bos and text.startswith(self.template_bos) else text
 
     def generate(self, prompts: list[Prompt], spec: SamplingSpec) -> list[Completion]:
         """Completions in prompt order. A prompt too long for the context, or one the engine rejects, gets an
@@ -185,13 +187,11 @@ class VLLMEngineBackend:
         del self.llm
 
 
-def without_second_bos(text: str, tokenizer) -> str:
-    """Chat templates write the <bos> token themselves; the tokenizer adds one too when it encodes the text, and
-    a doubled <bos> derails the model, so the template's is dropped where the tokenizer adds its own."""
+def template_bos(tokenizer) -> str | None:
+    """The <bos> text a rendered chat template starts with that must be dropped: the tokenizer adds its own when
+    it encodes the text (None where it does not)."""
     bos = getattr(tokenizer, "bos_token", None)
-    if bos and text.startswith(bos) and tokenizer("x").input_ids[:1] == [tokenizer.bos_token_id]:
-        return text[len(bos):]
-    return text
+    return bos if bos and tokenizer("x").input_ids[:1] == [tokenizer.bos_token_id] else None
 
 
 def engine_capabilities(model: str, folder: str, tokenizer, chat_template: str | None) -> Capabilities:
