@@ -123,11 +123,7 @@ class OpenAIHTTPBackend:
             choice = reply["choices"][0]
             first = choice["logprobs"]["content"][0]
         except (RequestFailed, KeyError, IndexError, TypeError) as exc:
-            log.warning("chat labelling request lost: %s", exc)
-            if isinstance(exc, RequestFailed):
-                self._lost(exc)
-            else:  # it answered, with something unusable
-                self._answered()
+            self._scoring_lost("chat labelling", exc)
             return None
         self._answered()
         top = {entry["token"]: entry["logprob"] for entry in first.get("top_logprobs") or []}
@@ -148,14 +144,19 @@ class OpenAIHTTPBackend:
             reply = self._post("/completions", body)
             logprobs, generated = reply["choices"][0]["logprobs"], reply["usage"]["completion_tokens"]
         except (RequestFailed, KeyError, IndexError, TypeError) as exc:
-            log.warning("scoring request lost: %s", exc)
-            if isinstance(exc, RequestFailed):
-                self._lost(exc)
-            else:  # it answered, with something unusable
-                self._answered()
+            self._scoring_lost("scoring", exc)
             return None
         self._answered()
         return continuation_sum(logprobs, generated, len(prefix), len(prefix + continuation))
+
+    def _scoring_lost(self, what: str, exc: Exception) -> None:
+        """A scoring request gave nothing usable: a lost request counts toward giving up, an unusable answer
+        does not (the endpoint did answer)."""
+        log.warning("%s request lost: %s", what, exc)
+        if isinstance(exc, RequestFailed):
+            self._lost(exc)
+        else:
+            self._answered()
 
     def _post(self, path: str, body: dict) -> dict:
         delay = BACKOFF_START_S
