@@ -62,7 +62,7 @@ def audit_row(config: str, teacher: str, sets: list[str]) -> dict:
 
 
 def write_table(rows: list[dict]) -> None:
-    from cluster.cpu import cpu_info
+    from pgkd.cluster.cpu import cpu_info
 
     lines = [f"Machine: {cpu_info().describe()}.", "",
              "| dataset | teacher | format / generation | audit texts | accuracy | macro-F1 | ECE | seeds-only student "

@@ -47,7 +47,7 @@ def main() -> int:
     p.add_argument("--gpu-price-per-hour", type=float, default=2.50, help="USD per GPU hour (used on a GPU)")
     args = p.parse_args()
 
-    from basics.dataset import load_dataset
+    from pgkd.basics.dataset import load_dataset
 
     data = load_dataset(args.dataset)
     texts, gold = split_sample(data, args.split, BATCH * max(args.student_batches + 1, args.teacher_batches))
@@ -75,7 +75,7 @@ def split_sample(data, split: str, n: int) -> tuple[list[str], list[str]]:
 
 
 def seeds_for(data, per_class: int, sample_seed: int) -> list[dict]:
-    from basics.dataset import dedupe_texts, sample_per_class
+    from pgkd.basics.dataset import dedupe_texts, sample_per_class
 
     return dedupe_texts(sample_per_class(data.train, per_class, sample_seed))
 
@@ -83,9 +83,9 @@ def seeds_for(data, per_class: int, sample_seed: int) -> list[dict]:
 def student_row(args, data, texts: list[str], gold: list[str]) -> dict:
     import torch
 
-    from basics.config import StudentConfig
-    from bus.messages import Example
-    from student.registry import load_student, make_student
+    from pgkd.basics.config import StudentConfig
+    from pgkd.bus.messages import Example
+    from pgkd.student.registry import load_student, make_student
 
     torch.set_num_threads(args.threads)
     if args.student:
@@ -106,8 +106,8 @@ def student_row(args, data, texts: list[str], gold: list[str]) -> dict:
 
 
 def start_teacher(max_model_len: int):
-    from cluster.placement import vllm_block_size
-    from teacher.backends.registry import make_backend
+    from pgkd.cluster.placement import vllm_block_size
+    from pgkd.teacher.backends.registry import make_backend
 
     started = time.perf_counter()
     backend = make_backend("vllm", model="embedded:gemma3-270m", max_model_len=max_model_len,
@@ -119,9 +119,9 @@ def start_teacher(max_model_len: int):
 def teacher_classify(backend, data, seeds: list[dict], texts: list[str], shots: str, task: str = "Short texts",
                      batch: int = BATCH) -> dict:
     """Label each text by the teacher's calibrated log-probability over every label; times each batch."""
-    from teacher.labeler import SoftLabeler
-    from teacher.prompts import PromptBuilder
-    from teacher.teacher import demos_by_label
+    from pgkd.teacher.labeler import SoftLabeler
+    from pgkd.teacher.prompts import PromptBuilder
+    from pgkd.teacher.teacher import demos_by_label
 
     demos = demos_by_label(seeds, random.Random(0)) if shots == "few" else {}
     names = sorted(data.label_names)
@@ -148,7 +148,7 @@ def teacher_row(result: dict, gold: list[str], label_names: list[str], shots: st
 
 
 def quality(gold: list[str], predicted: list[str | None], label_names: list[str]) -> dict:
-    from evaluator.metrics import macro_f1
+    from pgkd.evaluator.metrics import macro_f1
 
     predicted = [p or "<none>" for p in predicted]
     return {"accuracy": sum(g == p for g, p in zip(gold, predicted)) / len(gold),

@@ -59,10 +59,10 @@ def build_pool(path: Path, size: int, texts: list[str]) -> Path:
 
 
 def trained_student(kind: str, data: Path, folder: Path):
-    from basics.config import StudentConfig
-    from basics.dataset import load_dataset, sample_per_class
-    from bus.messages import Example
-    from student.registry import make_student
+    from pgkd.basics.config import StudentConfig
+    from pgkd.basics.dataset import load_dataset, sample_per_class
+    from pgkd.bus.messages import Example
+    from pgkd.student.registry import make_student
 
     dataset = load_dataset(data / "banking77")
     seeds = sample_per_class(dataset.train, 10, 0)
@@ -112,12 +112,12 @@ class MemorySampler(threading.Thread):
 
 
 def score_once(pool: Path, rows: int | None, checkpoint: Path, config, bus) -> dict:
-    from actors.pool_data import candidates_of, scoring_round, summaries_of
-    from basics.pool_files import plan_shards
-    from bus import pool_queue
-    from bus.messages import PoolHint
-    from student.pool_rounds import RoundTally
-    from student.pool_scoring import RoundCandidates
+    from pgkd.actors.pool_data import candidates_of, scoring_round, summaries_of
+    from pgkd.basics.pool_files import plan_shards
+    from pgkd.bus import pool_queue
+    from pgkd.bus.messages import PoolHint
+    from pgkd.student.pool_rounds import RoundTally
+    from pgkd.student.pool_scoring import RoundCandidates
 
     planning = time.time()
     shards = plan_shards([pool], SHARD_ROWS)
@@ -140,7 +140,7 @@ def score_once(pool: Path, rows: int | None, checkpoint: Path, config, bus) -> d
 
 
 def cpu_flags() -> str:
-    from cluster.cpu import cpu_info
+    from pgkd.cluster.cpu import cpu_info
 
     return cpu_info().describe()
 
@@ -156,8 +156,8 @@ def main() -> None:
     os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
     import ray
 
-    from bus.client import Bus
-    from bus.server import EmbeddedRedis
+    from pgkd.bus.client import Bus
+    from pgkd.bus.server import EmbeddedRedis
 
     OUT.mkdir(parents=True, exist_ok=True)
     data = Path(args.data)

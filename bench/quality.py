@@ -159,8 +159,8 @@ def normalize_key(key: str) -> str:
 
 def run_row(command: list[str], config: Path, row: str) -> dict:
     """Validate the overrides in-process first (a rejected key skips the row), then run and read the report."""
-    from basics.config import load_config
-    from basics.errors import InputError
+    from pgkd.basics.config import load_config
+    from pgkd.basics.errors import InputError
 
     sets = [command[i + 1] for i, a in enumerate(command) if a == "--set"]
     run_id = command[command.index("--run-id") + 1]
@@ -215,8 +215,8 @@ def teacher_rows(args, config: Path, rows: list[str], cache: dict, cache_path: P
     if todo and not args.cached_only:
         from latency import seeds_for, split_sample, start_teacher, teacher_classify
 
-        from basics.dataset import load_dataset
-        from evaluator.metrics import macro_f1
+        from pgkd.basics.dataset import load_dataset
+        from pgkd.evaluator.metrics import macro_f1
 
         data = load_dataset(args.dataset)
         texts, gold = split_sample(data, "test", args.teacher_test)

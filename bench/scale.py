@@ -94,8 +94,8 @@ def watch(driver: subprocess.Popen, run_dir: Path, args, started: float) -> list
     """Memory and stream length every few seconds until the driver exits."""
     import psutil
 
-    from bus.client import EXAMPLES, Bus
-    from bus.roster import actor_names
+    from pgkd.bus.client import EXAMPLES, Bus
+    from pgkd.bus.roster import actor_names
 
     samples, bus = [], None
     while driver.poll() is None:

@@ -38,7 +38,7 @@ def main() -> int:
         print(json.dumps(bench_one(args)))
         return 0
     if Path(args.dataset) == DEMO and not (DEMO / "train.jsonl").exists():
-        from examples.make_demo_dataset import main as make_demo
+        from pgkd.demo_dataset import main as make_demo
 
         make_demo()
     rows = []
@@ -58,12 +58,12 @@ def main() -> int:
 def bench_one(args) -> dict:
     import torch
 
-    from basics.config import StudentConfig
-    from basics.dataset import load_dataset
-    from bus.messages import Example
-    from evaluator.metrics import macro_f1
-    from student.export import export_student
-    from student.registry import load_student, make_student
+    from pgkd.basics.config import StudentConfig
+    from pgkd.basics.dataset import load_dataset
+    from pgkd.bus.messages import Example
+    from pgkd.evaluator.metrics import macro_f1
+    from pgkd.student.export import export_student
+    from pgkd.student.registry import load_student, make_student
 
     torch.set_num_threads(args.threads)
     kind, fmt = args.one.split("@")

@@ -31,13 +31,13 @@ def measure_one(args) -> dict:
     """In a fresh process: one engine in one setting, raw then pipeline."""
     import random
 
-    from basics.config import load_config
-    from basics.dataset import load_dataset, sample_per_class
-    from cluster.cpu import cpu_info, teacher_dtype
-    from teacher.backends.base import SamplingSpec
-    from teacher.backends.vllm_engine import VLLMEngineBackend
-    from teacher.planner import plan_for
-    from teacher.teacher import Teacher
+    from pgkd.basics.config import load_config
+    from pgkd.basics.dataset import load_dataset, sample_per_class
+    from pgkd.cluster.cpu import cpu_info, teacher_dtype
+    from pgkd.teacher.backends.base import SamplingSpec
+    from pgkd.teacher.backends.vllm_engine import VLLMEngineBackend
+    from pgkd.teacher.planner import plan_for
+    from pgkd.teacher.teacher import Teacher
 
     dtype, _, scoring, _ = (args.one + ":auto").split(":")[:4]
     config = load_config(Path(args.config), [f"teacher.dtype={dtype}", f"teacher.label_scoring={scoring}"])
@@ -100,8 +100,8 @@ def label_agreement(teacher, backend, data, n: int) -> dict:
 
 def run_setting(setting: str, args) -> dict:
     """A child process per setting: LD_PRELOAD must be set before the process starts."""
-    from cluster.cpu import preload_libraries
-    from cluster.placement import library_folders
+    from pgkd.cluster.cpu import preload_libraries
+    from pgkd.cluster.placement import library_folders
 
     dtype, preload, scoring, bind = (setting + ":auto").split(":")[:4]
     env = os.environ | {"HF_HUB_OFFLINE": "1", "VLLM_CPU_KVCACHE_SPACE": "2", "TOKENIZERS_PARALLELISM": "false"}
@@ -164,7 +164,7 @@ def main() -> None:
     if args.one:
         print(json.dumps(measure_one(args)), flush=True)
         return
-    from cluster.cpu import cpu_info
+    from pgkd.cluster.cpu import cpu_info
 
     OUT.mkdir(parents=True, exist_ok=True)
     results = []

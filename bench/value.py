@@ -81,7 +81,7 @@ def main() -> int:
                         "free of the steering set's noise); never a result")
     p.add_argument("--table-only", action="store_true", help="write the table from the cache; run nothing")
     args = p.parse_args()
-    from basics.dataset import load_dataset
+    from pgkd.basics.dataset import load_dataset
 
     data = load_dataset(args.dataset)
     name = Path(args.dataset).resolve().name
@@ -113,7 +113,7 @@ def student_config(args, draw: int):
     """The student of every run: pgkd's defaults (frozen MiniLM), a version per teacher batch, --student changes."""
     import yaml
 
-    from basics.config import StudentConfig
+    from pgkd.basics.config import StudentConfig
 
     extra = {key: yaml.safe_load(value) for key, _, value in (item.partition("=") for item in args.student)}
     return StudentConfig(min_new_examples=args.classes_per_batch * args.examples_per_class, seed=draw, **extra)
@@ -135,7 +135,7 @@ def cache_embeddings(data, name: str) -> None:
         return
     import torch
 
-    from student.encoder import text_embedder
+    from pgkd.student.encoder import text_embedder
 
     torch.set_num_threads(2)
     started = time.time()
@@ -169,12 +169,12 @@ def run_all(todo: list[tuple], args, name: str, cache: Path) -> None:
 def run_one(dataset: str, name: str, settings: dict, row: str, draw: int, error: float) -> dict:
     import torch
 
-    from basics.config import TeacherConfig
-    from basics.dataset import dedupe_texts, load_dataset, rows_not_taken, sample_per_class, split_per_class
-    from bus.messages import Example
-    from student.registry import make_student
-    from student.trainer import StudentTrainer, seed_everything
-    from teacher.simulated import SimulatedTeacher
+    from pgkd.basics.config import TeacherConfig
+    from pgkd.basics.dataset import dedupe_texts, load_dataset, rows_not_taken, sample_per_class, split_per_class
+    from pgkd.bus.messages import Example
+    from pgkd.student.registry import make_student
+    from pgkd.student.trainer import StudentTrainer, seed_everything
+    from pgkd.teacher.simulated import SimulatedTeacher
 
     torch.set_num_threads(1)
     started = time.time()
@@ -232,8 +232,8 @@ def run_one(dataset: str, name: str, settings: dict, row: str, draw: int, error:
 
 
 def audited_threshold(steering: list[dict], labels: list[str], error: float, config, draw: int) -> float:
-    from teacher.audit import audit_sample, decide
-    from teacher.simulated import simulated_audit
+    from pgkd.teacher.audit import audit_sample, decide
+    from pgkd.teacher.simulated import simulated_audit
 
     rows = audit_sample(steering, 5, 400, draw)
     audit = simulated_audit(rows, labels, error, config.target_precision, draw)
@@ -249,10 +249,10 @@ class Scorer:
         self.candidates = []
 
     def version(self, result) -> dict:
-        from bus.messages import EvalReport
-        from evaluator.metrics import macro_f1
-        from evaluator.scoring import score
-        from evaluator.selection import Candidate
+        from pgkd.bus.messages import EvalReport
+        from pgkd.evaluator.metrics import macro_f1
+        from pgkd.evaluator.scoring import score
+        from pgkd.evaluator.selection import Candidate
 
         steer = score(self.student, [r["text"] for r in self.steering], [r["label"] for r in self.steering],
                       self.labels, 50)
@@ -274,8 +274,8 @@ class Scorer:
         """The pool texts the current student would offer (unused ones only), as the teacher receives them."""
         if not strategy or k <= 0:
             return []
-        from student.active import most_uncertain
-        from teacher.teacher import PoolText
+        from pgkd.student.active import most_uncertain
+        from pgkd.teacher.teacher import PoolText
 
         used = {teacher.texts[i] for i in teacher.used}
         skip = {i for i, t in enumerate(pool_texts) if t in used}
@@ -284,7 +284,7 @@ class Scorer:
         return [PoolText(pool_texts[i], top) for i, _, top in picked]
 
     def choose(self, max_generated: int | None = None):
-        from evaluator.selection import BestChoice
+        from pgkd.evaluator.selection import BestChoice
 
         choice = BestChoice([r["label"] for r in self.selection], self.labels, z=1.0)
         for generated, candidate in self.candidates:

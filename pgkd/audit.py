@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import time
 
-from basics.config import RunConfig
-from basics.dataset import Label
-from bus.messages import Example, TeacherAudit
-from cluster.placement import cpu_device, engine_dtype, vllm_block_size
+from pgkd.basics.config import RunConfig
+from pgkd.basics.dataset import Label
+from pgkd.bus.messages import Example, TeacherAudit
+from pgkd.cluster.placement import cpu_device, engine_dtype, vllm_block_size
 from pgkd.driver import prepare_inputs
 from pgkd.report import audit_line
 
 
 def audit_teacher(config: RunConfig, progress=print) -> TeacherAudit:
-    from student.registry import make_student
-    from teacher.audit import decide, with_student
-    from teacher.factory import make_teacher
+    from pgkd.student.registry import make_student
+    from pgkd.teacher.audit import decide, with_student
+    from pgkd.teacher.factory import make_teacher
 
     t = config.teacher
     if t.backend == "simulated" or not t.replicas:

@@ -9,7 +9,7 @@ import sys
 import traceback
 from pathlib import Path
 
-from basics.errors import BusUnavailable, InputError
+from pgkd.basics.errors import BusUnavailable, InputError
 from pgkd.session import Interrupted
 
 REPO = Path(__file__).resolve().parents[1]
@@ -90,7 +90,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 def cmd_demo(args) -> int:
-    from examples.make_demo_dataset import main as make_demo
+    from pgkd.demo_dataset import main as make_demo
 
     make_demo()
     return run_config(DEMO_CONFIG, args.set, None, args.verbose)
@@ -101,7 +101,7 @@ def cmd_run(args) -> int:
 
 
 def run_config(path: Path, overrides: list[str], run_id: str | None, verbose: bool = False) -> int:
-    from basics.config import load_config
+    from pgkd.basics.config import load_config
     from pgkd.driver import run
 
     config = load_config(path, overrides)
@@ -114,7 +114,7 @@ def run_config(path: Path, overrides: list[str], run_id: str | None, verbose: bo
 
 
 def _bus_for(args):
-    from bus.client import Bus
+    from pgkd.bus.client import Bus
     from pgkd.runs import find_run
 
     run_dir, info = find_run(args.run_id, args.runs_dir)
@@ -122,7 +122,7 @@ def _bus_for(args):
 
 
 def cmd_status(args) -> int:
-    from basics.config import load_config
+    from pgkd.basics.config import load_config
     from pgkd.live_status import collect_status, format_status
 
     bus, run_dir, _ = _bus_for(args)
@@ -136,7 +136,7 @@ def cmd_status(args) -> int:
 
 
 def cmd_stop(args) -> int:
-    from bus.control import request_stop
+    from pgkd.bus.control import request_stop
     from pgkd.runs import driver_alive
 
     bus, _, info = _bus_for(args)
@@ -150,9 +150,9 @@ def cmd_stop(args) -> int:
 
 
 def cmd_scale(args) -> int:
-    from basics.config import load_config
-    from bus.control import CONTROL
-    from bus.messages import ScaleRequest
+    from pgkd.basics.config import load_config
+    from pgkd.bus.control import CONTROL
+    from pgkd.bus.messages import ScaleRequest
     from pgkd.scaling import check_request
 
     if args.teachers is not None and args.teachers < 0:
@@ -191,7 +191,7 @@ def cmd_resume(args) -> int:
 def cmd_audit(args) -> int:
     import time
 
-    from basics.config import load_config
+    from pgkd.basics.config import load_config
     from pgkd.audit import audit_teacher, print_audit
     from pgkd.console import quiet_terminal, terminal
 
@@ -209,8 +209,8 @@ def cmd_audit(args) -> int:
 
 
 def cmd_predict(args) -> int:
-    from student.registry import open_saved_student
-    from student.saved import check_meta
+    from pgkd.student.registry import open_saved_student
+    from pgkd.student.saved import check_meta
 
     check_meta(args.student)  # before reading stdin: a wrong folder is said at once
     texts = args.texts or [line.strip() for line in sys.stdin if line.strip()]
@@ -223,12 +223,12 @@ def cmd_predict(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from basics.registries import TRAINABLE_KINDS
-    from cluster.placement import cpu_device
+    from pgkd.basics.registries import TRAINABLE_KINDS
+    from pgkd.cluster.placement import cpu_device
     from pgkd.runs import run_folder
-    from student.export import export_student
-    from student.registry import open_saved_student
-    from student.saved import META_FILE, check_meta
+    from pgkd.student.export import export_student
+    from pgkd.student.registry import open_saved_student
+    from pgkd.student.saved import META_FILE, check_meta
 
     run_dir = run_folder(args.run_id, args.runs_dir)
     source = run_dir / "best_student"

@@ -11,23 +11,23 @@ import os
 import time
 from pathlib import Path
 
-from basics.config import SIMULATED, RunConfig, check_safe_name, dump_config, redis_url_from_env
-from basics.dataset import dedupe_texts, load_dataset, overlap, rows_not_taken, sample_per_class, split_per_class
-from basics.errors import BusUnavailable, InputError
-from basics.pool_files import plan_shards, pool_files, text_id
-from bus.archive import StreamArchive
-from bus.client import EXAMPLES, Bus, redact
-from bus.control import request_stop
-from bus.messages import Example, ExampleBatch, Stop
-from bus.roster import student_names
-from bus.server import EmbeddedRedis
-from cluster.cpu import cpu_info, dtype_refusal
-from cluster.placement import local_cluster_cpus
+from pgkd.basics.config import SIMULATED, RunConfig, check_safe_name, dump_config, redis_url_from_env
+from pgkd.basics.dataset import dedupe_texts, load_dataset, overlap, rows_not_taken, sample_per_class, split_per_class
+from pgkd.basics.errors import BusUnavailable, InputError
+from pgkd.basics.pool_files import plan_shards, pool_files, text_id
+from pgkd.bus.archive import StreamArchive
+from pgkd.bus.client import EXAMPLES, Bus, redact
+from pgkd.bus.control import request_stop
+from pgkd.bus.messages import Example, ExampleBatch, Stop
+from pgkd.bus.roster import student_names
+from pgkd.bus.server import EmbeddedRedis
+from pgkd.cluster.cpu import cpu_info, dtype_refusal
+from pgkd.cluster.placement import local_cluster_cpus
 from pgkd.console import quiet_terminal
 from pgkd.finish import finish_run
 from pgkd.runs import new_run_id, write_run_file
 from pgkd.session import RunSession
-from teacher.audit import audit_sample
+from pgkd.teacher.audit import audit_sample
 
 log = logging.getLogger("pgkd.driver")
 DEFAULT_AUDIT_PER_CLASS = 5
@@ -36,7 +36,7 @@ RAY_LOOPBACK_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}  # keeps every Ray
 
 def prepare_inputs(config: RunConfig):
     """Load and check the dataset; choose the seeds. Raises InputError naming file, line and field."""
-    from actors.launch import RunInputs
+    from pgkd.actors.launch import RunInputs
 
     check_engine_dtype(config)
     data = load_dataset(config.dataset.path)
@@ -233,8 +233,8 @@ def probe_teacher(config: RunConfig, progress) -> None:
     """An endpoint teacher is tried once before anything starts: unreachable or unauthorised fails now."""
     if config.teacher.backend != "openai" or config.teacher.replicas == 0:
         return
-    from teacher.backends.registry import probe_backend
-    from teacher.formats import resolve_format
+    from pgkd.teacher.backends.registry import probe_backend
+    from pgkd.teacher.formats import resolve_format
 
     where = redact(config.teacher.http.base_url)
     progress(f"teacher endpoint {where}: checking")
@@ -311,7 +311,7 @@ def drive(session: RunSession, config: RunConfig, data, inputs, bus: Bus, embedd
 
 def supervise(session: RunSession, config: RunConfig, inputs, bus: Bus, run_id: str, run_dir: Path,
               progress, verbose: bool = False) -> Stop:
-    from actors.launch import RunContext, kill_all, launch_all
+    from pgkd.actors.launch import RunContext, kill_all, launch_all
     from pgkd.watch import Watcher
 
     archive_dir = str((run_dir / "data").resolve())

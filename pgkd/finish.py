@@ -7,16 +7,16 @@ import shutil
 import time
 from pathlib import Path
 
-from basics.config import SIMULATED, RunConfig, dump_config
-from bus.archive import StreamArchive, full_history
-from bus.client import CHECKPOINTS, DEAD_LETTERS, EXAMPLES, REPORTS, SELECTION, Bus, redact
-from bus.control import BEST, BEST_CHOICE, TEACHER_AUDIT, stop_history
-from bus.messages import Checkpoint, EvalReport, ExampleBatch, SelectionScore, Stop, TeacherAudit
-from bus.roster import actor_names, teacher_names
-from evaluator.scoring import score
+from pgkd.basics.config import SIMULATED, RunConfig, dump_config
+from pgkd.bus.archive import StreamArchive, full_history
+from pgkd.bus.client import CHECKPOINTS, DEAD_LETTERS, EXAMPLES, REPORTS, SELECTION, Bus, redact
+from pgkd.bus.control import BEST, BEST_CHOICE, TEACHER_AUDIT, stop_history
+from pgkd.bus.messages import Checkpoint, EvalReport, ExampleBatch, SelectionScore, Stop, TeacherAudit
+from pgkd.bus.roster import actor_names, teacher_names
+from pgkd.evaluator.scoring import score
 from pgkd.live_status import pool_status, teacher_totals
 from pgkd.report import write_markdown
-from teacher.accounting import teacher_accounting
+from pgkd.teacher.accounting import teacher_accounting
 
 log = logging.getLogger("pgkd.driver")
 
@@ -92,7 +92,7 @@ def selection_block(bus: Bus, best: Checkpoint) -> dict:
 
 def score_best(best: Checkpoint, reports: list[EvalReport], data, run_dir: Path, progress) -> dict:
     """Test scores of the best student and of the same student's seeds-only version, and the export."""
-    from student.registry import load_student
+    from pgkd.student.registry import load_student
 
     texts, gold = [r["text"] for r in data.test], [r["label"] for r in data.test]
     names = data.label_names

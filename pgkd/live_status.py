@@ -1,11 +1,11 @@
 """Live state of a run read from Redis: for the driver's progress line and `pgkd status`."""
 from __future__ import annotations
 
-from bus import pool_queue
-from bus.client import CHECKPOINTS, EXAMPLES, REPORTS, Bus
-from bus.control import BEST, stop_requested, teacher_stats_key
-from bus.messages import Checkpoint, EvalReport
-from bus.roster import actor_names, retired, student_names, teacher_names
+from pgkd.bus import pool_queue
+from pgkd.bus.client import CHECKPOINTS, EXAMPLES, REPORTS, Bus
+from pgkd.bus.control import BEST, stop_requested, teacher_stats_key
+from pgkd.bus.messages import Checkpoint, EvalReport
+from pgkd.bus.roster import actor_names, retired, student_names, teacher_names
 
 
 def _floats(fields: dict[str, str]) -> dict[str, float]:

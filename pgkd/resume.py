@@ -3,13 +3,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from basics.config import RunConfig, load_config
-from basics.errors import BusUnavailable
-from bus.archive import StreamArchive
-from bus.client import CHECKPOINTS, EXAMPLES, Bus, redact
-from bus.control import clear_stop
-from bus.roster import restart_roster, student_names, teacher_names
-from bus.server import EmbeddedRedis
+from pgkd.basics.config import RunConfig, load_config
+from pgkd.basics.errors import BusUnavailable
+from pgkd.bus.archive import StreamArchive
+from pgkd.bus.client import CHECKPOINTS, EXAMPLES, Bus, redact
+from pgkd.bus.control import clear_stop
+from pgkd.bus.roster import restart_roster, student_names, teacher_names
+from pgkd.bus.server import EmbeddedRedis
 from pgkd.driver import checked_bus, drive, prepare_inputs, probe_teacher, publish_seeds, save_config
 from pgkd.runs import find_run, refuse_if_live, write_run_file
 from pgkd.session import RunSession

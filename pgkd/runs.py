@@ -8,9 +8,9 @@ import socket
 import time
 from pathlib import Path
 
-from basics.config import check_redis_url, check_safe_name
-from basics.errors import InputError
-from basics.json_files import read_json_file
+from pgkd.basics.config import check_redis_url, check_safe_name
+from pgkd.basics.errors import InputError
+from pgkd.basics.json_files import read_json_file
 
 RUN_FILE = "run.json"
 

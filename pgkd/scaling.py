@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from basics.errors import InputError
-from bus.messages import ScaleRequest
+from pgkd.basics.errors import InputError
+from pgkd.bus.messages import ScaleRequest
 
 TEACHERS = "teacher"  # the pool key of the teacher replicas; student pools are keyed by their config name
 

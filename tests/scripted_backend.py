@@ -1,7 +1,7 @@
 """A scripted stand-in for the LLM in unit tests of teacher logic (the real engine is in the integration test)."""
 from __future__ import annotations
 
-from teacher.backends.base import Capabilities, Completion, SamplingSpec, scored_by_continuation
+from pgkd.teacher.backends.base import Capabilities, Completion, SamplingSpec, scored_by_continuation
 
 
 class ScriptedBackend:

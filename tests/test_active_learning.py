@@ -5,13 +5,13 @@ import json
 import numpy as np
 import pytest
 
-from basics.config import RunConfig
-from basics.errors import InputError
-from bus import pool_queue
-from bus.messages import PoolHint
+from pgkd.basics.config import RunConfig
+from pgkd.basics.errors import InputError
+from pgkd.bus import pool_queue
+from pgkd.bus.messages import PoolHint
 from pgkd.driver import prepare_inputs
-from student.active import least_confident
-from teacher.teacher import PoolText
+from pgkd.student.active import least_confident
+from pgkd.teacher.teacher import PoolText
 from tests.test_teacher_logic import make_teacher
 
 
@@ -121,7 +121,7 @@ def test_pool_labelling_without_a_pool_is_refused(pool_config):
 
 
 def test_pool_strategies_rank_by_their_own_measure():
-    from student.active import most_uncertain
+    from pgkd.student.active import most_uncertain
 
     probs = np.array([[0.5, 0.5, 0.0], [0.4, 0.3, 0.3], [0.98, 0.01, 0.01], [0.6, 0.39, 0.01]])
     labels = ["a", "b", "c"]
@@ -137,7 +137,7 @@ def test_pool_strategies_rank_by_their_own_measure():
 def test_diverse_margin_spreads_one_batch_over_different_confusions():
     """Ten near-identical a/b confusions with the smallest margins and a few b/c and a/c ones: margin offers only
     a/b texts; diverse_margin offers one of each confusion, least sure first within each."""
-    from student.active import most_uncertain
+    from pgkd.student.active import most_uncertain
 
     ab = [[0.5 + d, 0.5 - d, 0.0] for d in np.linspace(0.0, 0.05, 10)]
     bc = [[0.0, 0.55, 0.45], [0.0, 0.57, 0.43]]

@@ -1,7 +1,7 @@
 """The teacher audit's figures and the threshold it picks, on labels whose truth is known."""
 import pytest
 
-from teacher.audit import (
+from pgkd.teacher.audit import (
     audit_sample,
     candidate_sets,
     expected_calibration_error,
@@ -52,7 +52,7 @@ def test_summary_counts_unscored_texts_and_scores_the_rest():
 
 # ---- the run's decisions
 def audit(**changes):
-    from bus.messages import TeacherAudit
+    from pgkd.bus.messages import TeacherAudit
 
     base = dict(texts=40, candidates=4, accuracy=0.8, macro_f1=0.78, ece=0.05, target_precision=0.9, threshold=0.62,
                 precision_at_threshold=0.91, kept_share=0.55, best_threshold=0.8, best_precision=0.97,
@@ -61,8 +61,8 @@ def audit(**changes):
 
 
 def test_decisions_follow_the_audit_and_what_the_user_set():
-    from basics.config import TeacherConfig
-    from teacher.audit import DEFAULT_MIN_CONFIDENCE, decide
+    from pgkd.basics.config import TeacherConfig
+    from pgkd.teacher.audit import DEFAULT_MIN_CONFIDENCE, decide
 
     config = TeacherConfig(pool_labelling=True)
     d = decide(audit(), config)
@@ -91,9 +91,9 @@ def test_decisions_follow_the_audit_and_what_the_user_set():
 
 
 def test_teacher_audits_on_known_labels_and_follows_the_decisions():
-    from basics.config import TeacherConfig
-    from teacher.audit import decide
-    from teacher.teacher import Teacher
+    from pgkd.basics.config import TeacherConfig
+    from pgkd.teacher.audit import decide
+    from pgkd.teacher.teacher import Teacher
     from tests.scripted_backend import ScriptedBackend
     from tests.test_teacher_logic import DEMOS, LABELS
 
@@ -121,8 +121,8 @@ def test_teacher_audits_on_known_labels_and_follows_the_decisions():
 
 def test_too_small_a_steering_part_is_refused_with_the_numbers(tmp_path, tiny_dataset):
     import pgkd.driver
-    from basics.config import load_config
-    from basics.errors import InputError
+    from pgkd.basics.config import load_config
+    from pgkd.basics.errors import InputError
 
     path = tmp_path / "run.yaml"
     path.write_text(f"dataset:\n  path: {tiny_dataset}\n  seeds_per_class: 1\nteacher:\n  audit_per_class: 3\n")
@@ -135,8 +135,8 @@ def test_too_small_a_steering_part_is_refused_with_the_numbers(tmp_path, tiny_da
 
 
 def test_a_label_the_teacher_gives_too_freely_gets_its_own_higher_threshold():
-    from basics.config import TeacherConfig
-    from teacher.audit import decide, summarize
+    from pgkd.basics.config import TeacherConfig
+    from pgkd.teacher.audit import decide, summarize
 
     # "World" is given to 10 World texts (right, confidence 0.50-0.59) and 10 Business texts (wrong, 0.45-0.54);
     # "Sports" is right 10 times at 0.50-0.59. Overall 0.54 reaches 90%; World's own labels need 0.55.

@@ -1,9 +1,9 @@
 import pytest
 
-from basics.errors import BusUnavailable
-from bus.client import DEAD_LETTERS, EXAMPLES, Bus, redact
-from bus.control import request_stop, stop_requested
-from bus.messages import Example, ExampleBatch
+from pgkd.basics.errors import BusUnavailable
+from pgkd.bus.client import DEAD_LETTERS, EXAMPLES, Bus, redact
+from pgkd.bus.control import request_stop, stop_requested
+from pgkd.bus.messages import Example, ExampleBatch
 
 
 def batch(n: int, producer="teacher-0") -> ExampleBatch:
@@ -71,7 +71,7 @@ def test_first_stop_wins(bus):
 
 
 def test_unreachable_redis_names_the_url_without_password():
-    from bus.server import free_port
+    from pgkd.bus.server import free_port
 
     url = f"redis://:secret@127.0.0.1:{free_port()}/0"
     with pytest.raises(BusUnavailable) as err:
@@ -89,7 +89,7 @@ def test_a_server_whose_handle_was_lost_is_still_stopped(tmp_path):
     started: stop() then shuts it down through the protocol, so nothing outlives the run."""
     import psutil
 
-    from bus.server import EmbeddedRedis
+    from pgkd.bus.server import EmbeddedRedis
 
     server = EmbeddedRedis(tmp_path / "redis").start()
     process = psutil.Process(server.process.pid)
@@ -129,7 +129,7 @@ def test_a_restarted_consumer_gets_back_what_it_trained_on_and_what_it_held(bus)
 
 
 def test_acked_batches_move_to_the_archive_and_out_of_redis_and_nothing_is_lost(bus, tmp_path):
-    from bus.archive import StreamArchive, archive_and_trim, first_id, full_history, trimmed_history
+    from pgkd.bus.archive import StreamArchive, archive_and_trim, first_id, full_history, trimmed_history
 
     archive = StreamArchive(tmp_path)
     assert archive_and_trim(bus, archive) == 0  # no stream, no group: nothing to do

@@ -3,7 +3,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from bus.server import free_port
+from pgkd.bus.server import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -37,11 +37,11 @@ def test_status_of_an_unknown_run(tmp_path):
 
 def test_status_reads_a_live_run_without_importing_ray_or_the_actors(tmp_path, tiny_dataset):
     """`pgkd status` is a Redis read: `python -X importtime` shows no module of Ray or of actors/ loaded."""
-    from basics.config import load_config
-    from bus.client import Bus
-    from bus.control import set_status
-    from bus.roster import register_actor
-    from bus.server import EmbeddedRedis
+    from pgkd.basics.config import load_config
+    from pgkd.bus.client import Bus
+    from pgkd.bus.control import set_status
+    from pgkd.bus.roster import register_actor
+    from pgkd.bus.server import EmbeddedRedis
     from pgkd.driver import save_config
     from pgkd.runs import write_run_file
 
@@ -64,6 +64,6 @@ def test_status_reads_a_live_run_without_importing_ray_or_the_actors(tmp_path, t
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "teacher-0: generating" in proc.stdout
     imported = {line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines() if line.startswith("import time:")}
-    assert "bus.roster" in imported and "pgkd.live_status" in imported  # the reading is real
+    assert "pgkd.bus.roster" in imported and "pgkd.live_status" in imported  # the reading is real
     assert not {m for m in imported if m == "ray" or m.startswith(("ray.", "actors"))}, \
         sorted(m for m in imported if m.startswith(("ray", "actors")))

@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from basics.config import load_config
-from basics.errors import InputError
+from pgkd.basics.config import load_config
+from pgkd.basics.errors import InputError
 
 CONFIGS = Path(__file__).resolve().parents[1] / "ray_configs"
 POOLS = {"teacher_gpu": "pgkd_teacher_gpu", "student_gpu": "pgkd_student_gpu"}
@@ -75,7 +75,7 @@ def test_custom_resources_refuse_builtin_names(tmp_path):
 
 
 def test_actor_options_carry_custom_resources_only_when_asked():
-    from cluster.placement import actor_options
+    from pgkd.cluster.placement import actor_options
 
     assert "resources" not in actor_options("student-a-0", "pgkd", 1)
     options = actor_options("teacher-0", "pgkd", 2, 1, resources={"pgkd_teacher_gpu": 1})

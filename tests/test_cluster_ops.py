@@ -148,7 +148,7 @@ ray.init(address=sys.argv[1], namespace="pgkd-metrics-test")
 @ray.remote(num_cpus=0)
 class Recorder:
     def record(self):
-        from actors.metrics import record_evaluation, record_queue, record_teacher_batch, record_version
+        from pgkd.actors.metrics import record_evaluation, record_queue, record_teacher_batch, record_version
         record_teacher_batch("teacher-7", {"generated": 5, "kept": 3, "busy_seconds": 2.0, "completion_tokens": 40,
                                             "wall_seconds": 2.5})
         record_version("student-m-7", 2, 30)

@@ -1,7 +1,7 @@
 """Engine settings by machine: the CPU's flags decide the teacher's dtype, and a dtype it cannot run is refused."""
 import pytest
 
-from cluster.cpu import CpuInfo, cpu_info, dtype_refusal, preload_libraries, teacher_dtype
+from pgkd.cluster.cpu import CpuInfo, cpu_info, dtype_refusal, preload_libraries, teacher_dtype
 
 AVX2 = CpuInfo("AMD EPYC 7B12", frozenset({"sse4_2", "avx", "avx2", "fma"}), 2)
 AVX512_BF16 = CpuInfo("Intel Xeon", frozenset({"avx2", "avx512f", "avx512_bf16", "avx512_vnni"}), 2)
@@ -46,8 +46,8 @@ def test_preload_finds_tcmalloc_and_iomp_once_each(tmp_path):
 
 def test_a_dtype_this_cpu_cannot_run_is_refused_before_anything_starts(tmp_path, tiny_dataset, monkeypatch):
     import pgkd.driver
-    from basics.config import load_config
-    from basics.errors import InputError
+    from pgkd.basics.config import load_config
+    from pgkd.basics.errors import InputError
 
     path = tmp_path / "run.yaml"
     path.write_text(f"dataset:\n  path: {tiny_dataset}\n  seeds_per_class: 1\nteacher:\n  dtype: bfloat16\n")

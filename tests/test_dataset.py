@@ -2,8 +2,8 @@ import json
 
 import pytest
 
-from basics.dataset import dedupe_texts, load_dataset, sample_per_class
-from basics.errors import InputError
+from pgkd.basics.dataset import dedupe_texts, load_dataset, sample_per_class
+from pgkd.basics.errors import InputError
 
 
 def test_loads_a_folder(tiny_dataset):

@@ -7,13 +7,13 @@ import socket
 
 import pytest
 
-from basics.config import TeacherConfig
-from basics.dataset import Label
-from basics.errors import InputError
+from pgkd.basics.config import TeacherConfig
+from pgkd.basics.dataset import Label
+from pgkd.basics.errors import InputError
 from pgkd.session import Interrupted, RunSession
-from teacher.backends.base import Completion, SamplingSpec, TeacherUnavailable
-from teacher.backends.openai_http import OpenAIHTTPBackend
-from teacher.teacher import Teacher
+from pgkd.teacher.backends.base import Completion, SamplingSpec, TeacherUnavailable
+from pgkd.teacher.backends.openai_http import OpenAIHTTPBackend
+from pgkd.teacher.teacher import Teacher
 
 
 def test_a_failed_start_stops_what_it_owns_and_removes_the_new_folder(tmp_path):

@@ -7,7 +7,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def test_dashboard_charts_every_recorded_metric_by_its_exported_name():
-    source = (REPO / "actors" / "metrics.py").read_text()
+    source = (REPO / "pgkd" / "actors" / "metrics.py").read_text()
     counters = set(re.findall(r'_counter\("(pgkd_\w+)"', source))
     gauges = set(re.findall(r'_gauge\("(pgkd_\w+)"', source))
     assert counters and gauges

@@ -87,7 +87,7 @@ students:
 
 @pytest.fixture(scope="module", autouse=True)
 def demo_data():
-    from examples.make_demo_dataset import main
+    from pgkd.demo_dataset import main
 
     main()
 
@@ -192,7 +192,7 @@ def test_killed_student_engine_and_redis_recover_and_lose_nothing(tmp_path, reap
     generated example is trained on or dropped with a reason."""
     import psutil
 
-    from bus.client import Bus
+    from pgkd.bus.client import Bus
 
     config = write_config(tmp_path, few_batches(4, NGRAM_STUDENT))
     runs = tmp_path / "runs"

@@ -8,12 +8,12 @@ import time
 import httpx
 import pytest
 
-from basics.config import TeacherConfig
-from basics.dataset import Label
+from pgkd.basics.config import TeacherConfig
+from pgkd.basics.dataset import Label
 from pgkd.serve import SERVED_NAME, server_command, server_env
-from teacher.backends.base import SamplingSpec
-from teacher.backends.registry import make_backend
-from teacher.teacher import Teacher
+from pgkd.teacher.backends.base import SamplingSpec
+from pgkd.teacher.backends.registry import make_backend
+from pgkd.teacher.teacher import Teacher
 
 pytestmark = pytest.mark.integration
 START_TIMEOUT_S = 300

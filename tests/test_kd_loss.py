@@ -2,7 +2,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from student.kd_loss import kd_loss, soft_matrix, soften
+from pgkd.student.kd_loss import kd_loss, soft_matrix, soften
 
 
 def test_alpha_zero_is_cross_entropy():
@@ -39,7 +39,7 @@ def test_kd_gradient_moves_student_toward_teacher():
 
 
 def test_balanced_class_weights_give_every_class_the_same_total_weight():
-    from student.kd_loss import class_weights
+    from pgkd.student.kd_loss import class_weights
 
     hard = torch.tensor([0, 0, 0, 1])
     weights = class_weights(hard, 3, "balanced")

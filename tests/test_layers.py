@@ -10,25 +10,25 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 # ground up; packages on one layer sit side by side and may not import each other unless listed in SIDEWAYS
+# (everything is under the one import name `pgkd`: `pgkd.bus` is the wire; the modules at `pgkd/`'s root are the top)
 LAYERS = {
-    "basics": 1, "examples": 1,  # the run's vocabulary: config, YAML lines, dataset, errors; the demo data
+    "basics": 1,  # the run's vocabulary: settings base, YAML lines, dataset, errors, the kind registry
     "bus": 2,  # the wire: Redis client and server, typed messages, run keys, roster
     "teacher": 3, "student": 3, "evaluator": 3,  # the three roles, Ray-free
     "cluster": 4, "actors": 4,  # placement; the only @ray.remote code
-    "pgkd": 5,  # the top: CLI, driver, watching, finishing, resume, scaling, status, report
+    "top": 5,  # pgkd/*.py: CLI, driver, watching, finishing, resume, scaling, status, report, the Python API
 }
 SIDEWAYS = {("actors", "cluster")}  # actor shells ask placement for their devices and options
-RAY_ALLOWED = {"actors", "cluster", "pgkd"}
+RAY_ALLOWED = {"actors", "cluster", "top"}
 DEVICE_STRINGS = {"cpu", "cuda", "mps", "xpu"}
 
 
 def modules(root: Path = REPO) -> dict[str, Path]:
-    """Dotted module name -> file, for every file of the layered packages."""
+    """Dotted module name -> file, for every file of the package."""
     found = {}
-    for package in LAYERS:
-        for path in sorted((root / package).rglob("*.py")):
-            parts = path.relative_to(root).with_suffix("").parts
-            found[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    for path in sorted((root / "pgkd").rglob("*.py")):
+        parts = path.relative_to(root).with_suffix("").parts
+        found[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
     return found
 
 
@@ -60,7 +60,12 @@ def graph(root: Path = REPO) -> tuple[dict[str, Path], dict[str, list[tuple[str,
 
 
 def top(module: str) -> str:
-    return module.split(".")[0]
+    """The layer key of a module: pgkd.bus.client -> bus, pgkd.driver (or pgkd itself) -> top; outside pgkd,
+    the first name (ray, torch)."""
+    parts = module.split(".")
+    if parts[0] != "pgkd":
+        return parts[0]
+    return parts[1] if len(parts) > 2 or (len(parts) == 2 and parts[1] in LAYERS) else "top"
 
 
 def rel(path: Path) -> str:
@@ -181,19 +186,19 @@ def test_no_literal_device_string_outside_cluster():
 def test_the_checks_catch_what_they_are_for(tmp_path):
     """The checks themselves, on a made-up tree: an upward import hidden in a function, a role importing
     another role, and a circle are each found, with file and line."""
-    for package in ("basics", "teacher", "student", "pgkd"):
+    for package in ("pgkd", "pgkd/basics", "pgkd/teacher", "pgkd/student"):
         (tmp_path / package).mkdir()
         (tmp_path / package / "__init__.py").write_text("")
-    (tmp_path / "basics" / "config.py").write_text("import os\n\n\ndef f():\n    from pgkd.driver import run\n")
-    (tmp_path / "pgkd" / "driver.py").write_text("from basics import config\n")
-    (tmp_path / "teacher" / "t.py").write_text("from student.s import x\n")
-    (tmp_path / "student" / "s.py").write_text("from .u import y\n")
-    (tmp_path / "student" / "u.py").write_text("from student import s\n")
+    (tmp_path / "pgkd/basics/config.py").write_text("import os\n\n\ndef f():\n    from pgkd.driver import run\n")
+    (tmp_path / "pgkd/driver.py").write_text("from pgkd.basics import config\n")
+    (tmp_path / "pgkd/teacher/t.py").write_text("from pgkd.student.s import x\n")
+    (tmp_path / "pgkd/student/s.py").write_text("from .u import y\n")
+    (tmp_path / "pgkd/student/u.py").write_text("from pgkd.student import s\n")
     wrong = against_layers(tmp_path)
-    assert any("config.py:5 imports driver.py (basics, layer 1 -> pgkd, layer 5)" in w for w in wrong), wrong
+    assert any("config.py:5 imports driver.py (basics, layer 1 -> top, layer 5)" in w for w in wrong), wrong
     assert any("t.py:1 imports s.py (teacher, layer 3 -> student, layer 3)" in w for w in wrong), wrong
     assert len(wrong) == 2, wrong
     _, edges = graph(tmp_path)
-    assert ("student.u", 1) in edges["student.s"] and ("student.s", 1) in edges["student.u"]
+    assert ("pgkd.student.u", 1) in edges["pgkd.student.s"] and ("pgkd.student.s", 1) in edges["pgkd.student.u"]
     assert cycles(["a", "b", "c"], {"a": {"b"}, "b": {"c"}, "c": {"a"}}) == [["a", "b", "c"]]
     assert cycles(["a", "b"], {"a": {"b"}}) == []

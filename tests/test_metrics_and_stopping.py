@@ -1,7 +1,7 @@
 import pytest
 
-from evaluator.early_stopping import EarlyStopping
-from evaluator.metrics import accuracy, confusion_pairs, macro_f1, per_class_f1
+from pgkd.evaluator.early_stopping import EarlyStopping
+from pgkd.evaluator.metrics import accuracy, confusion_pairs, macro_f1, per_class_f1
 
 
 def test_macro_f1_matches_hand_computation():
@@ -36,7 +36,7 @@ def test_early_stopping_resets_on_real_gain():
 
 
 def test_run_stops_only_when_every_student_ran_out_of_patience():
-    from evaluator.early_stopping import RunStopping
+    from pgkd.evaluator.early_stopping import RunStopping
 
     stop = RunStopping(patience=2, min_delta=0.01, students=["strong", "weak"])
     assert stop.update("strong", 1.0, "strong@v0")
@@ -52,7 +52,7 @@ def test_run_stops_only_when_every_student_ran_out_of_patience():
 
 def test_a_teacher_batch_that_kept_nothing_records_without_error():
     """Ray's Counter.inc(0) raises ValueError; a batch with 0 kept once crashed its teacher actor."""
-    from actors.metrics import record_teacher_batch
+    from pgkd.actors.metrics import record_teacher_batch
 
     record_teacher_batch("teacher-0", {"generated": 0, "kept": 0, "busy_seconds": 0})
     record_teacher_batch("teacher-0", {"generated": 4, "kept": 0, "busy_seconds": 0.5, "completion_tokens": 12})
@@ -61,7 +61,7 @@ def test_a_teacher_batch_that_kept_nothing_records_without_error():
 def test_resampled_macro_f1_is_the_metric_on_each_resample():
     import numpy as np
 
-    from evaluator.selection import BestChoice
+    from pgkd.evaluator.selection import BestChoice
 
     rng = np.random.default_rng(3)
     labels = ["a", "b", "c", "d"]
@@ -75,7 +75,7 @@ def test_resampled_macro_f1_is_the_metric_on_each_resample():
 def _candidate(key, version, gold, error, labels, seed):
     import numpy as np
 
-    from evaluator.selection import Candidate
+    from pgkd.evaluator.selection import Candidate
 
     rng = np.random.default_rng(seed)
     pred = [g if rng.random() > error else labels[rng.integers(0, len(labels))] for g in gold]
@@ -85,7 +85,7 @@ def _candidate(key, version, gold, error, labels, seed):
 def test_a_later_version_replaces_seeds_only_only_beyond_the_selection_noise():
     import numpy as np
 
-    from evaluator.selection import BestChoice
+    from pgkd.evaluator.selection import BestChoice
 
     labels = [f"l{i}" for i in range(20)]
     gold = [labels[i] for i in np.random.default_rng(0).integers(0, 20, 300)]
@@ -109,7 +109,7 @@ def test_a_later_version_replaces_seeds_only_only_beyond_the_selection_noise():
 
 
 def test_validation_split_is_stratified_and_reproducible():
-    from basics.dataset import split_per_class
+    from pgkd.basics.dataset import split_per_class
 
     rows = [{"text": f"{label}{i}", "label": label} for label in "abc" for i in range(10)] + [{"text": "d", "label": "d"}]
     rest, held = split_per_class(rows, 0.3, seed=4)

@@ -4,7 +4,7 @@ import json
 import torch
 from safetensors.torch import save_file
 
-import teacher.model_store as store
+import pgkd.teacher.model_store as store
 
 
 def converted_folder(path):

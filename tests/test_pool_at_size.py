@@ -8,13 +8,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from basics.config import RunConfig
-from basics.errors import InputError
-from basics.pool_files import plan_shards, pool_files, read_shard, text_id
+from pgkd.basics.config import RunConfig
+from pgkd.basics.errors import InputError
+from pgkd.basics.pool_files import plan_shards, pool_files, read_shard, text_id
 from pgkd.driver import prepare_inputs
-from student.active import most_uncertain
-from student.pool_rounds import RoundTally, exhausted, next_shards, round_due
-from student.pool_scoring import RoundCandidates, batch_candidates
+from pgkd.student.active import most_uncertain
+from pgkd.student.pool_rounds import RoundTally, exhausted, next_shards, round_due
+from pgkd.student.pool_scoring import RoundCandidates, batch_candidates
 
 LABELS = ["a", "b", "c"]
 
@@ -177,10 +177,10 @@ def local_ray():
 def test_a_round_on_ray_data_scores_every_good_row_and_offers_what_the_whole_pool_would(tmp_path, local_ray):
     """Three shards, a malformed line and a protected text: the round's summaries count each, and its candidates
     are the ones the same checkpoint picks when it scores the pool's good texts at once."""
-    from actors.pool_data import candidates_of, scoring_round, summaries_of
-    from basics.config import StudentConfig
-    from bus.messages import Example
-    from student.registry import load_student, make_student
+    from pgkd.actors.pool_data import candidates_of, scoring_round, summaries_of
+    from pgkd.basics.config import StudentConfig
+    from pgkd.bus.messages import Example
+    from pgkd.student.registry import load_student, make_student
 
     config = StudentConfig(name="ngram", kind="ngram", epochs=30, pool_queries=4, pool_strategy="margin")
     student = make_student(LABELS, config, "cpu")
@@ -207,7 +207,7 @@ def test_a_round_on_ray_data_scores_every_good_row_and_offers_what_the_whole_poo
 def test_a_scoring_batch_returns_its_candidates_and_one_summary_and_keeps_no_embeddings():
     """ScoreBatch without Ray: bad and protected rows are counted, not scored; a student that caches embeddings
     (the frozen encoder) is told to forget them, so an actor scoring a million texts holds none of them."""
-    from actors.pool_data import ScoreBatch
+    from pgkd.actors.pool_data import ScoreBatch
 
     class Student:
         labels, dropped = LABELS, 0

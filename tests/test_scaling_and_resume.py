@@ -8,11 +8,11 @@ import time
 
 import pytest
 
-from basics.errors import InputError
-from bus.control import clear_stop, request_stop, stop_history, stop_requested
-from bus.messages import ScaleRequest
-from bus.roster import actor_names, is_retired, register_actor, retire, retired, unretire
-from evaluator.early_stopping import RunStopping
+from pgkd.basics.errors import InputError
+from pgkd.bus.control import clear_stop, request_stop, stop_history, stop_requested
+from pgkd.bus.messages import ScaleRequest
+from pgkd.bus.roster import actor_names, is_retired, register_actor, retire, retired, unretire
+from pgkd.evaluator.early_stopping import RunStopping
 from pgkd.scaling import check_request, plan_scale
 
 
@@ -105,9 +105,9 @@ def test_resume_refuses_a_run_whose_driver_still_runs(tmp_path):
 
 def test_the_bus_rides_out_a_killed_redis_server_and_loses_nothing(tmp_path):
     """SIGKILL the server: keep_alive restarts it on the same port; appendfsync always keeps every acked write."""
-    from bus.client import Bus
-    from bus.messages import Stop
-    from bus.server import EmbeddedRedis
+    from pgkd.bus.client import Bus
+    from pgkd.bus.messages import Stop
+    from pgkd.bus.server import EmbeddedRedis
 
     server = EmbeddedRedis(tmp_path / "redis").start().keep_alive(every_s=0.2)
     try:
@@ -124,7 +124,7 @@ def test_the_bus_rides_out_a_killed_redis_server_and_loses_nothing(tmp_path):
 
 
 def test_a_stopped_server_is_not_restarted(tmp_path):
-    from bus.server import EmbeddedRedis
+    from pgkd.bus.server import EmbeddedRedis
 
     server = EmbeddedRedis(tmp_path / "redis").start().keep_alive(every_s=0.1)
     server.stop()
@@ -133,7 +133,7 @@ def test_a_stopped_server_is_not_restarted(tmp_path):
 
 
 def test_the_engine_watchdog_fires_when_an_engine_process_dies():
-    from teacher.backends.engine_watchdog import EngineWatchdog
+    from pgkd.teacher.backends.engine_watchdog import EngineWatchdog
 
     fired = []
     engine, watchdog = EngineWatchdog.around(
@@ -151,7 +151,7 @@ def test_the_engine_watchdog_fires_when_an_engine_process_dies():
 
 
 def test_the_engine_watchdog_stays_quiet_on_a_deliberate_shutdown():
-    from teacher.backends.engine_watchdog import EngineWatchdog
+    from pgkd.teacher.backends.engine_watchdog import EngineWatchdog
 
     fired = []
     engine, watchdog = EngineWatchdog.around(
@@ -167,7 +167,7 @@ def test_the_engine_watchdog_stays_quiet_on_a_deliberate_shutdown():
 def test_actor_logs_are_json_lines(tmp_path):
     import logging
 
-    from actors.common import setup_logging
+    from pgkd.actors.common import setup_logging
 
     setup_logging("teacher-7", str(tmp_path))
     logging.getLogger("pgkd.teacher").info("batch %d done", 3)
@@ -193,10 +193,10 @@ def test_the_terminal_bar_shows_the_live_numbers():
 
 
 def test_resume_reopens_a_stopped_embedded_bus_from_its_append_only_file(tmp_path):
-    from basics.config import validate_config
-    from bus.client import Bus
-    from bus.messages import Stop
-    from bus.server import EmbeddedRedis
+    from pgkd.basics.config import validate_config
+    from pgkd.bus.client import Bus
+    from pgkd.bus.messages import Stop
+    from pgkd.bus.server import EmbeddedRedis
     from pgkd.resume import reopen_bus
 
     config = validate_config({"dataset": {"path": str(tmp_path)}})
@@ -215,7 +215,7 @@ def test_resume_reopens_a_stopped_embedded_bus_from_its_append_only_file(tmp_pat
 
 
 def test_stop_on_a_crashed_run_also_stops_its_orphaned_embedded_redis(tmp_path, capsys):
-    from bus.server import EmbeddedRedis
+    from pgkd.bus.server import EmbeddedRedis
     from pgkd.cli import main
     from pgkd.runs import write_run_file
 
@@ -236,7 +236,7 @@ def test_stop_on_a_crashed_run_also_stops_its_orphaned_embedded_redis(tmp_path, 
 
 
 def test_a_resumed_session_relaunches_the_configured_names_and_retires_the_rest(bus):
-    from bus.roster import restart_roster
+    from pgkd.bus.roster import restart_roster
 
     for role, name in [("teacher", "teacher-0"), ("teacher", "teacher-1"), ("student", "student-m-0"),
                        ("student", "student-m-1")]:

@@ -6,14 +6,14 @@ import numpy as np
 import pytest
 import yaml
 
-from basics.config import RunConfig, TeacherConfig, load_config
-from basics.errors import InputError
-from bus.messages import EvalReport, HardNegative
+from pgkd.basics.config import RunConfig, TeacherConfig, load_config
+from pgkd.basics.errors import InputError
+from pgkd.bus.messages import EvalReport, HardNegative
 from pgkd.driver import prepare_inputs
 from pgkd.finish import simulated_note
 from pgkd.report import write_markdown
-from teacher.simulated import SimulatedTeacher
-from teacher.teacher import PoolText
+from pgkd.teacher.simulated import SimulatedTeacher
+from pgkd.teacher.teacher import PoolText
 from tests.conftest import write_dataset
 
 REPO = Path(__file__).resolve().parents[1]

@@ -3,10 +3,10 @@ import numpy as np
 import pytest
 import torch
 
-from basics.config import StudentConfig
-from bus.messages import Example
-from student.registry import load_student, make_student
-from student.trainer import StudentTrainer
+from pgkd.basics.config import StudentConfig
+from pgkd.bus.messages import Example
+from pgkd.student.registry import load_student, make_student
+from pgkd.student.trainer import StudentTrainer
 
 LABELS = ["card", "transfer"]
 TRAIN = [("where is my new card", "card"), ("my card has not arrived yet", "card"), ("card delivery status", "card"),

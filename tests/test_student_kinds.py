@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 import torch
 
-from basics.config import StudentConfig
-from bus.messages import Example
-from student.export import export_student
-from student.registry import load_student, make_student
+from pgkd.basics.config import StudentConfig
+from pgkd.bus.messages import Example
+from pgkd.student.export import export_student
+from pgkd.student.registry import load_student, make_student
 
 LABELS = ["card", "transfer", "balance"]
 PHRASES = {
@@ -83,7 +83,7 @@ def test_soft_labels_pull_the_student(kind):
 
 
 def test_ngram_hash_is_fixed_across_processes():
-    from student.ngram import HashedNgrams, bucket
+    from pgkd.student.ngram import HashedNgrams, bucket
 
     assert bucket("w1:card", 2**18) == 571  # crc32: a salted hash() would differ per process
     features = HashedNgrams(2**18, word_n=2, char_n=3)

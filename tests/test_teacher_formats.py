@@ -6,15 +6,15 @@ import math
 
 import pytest
 
-from basics.config import TeacherConfig
-from basics.dataset import Label
-from teacher.backends import openai_http
-from teacher.backends.base import Capabilities, Completion, SamplingSpec
-from teacher.backends.registry import make_backend
-from teacher.formats import resolve_format
-from teacher.parsing import parse_json_reply
-from teacher.prompts import PromptBuilder, examples_schema
-from teacher.teacher import Teacher
+from pgkd.basics.config import TeacherConfig
+from pgkd.basics.dataset import Label
+from pgkd.teacher.backends import openai_http
+from pgkd.teacher.backends.base import Capabilities, Completion, SamplingSpec
+from pgkd.teacher.backends.registry import make_backend
+from pgkd.teacher.formats import resolve_format
+from pgkd.teacher.parsing import parse_json_reply
+from pgkd.teacher.prompts import PromptBuilder, examples_schema
+from pgkd.teacher.teacher import Teacher
 from tests.json_endpoint import JsonEndpoint
 from tests.scripted_backend import ScriptedBackend
 
@@ -135,7 +135,7 @@ def test_each_format_has_its_own_templates_and_a_user_folder_overrides_one_file(
     (tmp_path / "chat").mkdir()
     (tmp_path / "chat" / "generate_json.txt").write_text("Give {count} of {label} as JSON.")
     custom = PromptBuilder(LABELS, demos, "Customer messages", templates=tmp_path, prompt_format="chat")
-    from teacher.prompts import ClassTask
+    from pgkd.teacher.prompts import ClassTask
     assert custom.generation_prompt(ClassTask("refund", 3), 2, count=3)[0]["content"] == "Give 3 of refund as JSON."
     assert "Label a message" in custom.classify_prompt("x", ["refund"])[0]["content"]  # pgkd's own file
 

@@ -7,9 +7,9 @@ import time
 
 import pytest
 
-from teacher.backends import openai_http
-from teacher.backends.base import Capabilities, SamplingSpec
-from teacher.backends.registry import make_backend
+from pgkd.teacher.backends import openai_http
+from pgkd.teacher.backends.base import Capabilities, SamplingSpec
+from pgkd.teacher.backends.registry import make_backend
 from tests.json_endpoint import JsonEndpoint
 
 

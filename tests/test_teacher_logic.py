@@ -2,15 +2,15 @@ import random
 
 import pytest
 
-from basics.config import TeacherConfig
-from basics.dataset import Label
-from bus.messages import EvalReport, HardNegative
-from teacher.filters import NoveltyFilter
-from teacher.labeler import SoftLabeler
-from teacher.parsing import parse_reply
-from teacher.planner import confused_with, plan_batch
-from teacher.prompts import ClassTask, PromptBuilder
-from teacher.teacher import Teacher
+from pgkd.basics.config import TeacherConfig
+from pgkd.basics.dataset import Label
+from pgkd.bus.messages import EvalReport, HardNegative
+from pgkd.teacher.filters import NoveltyFilter
+from pgkd.teacher.labeler import SoftLabeler
+from pgkd.teacher.parsing import parse_reply
+from pgkd.teacher.planner import confused_with, plan_batch
+from pgkd.teacher.prompts import ClassTask, PromptBuilder
+from pgkd.teacher.teacher import Teacher
 from tests.scripted_backend import ScriptedBackend
 
 LABELS = [Label("card_arrival"), Label("lost_card", "card lost or stolen"), Label("top_up"), Label("refund")]
@@ -147,7 +147,7 @@ def test_low_confidence_is_dropped_and_counted():
 
 
 def test_kd_target_keeps_label_and_confusions_only():
-    from teacher.teacher import kd_target
+    from pgkd.teacher.teacher import kd_target
 
     probs = {"a": 0.6, "b": 0.2, "c": 0.15, "d": 0.05}
     target = kd_target(probs, "a", ["b"])
@@ -173,7 +173,7 @@ def test_replicas_drawing_different_batch_numbers_write_different_classes():
 
 
 def test_accounting_prices_busy_time_and_tokens():
-    from teacher.accounting import teacher_accounting
+    from pgkd.teacher.accounting import teacher_accounting
 
     totals = {"busy_seconds": 1800.0, "kept": 50.0, "generated": 100.0, "prompt_tokens": 2e6, "completion_tokens": 1e6}
     config = TeacherConfig(price_per_hour=2.0, price_per_million_prompt_tokens=0.5, price_per_million_completion_tokens=1.5)
@@ -183,7 +183,7 @@ def test_accounting_prices_busy_time_and_tokens():
 
 
 def test_a_report_older_than_one_already_used_is_stale():
-    from teacher.planner import is_newer
+    from pgkd.teacher.planner import is_newer
 
     used = {"s": 3}
     assert is_newer(report({}, version=3), used) and is_newer(report({}, version=4), used)
@@ -206,7 +206,7 @@ def test_plan_splits_a_class_into_boundary_and_typical_examples_and_power_spread
 
 
 def test_until_distinct_cuts_each_prefix_at_the_token_that_separates_its_labels():
-    from teacher.backends.vllm_engine import until_distinct
+    from pgkd.teacher.backends.vllm_engine import until_distinct
 
     def steps(context, tokens):
         out, ctx = [], context

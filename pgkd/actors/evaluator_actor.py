@@ -1,0 +1,157 @@
+"""Evaluator: scores every checkpoint on validation, publishes the report, keeps the best, decides when to stop."""
+from __future__ import annotations
+
+import logging
+
+import ray
+
+from pgkd.actors.common import setup_actor
+from pgkd.actors.metrics import record_evaluation, record_queue
+from pgkd.basics.config import EvaluatorConfig, LoopConfig
+from pgkd.bus.client import CHECKPOINTS, REPORTS, SELECTION
+from pgkd.bus.control import BEST, BEST_CHOICE, LATEST_REPORT, request_stop, set_status, stop_requested, teacher_stats_key
+from pgkd.bus.messages import Checkpoint, EvalReport, SelectionScore
+from pgkd.bus.roster import actor_names, retired
+from pgkd.cluster.placement import torch_device
+from pgkd.evaluator.early_stopping import RunStopping
+from pgkd.evaluator.scoring import score
+from pgkd.evaluator.selection import BestChoice, Candidate
+
+log = logging.getLogger("pgkd.evaluator")
+GROUP = "evaluator"
+
+
+@ray.remote
+class EvaluatorActor:
+    def __init__(self, bus_url: str, run_id: str, config: dict, loop: dict, labels: list[str],
+                 validation: list[dict], student_names: list[str], gpus: float = 0, selection: list[dict] = ()):
+        self.config = EvaluatorConfig.model_validate(config)
+        self.loop = LoopConfig.model_validate(loop)
+        self.bus = setup_actor("evaluator", bus_url, run_id, self.config.threads)
+        self.labels = labels
+        self.texts = [row["text"] for row in validation]  # steering: its report is what the teacher reads
+        self.gold = [row["label"] for row in validation]
+        self.selection_texts = [row["text"] for row in selection]  # choosing: the teacher never sees these
+        self.selection_gold = [row["label"] for row in selection]
+        self.choice = BestChoice(self.selection_gold, labels, self.loop.selection_z) if selection else None
+        self.device = torch_device(gpus)
+        self.stopping = RunStopping(self.loop.patience, self.loop.min_delta, student_names)
+        self.loaded: dict[str, object] = {}
+        self.best_by_student: dict[str, float] = {}
+        self.scored: set[str] = set()
+        self.checkpoints: dict[str, Checkpoint] = {}
+        self.chosen: str | None = None  # the key of the best student as last published
+        self._replay_reports()
+        self.bus.ensure_group(CHECKPOINTS, GROUP)
+
+    def _replay_reports(self) -> None:
+        """After a restart or `pgkd resume`: patience, the best version and the version count come back from the
+        reports already published, so nothing is scored twice and patience does not start over."""
+        selected = {s.key: s for s in self.bus.read_all(SELECTION, SelectionScore)}
+        for report in self.bus.read_all(REPORTS, EvalReport):
+            self._count(report, selected.get(report.key))
+        if self.scored:
+            log.info("replayed %d reports; best %s %.4f", len(self.scored), self.stopping.best_key, self.stopping.best)
+
+    def _count(self, report: EvalReport, selected: SelectionScore | None) -> bool:
+        """Record a scored version; True when it is the run's best so far. With selection texts, patience and
+        the best count their score, never the steering one."""
+        score = selected.macro_f1 if selected is not None else report.macro_f1
+        self.scored.add(report.key)
+        self.best_by_student[report.student] = max(score, self.best_by_student.get(report.student, 0.0))
+        if selected is not None and self.choice is not None:
+            self.choice.add(Candidate(selected.key, selected.version, selected.macro_f1, selected.predictions))
+        return self.stopping.update(report.student, score, report.key)
+
+    def run(self) -> int:
+        """Score checkpoints until stopped; returns the number scored."""
+        recovering = True
+        if self.scored:  # resumed: a run already past its patience or max_versions stops again at once
+            self._maybe_stop()
+        while stop_requested(self.bus) is None:
+            reconnects = self.bus.reconnects
+            entries = self.bus.read_group(CHECKPOINTS, GROUP, "evaluator", Checkpoint, count=1,
+                                          block_ms=int(self.loop.poll_interval_s * 1000), pending_first=recovering)
+            recovering = self.bus.reconnects != reconnects  # a reply lost in an outage is still pending: reread
+            for entry_id, checkpoint in entries:
+                if checkpoint.key not in self.scored:  # else: scored, ack was lost
+                    self._evaluate(checkpoint)
+                self.bus.ack(CHECKPOINTS, GROUP, [entry_id])
+                self._maybe_stop()
+            self._forget_retired()
+            set_status(self.bus, "evaluator", state="idle", scored=self.stopping.seen)
+        return self.stopping.seen
+
+    def _evaluate(self, checkpoint: Checkpoint) -> EvalReport:
+        from pgkd.student.registry import load_student
+
+        set_status(self.bus, "evaluator", state="scoring", checkpoint=f"{checkpoint.student}@v{checkpoint.version}")
+        student = load_student(checkpoint.path, self.device)
+        previous = self.loaded.get(checkpoint.student)
+        if previous is not None and hasattr(student, "share_cache"):
+            student.share_cache(previous)
+        self.loaded[checkpoint.student] = student
+        scores = score(student, self.texts, self.gold, self.labels, self.config.max_hard_negatives)
+        report = EvalReport(student=checkpoint.student, version=checkpoint.version,
+                            examples_seen=checkpoint.examples_seen, generated_seen=checkpoint.generated_seen,
+                            teacher_generated=self._teacher_generated(),
+                            **{k: v for k, v in scores.items() if k in EvalReport.model_fields})
+        selected = self._score_selection(student, checkpoint)
+        self.bus.publish(REPORTS, report)
+        self.bus.set_model(LATEST_REPORT, report)
+        if self._count(report, selected) and self.choice is None:
+            self.bus.set_model(BEST, checkpoint)
+        if self.choice is not None:
+            self._publish_choice(checkpoint)
+        record_evaluation(report.student, report.macro_f1, self.best_by_student[report.student])
+        record_queue("checkpoints:evaluator", self.bus.lag(CHECKPOINTS, GROUP))
+        log.info("%s: macro-F1 %.4f accuracy %.4f (%d examples, %d from the teacher); best %s %.4f",
+                 report.key, report.macro_f1, report.accuracy, report.examples_seen, report.generated_seen,
+                 self.stopping.best_key, self.stopping.best)
+        return report
+
+    def _score_selection(self, student, checkpoint: Checkpoint) -> SelectionScore | None:
+        if self.choice is None:
+            return None
+        scores = score(student, self.selection_texts, self.selection_gold, self.labels, 0)
+        selected = SelectionScore(student=checkpoint.student, version=checkpoint.version, macro_f1=scores["macro_f1"],
+                                  accuracy=scores["accuracy"], predictions=scores["predictions"])
+        self.bus.publish(SELECTION, selected)
+        return selected
+
+    def _publish_choice(self, checkpoint: Checkpoint) -> None:
+        """The best student as the selection texts choose it (the seeds-only one unless a gain beats the noise)."""
+        self.checkpoints[checkpoint.key] = checkpoint
+        choice = self.choice.choose()
+        best = self.checkpoints.get(choice.best.key) or next(
+            (c for c in self.bus.read_all(CHECKPOINTS, Checkpoint) if c.key == choice.best.key), None)
+        if best is None:
+            return
+        self.checkpoints[best.key] = best
+        if self.chosen != best.key:
+            log.info("best student now %s: %s", best.key, choice.reason)
+            self.chosen = best.key
+        self.bus.set_model(BEST, best)
+        self.bus.set_fields(BEST_CHOICE, {"key": best.key, "selection_macro_f1": choice.best.macro_f1,
+                                          "gain_over_seeds_only": choice.gain, "margin": choice.margin,
+                                          "reason": choice.reason})
+
+    def _teacher_generated(self) -> int:
+        return int(sum(float(self.bus.get_fields(teacher_stats_key(t)).get("generated", 0))
+                       for t in actor_names(self.bus, "teacher")))
+
+    def _forget_retired(self) -> None:
+        """A student scaled down will publish nothing more: its patience must not hold the run open."""
+        gone = retired(self.bus)
+        for name in gone & set(self.stopping.per_student):
+            self.stopping.retire(name)
+            log.info("%s was scaled down: no longer waited on for patience", name)
+        for name in self.stopping.retired - gone:
+            self.stopping.unretire(name)
+
+    def _maybe_stop(self) -> None:
+        if self.stopping.should_stop:
+            request_stop(self.bus, "patience", f"no student gained {self.loop.min_delta} macro-F1 in its last "
+                                               f"{self.loop.patience} versions; best {self.stopping.best_key}")
+        elif self.stopping.seen >= self.loop.max_versions:
+            request_stop(self.bus, "max_versions", f"{self.stopping.seen} versions scored")

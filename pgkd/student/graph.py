@@ -1,0 +1,223 @@
+"""Text-graph student (after TextING rather than transductive TextGCN): every text becomes its own small graph,
+so new texts are classified without rebuilding anything. Nodes are the text's distinct words (a vocabulary built at
+the first fit and frozen; unknown words read as <unk>), edges join words that co-occur within a sliding window,
+weighted by how often. A learned word embedding, two GCN/GIN/GAT layers, mean+max pooling and a linear head.
+
+torch_geometric is imported only where it is used: importing it costs seconds and ~250 MB, and the export of any
+kind imports this module for its preprocessing.
+"""
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from pgkd.bus.messages import Example
+from pgkd.student.inference import batched_probabilities, top_labels
+from pgkd.student.kd_loss import class_weights, kd_loss, soft_matrix
+from pgkd.student.ngram import words
+from pgkd.student.saved import read_meta, write_meta
+
+UNK = 0
+VOCAB_FILE = "vocab.json"
+
+
+class Vocabulary:
+    def __init__(self, known: list[str]):
+        self.words = ["<unk>", *known]
+        self.ids = {w: i for i, w in enumerate(self.words)}
+
+    @classmethod
+    def build(cls, texts: list[str], max_size: int, min_count: int) -> "Vocabulary":
+        counts = Counter(w for text in texts for w in words(text))
+        ranked = sorted((w for w, c in counts.items() if c >= min_count), key=lambda w: (-counts[w], w))
+        return cls(ranked[:max_size])
+
+    def __len__(self) -> int:
+        return len(self.words)
+
+    def id(self, word: str) -> int:
+        return self.ids.get(word, UNK)
+
+
+class TextGraphs:
+    """Texts -> one batched graph (x: word ids, edges, weights, node->graph index, nodes per graph). Also the
+    preprocessing an exported model ships with."""
+
+    input_names = ("x", "edge_index", "edge_weight", "batch", "counts")
+    dynamic_axes = {"x": {0: "nodes"}, "edge_index": {1: "edges"}, "edge_weight": {0: "edges"},
+                    "batch": {0: "nodes"}, "counts": {0: "graphs"}}
+
+    def __init__(self, vocab: Vocabulary, window: int):
+        self.vocab, self.window = vocab, window
+
+    def graph(self, text: str):
+        from torch_geometric.data import Data
+
+        node_of: dict[str, int] = {}
+        sequence = [node_of.setdefault(w, len(node_of)) for w in words(text)]
+        if not sequence:  # an empty text still gets a graph: one <unk> node
+            node_of, sequence = {"": 0}, [0]
+        pairs = Counter()
+        for i, a in enumerate(sequence):
+            for b in sequence[i + 1:i + self.window]:
+                if a != b:
+                    pairs[(a, b)] += 1
+                    pairs[(b, a)] += 1
+        return Data(x=torch.tensor([self.vocab.id(w) for w in node_of], dtype=torch.long),
+                    edge_index=torch.tensor(list(pairs), dtype=torch.long).reshape(-1, 2).t().contiguous(),
+                    edge_weight=torch.tensor(list(pairs.values()), dtype=torch.float32), num_nodes=len(node_of))
+
+    @staticmethod
+    def collate(graphs: list) -> dict[str, torch.Tensor]:
+        from torch_geometric.data import Batch
+
+        batch = Batch.from_data_list(graphs)
+        counts = torch.tensor([g.num_nodes for g in graphs], dtype=torch.long)
+        return {"x": batch.x, "edge_index": batch.edge_index, "edge_weight": batch.edge_weight,
+                "batch": batch.batch, "counts": counts}
+
+    def __call__(self, texts: list[str]) -> dict[str, torch.Tensor]:
+        return self.collate([self.graph(t) for t in texts])
+
+    def save(self, folder: Path) -> dict:
+        (folder / VOCAB_FILE).write_text(json.dumps(self.vocab.words[1:]))
+        return {"window": self.window, "vocab_file": VOCAB_FILE}
+
+    @classmethod
+    def load(cls, folder: Path, meta: dict) -> "TextGraphs":
+        return cls(Vocabulary(json.loads((Path(folder) / meta["vocab_file"]).read_text())), meta["window"])
+
+
+def make_conv(layer: str, dim: int) -> torch.nn.Module:
+    from torch_geometric.nn import GATConv, GCNConv, GINConv
+
+    if layer == "gcn":
+        return GCNConv(dim, dim)
+    if layer == "gin":
+        return GINConv(torch.nn.Sequential(torch.nn.Linear(dim, dim), torch.nn.ReLU(), torch.nn.Linear(dim, dim)))
+    if layer == "gat":
+        return GATConv(dim, dim, heads=4, concat=False)
+    raise ValueError(f"unknown graph_layer '{layer}' (known: gcn, gin, gat)")
+
+
+def pool(h: torch.Tensor, batch: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
+    """Mean and max per graph, in plain scatter ops: the graph count comes from counts.size(0), so tracing and ONNX
+    keep it dynamic (PyG's global_max_pool breaks the ONNX exporter). h >= 0 after ReLU, so 0 is a safe max start."""
+    index = batch.unsqueeze(1).expand_as(h)
+    zeros = h.new_zeros(counts.size(0), h.size(1))
+    mean = zeros.scatter_add(0, index, h) / counts.unsqueeze(1).to(h.dtype)
+    top = zeros.scatter_reduce(0, index, h, reduce="amax", include_self=True)
+    return torch.cat([mean, top], dim=1)
+
+
+class GraphNet(torch.nn.Module):
+    """The numeric part (what export ships): batched text graphs -> logits."""
+
+    def __init__(self, vocab_size: int, dim: int, classes: int, layer: str):
+        super().__init__()
+        self.embed = torch.nn.Embedding(vocab_size, dim)
+        self.convs = torch.nn.ModuleList([make_conv(layer, dim) for _ in range(2)])
+        self.weighted = layer == "gcn"  # GIN and GAT take no scalar edge weights
+        self.head = torch.nn.Linear(2 * dim, classes)
+
+    def forward(self, x, edge_index, edge_weight, batch, counts) -> torch.Tensor:
+        h = self.embed(x)
+        for conv in self.convs:
+            h = F.relu(conv(h, edge_index, edge_weight) if self.weighted else conv(h, edge_index))
+        return self.head(pool(h, batch, counts))
+
+
+class GraphStudent:
+    kind = "graph"
+
+    def __init__(self, labels: list[str], device: str, layer: str, dim: int, window: int, seed: int = 0,
+                 graphs: TextGraphs | None = None):
+        self.labels, self.device, self.layer, self.dim, self.window = labels, device, layer, dim, window
+        self.graphs, self.net = None, None
+        if graphs is not None:
+            self._freeze(graphs, seed)
+
+    @classmethod
+    def from_config(cls, labels, config, device):
+        return cls(labels, device, config.graph_layer, config.graph_dim, config.graph_window, config.seed)
+
+    def _freeze(self, graphs: TextGraphs, seed: int) -> None:
+        """Fix the vocabulary (hence the embedding size) and create the network, reproducibly."""
+        self.graphs = graphs
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            self.net = GraphNet(len(graphs.vocab), self.dim, len(self.labels), self.layer).to(self.device)
+
+    def _inputs(self, graphs: list) -> dict[str, torch.Tensor]:
+        return {k: v.to(self.device) for k, v in TextGraphs.collate(graphs).items()}
+
+    def fit(self, examples: list[Example], config, on_epoch=None) -> float:
+        """Train on all examples (warm start from the current weights). Returns the last epoch's mean loss."""
+        if self.graphs is None:  # first fit: this data defines the vocabulary for good
+            vocab = Vocabulary.build([e.text for e in examples], config.graph_vocab_size, config.graph_min_count)
+            self._freeze(TextGraphs(vocab, self.window), config.seed)
+        index = {label: i for i, label in enumerate(self.labels)}
+        hard = torch.tensor([index[e.label] for e in examples], device=self.device)
+        soft, has_soft = soft_matrix([e.soft_label for e in examples], index)
+        soft, has_soft = soft.to(self.device), has_soft.to(self.device)
+        weights = class_weights(hard, len(self.labels), config.class_weighting)
+        graphs = [self.graphs.graph(e.text) for e in examples]  # built once per fit, batched per step
+        optimizer = torch.optim.AdamW(self.net.parameters(), lr=config.lr, weight_decay=1e-4)
+        generator = torch.Generator().manual_seed(config.seed)
+        self.net.train()
+        last = float("nan")
+        for epoch in range(config.epochs):
+            order, total = torch.randperm(len(graphs), generator=generator), 0.0
+            for start in range(0, len(graphs), config.batch_size):
+                picked = order[start:start + config.batch_size]
+                inputs = self._inputs([graphs[i] for i in picked])
+                drop = torch.rand(inputs["x"].shape, generator=generator).to(self.device) < config.graph_word_dropout
+                inputs["x"] = inputs["x"].masked_fill(drop, UNK)
+                take = picked.to(self.device)
+                loss = kd_loss(self.net(**inputs), hard[take], soft[take], has_soft[take], config.temperature,
+                               config.alpha, None if weights is None else weights[take])
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+                total += loss.item() * len(picked)
+            last = total / len(graphs)
+            if on_epoch and on_epoch(epoch, last):  # the trainer's early stopping said enough
+                break
+        return last
+
+    def predict_proba(self, texts: list[str], batch_size: int = 256) -> np.ndarray:
+        if self.net is None:
+            raise RuntimeError("the graph student has no vocabulary yet: fit it first")
+        return batched_probabilities(self.net, lambda chunk: self._inputs([self.graphs.graph(t) for t in chunk]),
+                                     texts, batch_size, len(self.labels))
+
+    def predict(self, texts: list[str]) -> list[tuple[str, float]]:
+        return top_labels(self.labels, self.predict_proba(texts))
+
+    def export_parts(self) -> tuple[torch.nn.Module, TextGraphs]:
+        return self.net, self.graphs
+
+    def save(self, folder: str | Path) -> Path:
+        if self.net is None:
+            raise RuntimeError("the graph student has no vocabulary yet: fit it first")
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        torch.save(self.net.state_dict(), folder / "graph.pt")
+        meta = {"kind": self.kind, "labels": self.labels, "layer": self.layer, "dim": self.dim,
+                **self.graphs.save(folder)}
+        write_meta(folder, meta)
+        return folder
+
+    @classmethod
+    def load(cls, folder: str | Path, device: str):
+        folder = Path(folder)
+        meta = read_meta(folder)
+        student = cls(meta["labels"], device, meta["layer"], meta["dim"], meta["window"],
+                      graphs=TextGraphs.load(folder, meta))
+        student.net.load_state_dict(torch.load(folder / "graph.pt", map_location=device))
+        return student

@@ -1,0 +1,152 @@
+"""Continual training of one student as examples stream in: each version warm-starts from the last and trains
+on the new examples plus a replay of the old ones (all of them up to `replay`, else a random sample of that many),
+so a version costs about its new data however long the run. No Ray here."""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from pgkd.bus.messages import Example
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class VersionResult:
+    version: int
+    path: Path
+    examples_seen: int
+    generated_seen: int
+    train_seconds: float
+    train_loss: float
+    epochs: int
+    validation_loss: float | None
+
+
+def seed_everything(seed: int) -> None:
+    """Same seed, same initial head: versions and runs are comparable."""
+    import random
+
+    import numpy as np
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+class ValidationStop:
+    """on_epoch hook: every `every` epochs, the loss on validation texts; True (stop) after `patience` checks
+    without a new low. Without validation rows it never stops early."""
+
+    def __init__(self, student, validation: list[dict], every: int, patience: int):
+        self.student, self.every, self.patience = student, every, patience
+        self.texts = [row["text"] for row in validation]
+        index = {label: i for i, label in enumerate(student.labels)}
+        self.gold = [index[row["label"]] for row in validation if row["label"] in index]
+        self.best, self.since_best, self.stopped_at = float("inf"), 0, None
+
+    def loss(self) -> float:
+        import numpy as np
+
+        probs = self.student.predict_proba(self.texts)
+        return float(-np.mean(np.log(np.clip(probs[np.arange(len(self.gold)), self.gold], 1e-9, 1.0))))
+
+    def __call__(self, epoch: int, train_loss: float) -> bool:
+        if not self.texts or (epoch + 1) % self.every:
+            return False
+        loss = self.loss()
+        if loss < self.best - 1e-4:
+            self.best, self.since_best = loss, 0
+        else:
+            self.since_best += 1
+        if self.since_best >= self.patience:
+            self.stopped_at = epoch + 1
+            return True
+        return False
+
+
+class StudentTrainer:
+    def __init__(self, student, config, checkpoint_dir: Path, validation: list[dict] | None = None):
+        self.student, self.config = student, config
+        self.validation = validation or []
+        self.checkpoint_dir = Path(checkpoint_dir)
+        self.examples: list[Example] = []
+        self._ids: set[str] = set()
+        self.new_since_version = 0
+        self.trained_upto = 0  # self.examples[:trained_upto] were in some earlier version
+        self.distrusted = 0  # teacher examples the last version left out (label_filter)
+        self.version = -1
+
+    def resume(self, student, version: int, trained: list[Example]) -> None:
+        """Continue after a restart from the checkpoint of `version` and the examples versions up to it saw."""
+        self.student, self.version = student, version
+        self.add(trained)
+        self.new_since_version = 0
+        self.trained_upto = len(self.examples)
+
+    def add(self, examples: list[Example]) -> int:
+        """Stage examples for the next version; an example id seen before is ignored (redelivery)."""
+        added = 0
+        for example in examples:
+            if example.id in self._ids or example.label not in self.student.labels:
+                continue
+            self._ids.add(example.id)
+            self.examples.append(example)
+            added += 1
+        self.new_since_version += added
+        return added
+
+    def ready(self, flush: bool = False) -> bool:
+        """The first version trains on whatever is there (the seeds); later ones wait for min_new_examples,
+        unless flush (no more data is coming)."""
+        if not self.examples or self.new_since_version == 0:
+            return False
+        return flush or self.version < 0 or self.new_since_version >= self.config.min_new_examples
+
+    def training_set(self) -> list[Example]:
+        """The new examples and a replay of the old: all of them, or a random `replay` of them when more."""
+        import random
+
+        old, new = self.examples[:self.trained_upto], self.examples[self.trained_upto:]
+        limit = self.config.replay
+        if limit is not None and len(old) > limit:
+            old = random.Random(f"{self.config.seed}:{self.version + 1}").sample(old, limit)
+        return self.trusted(old + new)
+
+    def trusted(self, examples: list[Example]) -> list[Example]:
+        """Teacher examples whose label the current version gives at least `label_filter` probability (seeds
+        always): a wrong label the student is sure of is left out of this version; it may come back in a later
+        one. 0 keeps everything."""
+        floor = self.config.label_filter
+        if not floor or self.version < 0:
+            return examples
+        taught = [i for i, e in enumerate(examples) if e.source != "seed"]
+        if not taught:
+            return examples
+        index = {label: j for j, label in enumerate(self.student.labels)}
+        probs = self.student.predict_proba([examples[i].text for i in taught])
+        distrusted = {i for row, i in enumerate(taught) if probs[row, index[examples[i].label]] < floor}
+        self.distrusted = len(distrusted)
+        return [e for i, e in enumerate(examples) if i not in distrusted]
+
+    def train_version(self) -> VersionResult:
+        started = time.monotonic()
+        stopper = ValidationStop(self.student, self.validation, self.config.early_stop_every,
+                                 self.config.early_stop_patience)
+        loss = self.student.fit(self.training_set(), self.config, on_epoch=stopper)
+        self.trained_upto = len(self.examples)
+        self.version += 1
+        path = self.student.save(self.checkpoint_dir / f"v{self.version:04d}")
+        self.new_since_version = 0
+        generated = sum(e.source != "seed" for e in self.examples)
+        epochs = stopper.stopped_at or self.config.epochs
+        best = stopper.best if stopper.best < float("inf") else None
+        result = VersionResult(self.version, path, len(self.examples), generated, time.monotonic() - started, loss,
+                               epochs, best)
+        log.info("version %d: %d examples (%d from the teacher), %d epochs, loss %.4f, validation loss %s, %.1fs",
+                 result.version, result.examples_seen, generated, epochs, loss,
+                 "-" if best is None else f"{best:.4f}", result.train_seconds)
+        return result

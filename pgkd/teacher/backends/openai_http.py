@@ -1,0 +1,231 @@
+"""Any OpenAI-compatible endpoint over HTTP (`vllm serve`, a hosted API): text prompts go to /completions,
+chat prompts to /chat/completions.
+
+At start the backend asks the endpoint once what it can do (`endpoint_capabilities`): chat, replies held to a
+JSON schema (`response_format`), and vLLM's guided choice. Where it cannot, the teacher uses the completion
+format or plain parsing instead, and the run's log and report say why. A request rejected for its schema later
+(HTTP 400) is sent again without it, once, and the backend stops asking for schemas.
+
+Each prompt is one request, at most `concurrency` in flight. A request that fails with a retryable error
+(connection, timeout, 408/409/429/5xx) is retried with exponential backoff; any other error, or running out of
+retries, loses that request only: an empty Completion marked failed (or None when scoring), logged and counted
+by the caller. `max_consecutive_failures` lost requests in a row (no success between) mean the endpoint is gone:
+TeacherUnavailable, which stops the replica. `openai_probe.probe` tries the endpoint once before a run starts.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+
+from pgkd.bus.client import redact
+from pgkd.teacher.backends.base import (
+    Capabilities,
+    Completion,
+    Prompt,
+    SamplingSpec,
+    TeacherUnavailable,
+    scored_by_continuation,
+)
+from pgkd.teacher.backends.openai_probe import auth_headers, endpoint_capabilities, with_schema
+
+log = logging.getLogger(__name__)
+
+RETRYABLE_STATUS = {408, 409, 429, 500, 502, 503, 504}
+BACKOFF_START_S, BACKOFF_MAX_S = 0.5, 8.0
+TOP_LOGPROBS = 20  # the most OpenAI's chat API returns per token
+
+
+class RequestFailed(Exception):
+    """One request gave up: a non-retryable error, or retries ran out."""
+
+    def __init__(self, message: str, status: int | None = None):
+        super().__init__(message)
+        self.status = status
+
+
+class OpenAIHTTPBackend:
+    def __init__(self, model: str, base_url: str, served_model: str | None = None, api_key_env: str | None = None,
+                 timeout_s: float = 120, max_retries: int = 4, concurrency: int = 8, max_consecutive_failures: int = 16,
+                 capabilities: Capabilities | None = None):
+        self.model_name = served_model or model
+        self.max_retries, self.max_consecutive_failures = max_retries, max_consecutive_failures
+        self.where = redact(base_url)
+        self.client = httpx.Client(base_url=base_url.rstrip("/"), headers=auth_headers(api_key_env),
+                                   timeout=timeout_s, limits=httpx.Limits(max_connections=concurrency))
+        self.pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="teacher-http")
+        self.failures = 0  # failed attempts, retries included
+        self.lost_in_a_row, self.last_error = 0, ""
+        self.lock = threading.Lock()
+        self.capabilities = capabilities or endpoint_capabilities(self.client, self.model_name)  # None: ask it
+        for note in self.capabilities.notes:
+            log.warning("teacher endpoint %s: %s", self.where, note)
+
+    def generate(self, prompts: list[Prompt], spec: SamplingSpec) -> list[Completion]:
+        body = {"model": self.model_name, "n": spec.n, "temperature": spec.temperature, "top_p": spec.top_p,
+                "max_tokens": spec.max_tokens, "stop": list(spec.stop)}
+        if spec.seed is not None:
+            body["seed"] = spec.seed
+        schema = spec.json_schema if self.capabilities.json_schema else None
+        completions = list(self.pool.map(lambda p: self._complete(p, body, schema), prompts))
+        self._give_up_if_gone()
+        return completions
+
+    def _complete(self, prompt: Prompt, body: dict, schema: dict | None) -> Completion:
+        chat = not isinstance(prompt, str)
+        path, body = ("/chat/completions", body | {"messages": prompt}) if chat else ("/completions",
+                                                                                     body | {"prompt": prompt})
+        try:
+            reply = self._post(path, with_schema(body, schema) if schema else body)
+        except RequestFailed as exc:
+            if schema and exc.status == 400:  # the schema, not the prompt, may be what it refused
+                self._no_more_schemas(exc)
+                return self._complete(prompt, body, None)
+            log.warning("completion request lost: %s", exc)
+            self._lost(exc)
+            return Completion(texts=[], prompt_tokens=0, completion_tokens=0, failed=True)
+        self._answered()
+        usage = reply.get("usage") or {}
+        choices = reply.get("choices") or []
+        texts = [(c.get("message") or {}).get("content") or "" if chat else c.get("text", "") for c in choices]
+        return Completion(texts=texts, prompt_tokens=usage.get("prompt_tokens", 0),
+                          completion_tokens=usage.get("completion_tokens", 0), structured=schema is not None)
+
+    def _no_more_schemas(self, exc: RequestFailed) -> None:
+        with self.lock:
+            if self.capabilities.json_schema:
+                self.capabilities.json_schema = False
+                note = f"a request with a JSON schema was refused ({exc}); replies are parsed as plain text from now on"
+                self.capabilities.notes.append(note)
+                log.warning("teacher endpoint %s: %s", self.where, note)
+
+    def choice_logprobs(self, prompts: list[Prompt], choices: list[list[str]]) -> list[dict[str, float] | None]:
+        """Text prompts: every choice scored exactly as an echoed continuation. Chat prompts (no echo there):
+        one guided-choice request each, its soft label read from the top log-probabilities of the reply's first
+        token (`chat_choice_scores`)."""
+        if all(isinstance(p, str) for p in prompts):
+            return scored_by_continuation(self, prompts, choices)
+        scores = list(self.pool.map(self._chat_choice, prompts, choices))
+        self._give_up_if_gone()
+        return scores
+
+    def _chat_choice(self, messages: list[dict], options: list[str]) -> dict[str, float] | None:
+        body = {"model": self.model_name, "messages": messages, "temperature": 0.0, "logprobs": True,
+                "top_logprobs": TOP_LOGPROBS, "max_tokens": 16}
+        if self.capabilities.guided_choice:
+            body["structured_outputs"] = {"choice": options}
+        try:
+            reply = self._post("/chat/completions", body)
+            choice = reply["choices"][0]
+            first = choice["logprobs"]["content"][0]
+        except (RequestFailed, KeyError, IndexError, TypeError) as exc:
+            self._scoring_lost("chat labelling", exc)
+            return None
+        self._answered()
+        top = {entry["token"]: entry["logprob"] for entry in first.get("top_logprobs") or []}
+        top.setdefault(first.get("token", ""), first.get("logprob", -math.inf))
+        return chat_choice_scores(top, options, (choice.get("message") or {}).get("content") or "")
+
+    def continuation_logprobs(self, prefixes: list[str], continuations: list[str]) -> list[float | None]:
+        """Prompt-token scoring: the endpoint echoes prefix + continuation with each token's log-probability;
+        the continuation's tokens are those starting at or after the prefix's end (`text_offset`)."""
+        scores = list(self.pool.map(self._score, prefixes, continuations))
+        self._give_up_if_gone()
+        return scores
+
+    def _score(self, prefix: str, continuation: str) -> float | None:
+        body = {"model": self.model_name, "prompt": prefix + continuation, "echo": True, "logprobs": 1,
+                "max_tokens": 1, "temperature": 0.0}
+        try:
+            reply = self._post("/completions", body)
+            logprobs, generated = reply["choices"][0]["logprobs"], reply["usage"]["completion_tokens"]
+        except (RequestFailed, KeyError, IndexError, TypeError) as exc:
+            self._scoring_lost("scoring", exc)
+            return None
+        self._answered()
+        return continuation_sum(logprobs, generated, len(prefix), len(prefix + continuation))
+
+    def _scoring_lost(self, what: str, exc: Exception) -> None:
+        """A scoring request gave nothing usable: a lost request counts toward giving up, an unusable answer
+        does not (the endpoint did answer)."""
+        log.warning("%s request lost: %s", what, exc)
+        if isinstance(exc, RequestFailed):
+            self._lost(exc)
+        else:
+            self._answered()
+
+    def _post(self, path: str, body: dict) -> dict:
+        delay = BACKOFF_START_S
+        for attempt in range(self.max_retries + 1):
+            try:
+                response = self.client.post(path, json=body)
+            except httpx.TransportError as exc:  # refused, reset, timed out: the server may come back
+                error = f"{type(exc).__name__}: {exc}"
+            else:
+                if response.status_code == 200:
+                    return response.json()
+                error = f"HTTP {response.status_code}: {response.text[:200]}"
+                if response.status_code not in RETRYABLE_STATUS:
+                    raise RequestFailed(error, response.status_code)
+            self.failures += 1
+            if attempt < self.max_retries:
+                time.sleep(delay)
+                delay = min(delay * 2, BACKOFF_MAX_S)
+        raise RequestFailed(f"{error} (after {self.max_retries} retries)")
+
+    def _lost(self, exc: Exception) -> None:
+        with self.lock:
+            self.lost_in_a_row += 1
+            self.last_error = str(exc)[:300]
+
+    def _answered(self) -> None:
+        with self.lock:
+            self.lost_in_a_row = 0
+
+    def _give_up_if_gone(self) -> None:
+        if self.lost_in_a_row >= self.max_consecutive_failures:
+            raise TeacherUnavailable(f"teacher endpoint {self.where}: {self.lost_in_a_row} requests in a row failed "
+                                     f"(teacher.http.max_consecutive_failures); last: {self.last_error}")
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=False)
+        self.client.close()
+
+
+def chat_choice_scores(top: dict[str, float], options: list[str], answer: str) -> dict[str, float]:
+    """Log-probabilities of the options from the first reply token's top alternatives: a token is mass for the
+    options whose text starts with it, shared evenly where several do. An option no listed token starts gets at
+    most what the least likely listed token has (the mass it could have had unseen); the answered option at
+    least its own token's."""
+    mass: dict[str, float] = {option: 0.0 for option in options}
+    for token, logprob in top.items():
+        piece = token.lstrip()
+        owners = [option for option in options if piece and option.lstrip().startswith(piece)]
+        for option in owners:
+            mass[option] += math.exp(logprob) / len(owners)
+    floor = min(top.values(), default=-30.0) - math.log(max(1, len(options)))
+    scores = {option: math.log(m) if m > 0 else floor for option, m in mass.items()}
+    answer = answer.strip()
+    if answer in scores and not mass[answer]:
+        scores[answer] = max(scores.values())
+    return scores
+
+
+def continuation_sum(logprobs: dict, generated: int, prefix_chars: int, prompt_chars: int) -> float | None:
+    """Sum of the echoed log-probabilities of the prompt tokens inside [prefix_chars, prompt_chars).
+
+    Offsets count from the echoed text, which may start with special tokens the prompt did not have ("<bos>"),
+    so they are aligned on the prompt's end: the first generated token starts where the prompt ends."""
+    offsets, values = logprobs.get("text_offset") or [], logprobs.get("token_logprobs") or []
+    prompt_tokens = len(offsets) - generated
+    if prompt_tokens <= 0 or prompt_tokens >= len(offsets):
+        return None
+    shift = offsets[prompt_tokens] - prompt_chars
+    picked = [v for o, v in zip(offsets[:prompt_tokens], values) if o - shift >= prefix_chars]
+    if not picked or any(v is None for v in picked):
+        return None
+    return float(sum(picked))

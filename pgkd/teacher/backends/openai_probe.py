@@ -1,0 +1,95 @@
+"""What an OpenAI-compatible endpoint is and can do, asked before a teacher uses it: reachable, authorised,
+serving the model (`probe`, before a run starts anything), and whether it chats, holds replies to a JSON schema
+and takes vLLM's guided choice (`endpoint_capabilities`: one tiny request each)."""
+from __future__ import annotations
+
+import os
+
+import httpx
+
+from pgkd.basics.errors import InputError
+from pgkd.bus.client import redact
+from pgkd.teacher.backends.base import Capabilities, looks_instruct
+
+PROBE_SCHEMA = {"type": "object", "properties": {"ok": {"type": "boolean"}}, "required": ["ok"]}
+
+
+def auth_headers(api_key_env: str | None) -> dict[str, str]:
+    key = os.environ.get(api_key_env) if api_key_env else None
+    return {"Authorization": f"Bearer {key}"} if key else {}
+
+
+def with_schema(body: dict, schema: dict) -> dict:
+    """The OpenAI way to hold a reply to a JSON schema; vLLM takes it on /completions as well as on chat."""
+    return body | {"response_format": {"type": "json_schema",
+                                       "json_schema": {"name": "reply", "schema": schema, "strict": True}},
+                   "stop": []}
+
+
+def endpoint_capabilities(client: httpx.Client, model: str) -> Capabilities:
+    """One tiny request per feature: a chat turn, a reply held to a JSON schema, vLLM's guided choice.
+    A refusal (any non-200) turns the feature off with the endpoint's reason in `notes`."""
+    notes = []
+
+    def accepts(path: str, body: dict, feature: str) -> bool:
+        try:
+            response = client.post(path, json={"model": model, "max_tokens": 4, "temperature": 0.0} | body)
+        except httpx.TransportError as exc:
+            notes.append(f"{feature}: no answer ({type(exc).__name__})")
+            return False
+        if response.status_code != 200:
+            notes.append(f"no {feature} (HTTP {response.status_code} from {path}: {response.text[:160]})")
+        return response.status_code == 200
+
+    hello = {"messages": [{"role": "user", "content": "Reply with OK."}]}
+    chat = accepts("/chat/completions", hello, "chat")
+    completions = accepts("/completions", {"prompt": "OK"}, "text completions")
+    path, base = ("/chat/completions", hello) if chat else ("/completions", {"prompt": "OK"})
+    schema = (chat or completions) and accepts(path, with_schema(base, PROBE_SCHEMA), "JSON-schema replies")
+    choice = chat and accepts(path, base | {"structured_outputs": {"choice": ["yes", "no"]}}, "guided choice")
+    # An instruct model by its name, or an endpoint that only chats (most hosted APIs), is spoken to in chat.
+    return Capabilities(chat=chat, json_schema=schema, chat_default=chat and (looks_instruct(model) or not completions),
+                        guided_choice=choice, notes=notes)
+
+
+def probe(base_url: str, model: str, api_key_env: str | None, timeout_s: float, **_) -> Capabilities:
+    """Ask the endpoint for its models (or, where it has no model list, for one token), once, within timeout_s,
+    then what it can do. Unreachable, unauthorised, or not serving the model: an InputError with the URL,
+    credentials hidden."""
+    headers = auth_headers(api_key_env)
+    with httpx.Client(base_url=base_url.rstrip("/"), headers=headers, timeout=timeout_s) as client:
+        check_serves(client, base_url, model, api_key_env, timeout_s)
+        return endpoint_capabilities(client, model)
+
+
+def check_serves(client: httpx.Client, base_url: str, model: str, api_key_env: str | None, timeout_s: float) -> None:
+    """Reachable, authorised and serving the model, or an InputError naming the URL (credentials hidden)."""
+    where, field = redact(base_url), "teacher.http.base_url"
+    try:
+        response = client.get("/models")
+        if response.status_code in (404, 405):  # no model list here: one tiny completion instead
+            response = client.post("/completions", json={"model": model, "prompt": "ping", "max_tokens": 1})
+    except httpx.TransportError as exc:
+        raise InputError(f"teacher endpoint {where} is unreachable within {timeout_s:g}s "
+                         f"(teacher.http.timeout_s): {type(exc).__name__}: {exc}", field=field) from None
+    if response.status_code in (401, 403):
+        how = (f"${api_key_env} is set but was refused" if client.headers.get("Authorization")
+               else f"no key was sent (${api_key_env} is unset)")
+        raise InputError(f"teacher endpoint {where} refused access (HTTP {response.status_code}): {how}",
+                         field="teacher.http.api_key_env")
+    if response.status_code != 200:
+        raise InputError(f"teacher endpoint {where} answered HTTP {response.status_code}: {response.text[:200]}",
+                         field=field)
+    served = served_models(response)
+    if served is not None and model not in served:
+        raise InputError(f"teacher endpoint {where} does not serve '{model}' (it serves {served[:10]})",
+                         field="teacher.http.served_model")
+
+
+def served_models(response: httpx.Response) -> list[str] | None:
+    """The model ids of a /models answer; None when the answer is not such a list."""
+    try:
+        data = response.json().get("data")
+        return [item["id"] for item in data] if isinstance(data, list) else None
+    except (ValueError, AttributeError, KeyError, TypeError):
+        return None
