@@ -83,7 +83,7 @@ def seeds_for(data, per_class: int, sample_seed: int) -> list[dict]:
 def student_row(args, data, texts: list[str], gold: list[str]) -> dict:
     import torch
 
-    from pgkd.basics.config import StudentConfig
+    from pgkd.student.config import StudentConfig
     from pgkd.bus.messages import Example
     from pgkd.student.registry import load_student, make_student
 

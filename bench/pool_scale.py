@@ -59,7 +59,7 @@ def build_pool(path: Path, size: int, texts: list[str]) -> Path:
 
 
 def trained_student(kind: str, data: Path, folder: Path):
-    from pgkd.basics.config import StudentConfig
+    from pgkd.student.config import StudentConfig
     from pgkd.basics.dataset import load_dataset, sample_per_class
     from pgkd.bus.messages import Example
     from pgkd.student.registry import make_student

@@ -159,7 +159,7 @@ def normalize_key(key: str) -> str:
 
 def run_row(command: list[str], config: Path, row: str) -> dict:
     """Validate the overrides in-process first (a rejected key skips the row), then run and read the report."""
-    from pgkd.basics.config import load_config
+    from pgkd.config import load_config
     from pgkd.basics.errors import InputError
 
     sets = [command[i + 1] for i, a in enumerate(command) if a == "--set"]

@@ -58,7 +58,7 @@ def main() -> int:
 def bench_one(args) -> dict:
     import torch
 
-    from pgkd.basics.config import StudentConfig
+    from pgkd.student.config import StudentConfig
     from pgkd.basics.dataset import load_dataset
     from pgkd.bus.messages import Example
     from pgkd.evaluator.metrics import macro_f1

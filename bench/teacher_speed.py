@@ -31,7 +31,7 @@ def measure_one(args) -> dict:
     """In a fresh process: one engine in one setting, raw then pipeline."""
     import random
 
-    from pgkd.basics.config import load_config
+    from pgkd.config import load_config
     from pgkd.basics.dataset import load_dataset, sample_per_class
     from pgkd.cluster.cpu import cpu_info, teacher_dtype
     from pgkd.teacher.backends.base import SamplingSpec

@@ -113,7 +113,7 @@ def student_config(args, draw: int):
     """The student of every run: pgkd's defaults (frozen MiniLM), a version per teacher batch, --student changes."""
     import yaml
 
-    from pgkd.basics.config import StudentConfig
+    from pgkd.student.config import StudentConfig
 
     extra = {key: yaml.safe_load(value) for key, _, value in (item.partition("=") for item in args.student)}
     return StudentConfig(min_new_examples=args.classes_per_batch * args.examples_per_class, seed=draw, **extra)
@@ -169,7 +169,7 @@ def run_all(todo: list[tuple], args, name: str, cache: Path) -> None:
 def run_one(dataset: str, name: str, settings: dict, row: str, draw: int, error: float) -> dict:
     import torch
 
-    from pgkd.basics.config import TeacherConfig
+    from pgkd.teacher.config import TeacherConfig
     from pgkd.basics.dataset import dedupe_texts, load_dataset, rows_not_taken, sample_per_class, split_per_class
     from pgkd.bus.messages import Example
     from pgkd.student.registry import make_student

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from pgkd.basics.config import RunConfig
+from pgkd.config import RunConfig
 from pgkd.basics.dataset import Label
 from pgkd.bus.messages import Example, TeacherAudit
 from pgkd.cluster.placement import cpu_device, engine_dtype, vllm_block_size

@@ -101,7 +101,7 @@ def cmd_run(args) -> int:
 
 
 def run_config(path: Path, overrides: list[str], run_id: str | None, verbose: bool = False) -> int:
-    from pgkd.basics.config import load_config
+    from pgkd.config import load_config
     from pgkd.driver import run
 
     config = load_config(path, overrides)
@@ -122,7 +122,7 @@ def _bus_for(args):
 
 
 def cmd_status(args) -> int:
-    from pgkd.basics.config import load_config
+    from pgkd.config import load_config
     from pgkd.live_status import collect_status, format_status
 
     bus, run_dir, _ = _bus_for(args)
@@ -150,7 +150,7 @@ def cmd_stop(args) -> int:
 
 
 def cmd_scale(args) -> int:
-    from pgkd.basics.config import load_config
+    from pgkd.config import load_config
     from pgkd.bus.control import CONTROL
     from pgkd.bus.messages import ScaleRequest
     from pgkd.scaling import check_request
@@ -191,7 +191,7 @@ def cmd_resume(args) -> int:
 def cmd_audit(args) -> int:
     import time
 
-    from pgkd.basics.config import load_config
+    from pgkd.config import load_config
     from pgkd.audit import audit_teacher, print_audit
     from pgkd.console import quiet_terminal, terminal
 

@@ -11,7 +11,13 @@ import os
 import time
 from pathlib import Path
 
-from pgkd.basics.config import SIMULATED, RunConfig, check_safe_name, dump_config, redis_url_from_env
+from pgkd.basics.settings import check_safe_name
+
+from pgkd.bus.config import redis_url_from_env
+
+from pgkd.config import RunConfig, dump_config
+
+from pgkd.teacher.config import SIMULATED
 from pgkd.basics.dataset import dedupe_texts, load_dataset, overlap, rows_not_taken, sample_per_class, split_per_class
 from pgkd.basics.errors import BusUnavailable, InputError
 from pgkd.basics.pool_files import plan_shards, pool_files, text_id
@@ -36,7 +42,7 @@ RAY_LOOPBACK_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}  # keeps every Ray
 
 def prepare_inputs(config: RunConfig):
     """Load and check the dataset; choose the seeds. Raises InputError naming file, line and field."""
-    from pgkd.actors.launch import RunInputs
+    from pgkd.launch import RunInputs
 
     check_engine_dtype(config)
     data = load_dataset(config.dataset.path)
@@ -265,7 +271,7 @@ def publish_seeds(bus: Bus, seeds: list[dict]) -> None:
 def run(config: RunConfig, run_id: str | None = None, progress=print, verbose: bool = False) -> dict:
     """Run one distillation to its end and return the report (also written under runs/<run_id>/)."""
     data, inputs = prepare_inputs(config)
-    url = redis_url_from_env(config)
+    url = redis_url_from_env(config.redis)
     run_id = checked_run_id(run_id, config)
     probe_teacher(config, progress)
     run_dir = Path(config.runs_dir) / run_id
@@ -311,7 +317,7 @@ def drive(session: RunSession, config: RunConfig, data, inputs, bus: Bus, embedd
 
 def supervise(session: RunSession, config: RunConfig, inputs, bus: Bus, run_id: str, run_dir: Path,
               progress, verbose: bool = False) -> Stop:
-    from pgkd.actors.launch import RunContext, kill_all, launch_all
+    from pgkd.launch import RunContext, kill_all, launch_all
     from pgkd.watch import Watcher
 
     archive_dir = str((run_dir / "data").resolve())

@@ -7,7 +7,9 @@ import shutil
 import time
 from pathlib import Path
 
-from pgkd.basics.config import SIMULATED, RunConfig, dump_config
+from pgkd.config import RunConfig, dump_config
+
+from pgkd.teacher.config import SIMULATED
 from pgkd.bus.archive import StreamArchive, full_history
 from pgkd.bus.client import CHECKPOINTS, DEAD_LETTERS, EXAMPLES, REPORTS, SELECTION, Bus, redact
 from pgkd.bus.control import BEST, BEST_CHOICE, TEACHER_AUDIT, stop_history

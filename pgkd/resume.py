@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pgkd.basics.config import RunConfig, load_config
+from pgkd.config import RunConfig, load_config
 from pgkd.basics.errors import BusUnavailable
 from pgkd.bus.archive import StreamArchive
 from pgkd.bus.client import CHECKPOINTS, EXAMPLES, Bus, redact

@@ -8,7 +8,9 @@ import socket
 import time
 from pathlib import Path
 
-from pgkd.basics.config import check_redis_url, check_safe_name
+from pgkd.basics.settings import check_safe_name
+
+from pgkd.bus.config import check_redis_url
 from pgkd.basics.errors import InputError
 from pgkd.basics.json_files import read_json_file
 

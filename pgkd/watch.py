@@ -7,8 +7,8 @@ from pathlib import Path
 
 import ray
 
-from pgkd.actors.launch import forget, launch_in_pool
-from pgkd.basics.config import RunConfig
+from pgkd.launch import forget, launch_in_pool
+from pgkd.config import RunConfig
 from pgkd.bus.archive import StreamArchive, archive_and_trim
 from pgkd.bus.client import CHECKPOINTS, EXAMPLES, Bus
 from pgkd.bus.control import CONTROL, TEACHER_AUDIT, TEACHERS_DONE, request_stop, stop_requested

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from pgkd.basics.config import RunConfig
+from pgkd.config import RunConfig
 from pgkd.basics.errors import InputError
 from pgkd.bus import pool_queue
 from pgkd.bus.messages import PoolHint

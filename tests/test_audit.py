@@ -61,7 +61,7 @@ def audit(**changes):
 
 
 def test_decisions_follow_the_audit_and_what_the_user_set():
-    from pgkd.basics.config import TeacherConfig
+    from pgkd.teacher.config import TeacherConfig
     from pgkd.teacher.audit import DEFAULT_MIN_CONFIDENCE, decide
 
     config = TeacherConfig(pool_labelling=True)
@@ -91,7 +91,7 @@ def test_decisions_follow_the_audit_and_what_the_user_set():
 
 
 def test_teacher_audits_on_known_labels_and_follows_the_decisions():
-    from pgkd.basics.config import TeacherConfig
+    from pgkd.teacher.config import TeacherConfig
     from pgkd.teacher.audit import decide
     from pgkd.teacher.teacher import Teacher
     from tests.scripted_backend import ScriptedBackend
@@ -121,7 +121,7 @@ def test_teacher_audits_on_known_labels_and_follows_the_decisions():
 
 def test_too_small_a_steering_part_is_refused_with_the_numbers(tmp_path, tiny_dataset):
     import pgkd.driver
-    from pgkd.basics.config import load_config
+    from pgkd.config import load_config
     from pgkd.basics.errors import InputError
 
     path = tmp_path / "run.yaml"
@@ -135,7 +135,7 @@ def test_too_small_a_steering_part_is_refused_with_the_numbers(tmp_path, tiny_da
 
 
 def test_a_label_the_teacher_gives_too_freely_gets_its_own_higher_threshold():
-    from pgkd.basics.config import TeacherConfig
+    from pgkd.teacher.config import TeacherConfig
     from pgkd.teacher.audit import decide, summarize
 
     # "World" is given to 10 World texts (right, confidence 0.50-0.59) and 10 Business texts (wrong, 0.45-0.54);

@@ -267,7 +267,7 @@ def test_verbose_shows_the_traceback(tmp_path, capsys):
 
 
 def test_overlapping_train_and_validation_is_reported(tmp_path, tiny_dataset, caplog):
-    from pgkd.basics.config import load_config
+    from pgkd.config import load_config
     from pgkd.driver import prepare_inputs
 
     with (tiny_dataset / "train.jsonl").open("a") as out:

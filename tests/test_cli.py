@@ -37,7 +37,7 @@ def test_status_of_an_unknown_run(tmp_path):
 
 def test_status_reads_a_live_run_without_importing_ray_or_the_actors(tmp_path, tiny_dataset):
     """`pgkd status` is a Redis read: `python -X importtime` shows no module of Ray or of actors/ loaded."""
-    from pgkd.basics.config import load_config
+    from pgkd.config import load_config
     from pgkd.bus.client import Bus
     from pgkd.bus.control import set_status
     from pgkd.bus.roster import register_actor

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pgkd.basics.config import load_config
+from pgkd.config import load_config
 from pgkd.basics.errors import InputError
 
 CONFIGS = Path(__file__).resolve().parents[1] / "ray_configs"

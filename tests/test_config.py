@@ -1,6 +1,6 @@
 import pytest
 
-from pgkd.basics.config import load_config
+from pgkd.config import load_config
 from pgkd.basics.errors import InputError
 
 
@@ -65,7 +65,7 @@ def test_shipped_configs_validate():
 
 
 def test_servers_default_to_loopback(tmp_path):
-    from pgkd.basics.config import validate_config
+    from pgkd.config import validate_config
 
     config = validate_config({"dataset": {"path": str(tmp_path)}})
     assert config.ray.dashboard_host == "127.0.0.1" and config.redis.url is None and config.redis.retry_seconds > 0

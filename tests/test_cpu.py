@@ -46,7 +46,7 @@ def test_preload_finds_tcmalloc_and_iomp_once_each(tmp_path):
 
 def test_a_dtype_this_cpu_cannot_run_is_refused_before_anything_starts(tmp_path, tiny_dataset, monkeypatch):
     import pgkd.driver
-    from pgkd.basics.config import load_config
+    from pgkd.config import load_config
     from pgkd.basics.errors import InputError
 
     path = tmp_path / "run.yaml"

@@ -7,7 +7,7 @@ import socket
 
 import pytest
 
-from pgkd.basics.config import TeacherConfig
+from pgkd.teacher.config import TeacherConfig
 from pgkd.basics.dataset import Label
 from pgkd.basics.errors import InputError
 from pgkd.session import Interrupted, RunSession

@@ -8,7 +8,7 @@ import time
 import httpx
 import pytest
 
-from pgkd.basics.config import TeacherConfig
+from pgkd.teacher.config import TeacherConfig
 from pgkd.basics.dataset import Label
 from pgkd.serve import SERVED_NAME, server_command, server_env
 from pgkd.teacher.backends.base import SamplingSpec

@@ -8,7 +8,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pgkd.basics.config import RunConfig
+from pgkd.config import RunConfig
 from pgkd.basics.errors import InputError
 from pgkd.basics.pool_files import plan_shards, pool_files, read_shard, text_id
 from pgkd.driver import prepare_inputs
@@ -178,7 +178,7 @@ def test_a_round_on_ray_data_scores_every_good_row_and_offers_what_the_whole_poo
     """Three shards, a malformed line and a protected text: the round's summaries count each, and its candidates
     are the ones the same checkpoint picks when it scores the pool's good texts at once."""
     from pgkd.actors.pool_data import candidates_of, scoring_round, summaries_of
-    from pgkd.basics.config import StudentConfig
+    from pgkd.student.config import StudentConfig
     from pgkd.bus.messages import Example
     from pgkd.student.registry import load_student, make_student
 

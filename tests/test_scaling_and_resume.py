@@ -193,7 +193,7 @@ def test_the_terminal_bar_shows_the_live_numbers():
 
 
 def test_resume_reopens_a_stopped_embedded_bus_from_its_append_only_file(tmp_path):
-    from pgkd.basics.config import validate_config
+    from pgkd.config import validate_config
     from pgkd.bus.client import Bus
     from pgkd.bus.messages import Stop
     from pgkd.bus.server import EmbeddedRedis

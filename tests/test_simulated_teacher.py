@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 import yaml
 
-from pgkd.basics.config import RunConfig, TeacherConfig, load_config
+from pgkd.config import RunConfig, load_config
+
+from pgkd.teacher.config import TeacherConfig
 from pgkd.basics.errors import InputError
 from pgkd.bus.messages import EvalReport, HardNegative
 from pgkd.driver import prepare_inputs

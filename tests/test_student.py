@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from pgkd.basics.config import StudentConfig
+from pgkd.student.config import StudentConfig
 from pgkd.bus.messages import Example
 from pgkd.student.registry import load_student, make_student
 from pgkd.student.trainer import StudentTrainer

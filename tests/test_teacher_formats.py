@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from pgkd.basics.config import TeacherConfig
+from pgkd.teacher.config import TeacherConfig
 from pgkd.basics.dataset import Label
 from pgkd.teacher.backends import openai_http
 from pgkd.teacher.backends.base import Capabilities, Completion, SamplingSpec

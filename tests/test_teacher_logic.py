@@ -2,7 +2,7 @@ import random
 
 import pytest
 
-from pgkd.basics.config import TeacherConfig
+from pgkd.teacher.config import TeacherConfig
 from pgkd.basics.dataset import Label
 from pgkd.bus.messages import EvalReport, HardNegative
 from pgkd.teacher.filters import NoveltyFilter

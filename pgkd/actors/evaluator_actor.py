@@ -7,7 +7,7 @@ import ray
 
 from pgkd.actors.common import setup_actor
 from pgkd.actors.metrics import record_evaluation, record_queue
-from pgkd.basics.config import EvaluatorConfig, LoopConfig
+from pgkd.evaluator.config import EvaluatorConfig, LoopConfig
 from pgkd.bus.client import CHECKPOINTS, REPORTS, SELECTION
 from pgkd.bus.control import BEST, BEST_CHOICE, LATEST_REPORT, request_stop, set_status, stop_requested, teacher_stats_key
 from pgkd.bus.messages import Checkpoint, EvalReport, SelectionScore

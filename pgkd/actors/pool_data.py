@@ -10,7 +10,7 @@ import json
 import numpy as np
 import ray
 
-from pgkd.basics.config import StudentConfig
+from pgkd.student.config import StudentConfig
 from pgkd.basics.pool_files import PoolShard, read_shard
 from pgkd.cluster.placement import scoring_options, torch_device
 

@@ -11,7 +11,7 @@ import time
 import ray
 
 from pgkd.actors.common import setup_actor
-from pgkd.basics.config import StudentConfig
+from pgkd.student.config import StudentConfig
 from pgkd.basics.pool_files import PoolShard
 from pgkd.bus import pool_queue
 from pgkd.bus.control import BEST, TEACHER_AUDIT, set_status, stop_requested

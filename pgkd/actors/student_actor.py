@@ -11,7 +11,7 @@ import ray
 
 from pgkd.actors.common import setup_actor
 from pgkd.actors.metrics import record_queue, record_version
-from pgkd.basics.config import StudentConfig
+from pgkd.student.config import StudentConfig
 from pgkd.bus.archive import StreamArchive, first_id, trimmed_history
 from pgkd.bus.client import CHECKPOINTS, EXAMPLES
 from pgkd.bus.control import TEACHER_AUDIT, set_status, stop_requested, teachers_done

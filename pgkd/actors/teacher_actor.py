@@ -8,7 +8,7 @@ import ray
 
 from pgkd.actors.common import setup_actor
 from pgkd.actors.metrics import record_teacher_batch
-from pgkd.basics.config import SIMULATED, TeacherConfig
+from pgkd.teacher.config import SIMULATED, TeacherConfig
 from pgkd.bus import pool_queue
 from pgkd.bus.client import CHECKPOINTS, EXAMPLES, REPORTS
 from pgkd.bus.control import TEACHER_AUDIT, latest_report, set_status, stop_requested, teacher_stats_key

@@ -1,7 +1,7 @@
 """What the teacher's work cost: throughput and dollars from configured prices."""
 from __future__ import annotations
 
-from pgkd.basics.config import TeacherConfig
+from pgkd.teacher.config import TeacherConfig
 
 
 def teacher_accounting(totals: dict[str, float], config: TeacherConfig) -> dict[str, float | None]:

@@ -5,7 +5,7 @@ from typing import Callable
 
 import numpy as np
 
-from pgkd.basics.config import SIMULATED, TeacherConfig
+from pgkd.teacher.config import SIMULATED, TeacherConfig
 from pgkd.basics.dataset import Label
 from pgkd.teacher.backends.registry import backend_options, make_backend
 from pgkd.teacher.simulated import SimulatedTeacher

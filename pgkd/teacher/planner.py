@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import random
 
-from pgkd.basics.config import TeacherConfig
+from pgkd.teacher.config import TeacherConfig
 from pgkd.bus.messages import EvalReport
 from pgkd.teacher.prompts import ClassTask
 

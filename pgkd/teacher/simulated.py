@@ -19,7 +19,7 @@ from typing import Callable
 
 import numpy as np
 
-from pgkd.basics.config import TeacherConfig
+from pgkd.teacher.config import TeacherConfig
 from pgkd.bus.messages import EvalReport, Example, TeacherAudit
 from pgkd.teacher.audit import effective_min_confidence, summarize
 from pgkd.teacher.planner import plan_for

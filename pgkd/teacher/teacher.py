@@ -6,7 +6,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 
-from pgkd.basics.config import TeacherConfig
+from pgkd.teacher.config import TeacherConfig
 from pgkd.basics.dataset import Label
 from pgkd.bus.messages import EvalReport, Example, TeacherAudit
 from pgkd.teacher.audit import audit_candidates, effective_min_confidence, summarize

@@ -1,4 +1,5 @@
-"""Creates (and removes) the named actors of a run with the options cluster.placement decides."""
+"""Creates (and removes) the named actors of a run from its config, with the options pgkd.cluster.placement decides
+(the top: it reads the whole run config, which no actor sees; each actor gets its own block as JSON)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -10,7 +11,8 @@ from pgkd.actors.pool_scorer_actor import NAME as POOL_SCORER
 from pgkd.actors.pool_scorer_actor import PoolScorerActor
 from pgkd.actors.student_actor import StudentActor
 from pgkd.actors.teacher_actor import TeacherActor
-from pgkd.basics.config import RunConfig, StudentConfig
+from pgkd.config import RunConfig
+from pgkd.student.config import StudentConfig
 from pgkd.bus.roster import student_name, student_names, teacher_name
 from pgkd.cluster.placement import actor_options, teacher_env
 

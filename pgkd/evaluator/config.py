@@ -1,0 +1,24 @@
+"""The evaluator's blocks: how it scores (evaluator) and when the run stops and which version it exports (loop)."""
+from __future__ import annotations
+
+from pydantic import Field
+
+from pgkd.basics.settings import Settings
+
+
+class EvaluatorConfig(Settings):
+    threads: int = Field(1, ge=1)
+    batch_size: int = Field(64, ge=1)
+    max_hard_negatives: int = Field(50, ge=0)
+
+
+class LoopConfig(Settings):
+    patience: int = Field(3, ge=1)
+    min_delta: float = Field(0.005, ge=0)
+    max_versions: int = Field(20, ge=1)
+    time_budget_s: float = Field(1800, gt=0)
+    max_generated: int | None = Field(None, ge=1)
+    poll_interval_s: float = Field(0.5, gt=0)
+    selection_z: float = Field(1.0, ge=0, description="a later version replaces the seeds-only one only when it "
+                               "beats it on the selection texts by more than this many standard errors of the paired "
+                               "difference (bootstrap); 0: the highest score wins")
