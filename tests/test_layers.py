@@ -16,7 +16,8 @@ LAYERS = {
     "bus": 2,  # the wire: Redis client and server, typed messages, run keys, roster
     "teacher": 3, "student": 3, "evaluator": 3,  # the three roles, Ray-free
     "cluster": 4, "actors": 4,  # placement; the only @ray.remote code
-    "top": 5,  # pgkd/*.py: CLI, driver, watching, finishing, resume, scaling, status, report, the Python API
+    "config": 5,  # pgkd/config.py: composes the blocks each layer owns into the run's config and loads YAML
+    "top": 6,  # pgkd/*.py: CLI, driver, launch, watching, finishing, resume, scaling, status, report, Python API
 }
 SIDEWAYS = {("actors", "cluster")}  # actor shells ask placement for their devices and options
 RAY_ALLOWED = {"actors", "cluster", "top"}
@@ -65,6 +66,8 @@ def top(module: str) -> str:
     parts = module.split(".")
     if parts[0] != "pgkd":
         return parts[0]
+    if len(parts) == 2 and parts[1] == "config":
+        return "config"
     return parts[1] if len(parts) > 2 or (len(parts) == 2 and parts[1] in LAYERS) else "top"
 
 
@@ -195,10 +198,77 @@ def test_the_checks_catch_what_they_are_for(tmp_path):
     (tmp_path / "pgkd/student/s.py").write_text("from .u import y\n")
     (tmp_path / "pgkd/student/u.py").write_text("from pgkd.student import s\n")
     wrong = against_layers(tmp_path)
-    assert any("config.py:5 imports driver.py (basics, layer 1 -> top, layer 5)" in w for w in wrong), wrong
+    assert any("config.py:5 imports driver.py (basics, layer 1 -> top, layer 6)" in w for w in wrong), wrong
     assert any("t.py:1 imports s.py (teacher, layer 3 -> student, layer 3)" in w for w in wrong), wrong
     assert len(wrong) == 2, wrong
     _, edges = graph(tmp_path)
     assert ("pgkd.student.u", 1) in edges["pgkd.student.s"] and ("pgkd.student.s", 1) in edges["pgkd.student.u"]
     assert cycles(["a", "b", "c"], {"a": {"b"}, "b": {"c"}, "c": {"a"}}) == [["a", "b", "c"]]
     assert cycles(["a", "b"], {"a": {"b"}}) == []
+
+
+def bench_files(root: Path = REPO) -> dict[str, Path]:
+    return {f"bench.{path.stem}": path for path in sorted((root / "bench").glob("*.py"))}
+
+
+def test_bench_imports_only_below_the_top_and_nothing_imports_bench():
+    """Benchmarks measure the layers (they may load a run config); they are never part of the product."""
+    known = modules() | bench_files()
+    wrong = []
+    for name, path in bench_files().items():
+        for target, line in imports_of(path, name, known):
+            if top(target) == "top" or (target == "pgkd" and top(name) == "bench"):
+                wrong.append(f"{rel(path)}:{line} imports {target} (the top: run it as `pgkd ...` instead)")
+    for name, path in list(modules().items()) + [(f"tests.{p.stem}", p) for p in (REPO / "tests").glob("*.py")]:
+        for target, line in imports_of(path, name, known):
+            if target.split(".")[0] == "bench":
+                wrong.append(f"{rel(path)}:{line} imports {target}")
+    assert not wrong, "bench/ against the layers:\n" + "\n".join(wrong)
+
+
+def kind_families(root: Path = REPO) -> list[tuple[str, Path, int, list[str]]]:
+    """(module, file, line, package names) of every KindFamily(...) declared in the product."""
+    found = []
+    for name, path in modules(root).items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "KindFamily" and len(node.args) >= 4:
+                packages = [e.value for e in getattr(node.args[3], "elts", []) if isinstance(e, ast.Constant)]
+                found.append((name, path, node.lineno, packages))
+    return found
+
+
+def test_kind_families_discover_only_their_own_role():
+    """The packages a family imports by name (its kinds) are strings the import scan cannot see: each must
+    exist and sit in the role that declares the family, so discovery never reaches across or up the layers."""
+    families = kind_families()
+    assert {top(name) for name, *_ in families} >= {"teacher", "student"}, families
+    wrong = []
+    for name, path, line, packages in families:
+        for package in packages:
+            folder = REPO / Path(*package.split("."))
+            if not (folder / "__init__.py").is_file():
+                wrong.append(f"{rel(path)}:{line} names {package}, which is not a package")
+            elif top(package) != top(name):
+                wrong.append(f"{rel(path)}:{line} discovers {package} ({top(package)}) from {top(name)}")
+    assert not wrong, "kind families against the layers:\n" + "\n".join(wrong)
+
+
+def test_product_files_stay_small():
+    """A file over 350 lines is a room doing two jobs: split it."""
+    long = [f"{rel(path)}: {n} lines" for path in modules().values()
+            if (n := len(path.read_text().splitlines())) > 350]
+    assert not long, "files over 350 lines:\n" + "\n".join(long)
+
+
+def test_the_ground_holds_no_role_settings():
+    """pgkd/basics/ holds the settings base and the dataset block only; every role's block lives in its role."""
+    known = modules()
+    found = []
+    for name, path in known.items():
+        if top(name) != "basics":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ClassDef) and any(getattr(b, "id", "") in ("Settings", "BaseModel")
+                                                      for b in node.bases):
+                found.append(node.name)
+    assert sorted(found) == ["DatasetConfig", "Settings"], found

@@ -1,6 +1,9 @@
 import pytest
 
-from pgkd.evaluator.early_stopping import EarlyStopping
+from pgkd.bus.messages import EvalReport, SelectionScore
+from pgkd.evaluator.config import LoopConfig
+from pgkd.evaluator.judge import Judge
+from pgkd.evaluator.stopping import Patience
 from pgkd.evaluator.metrics import accuracy, confusion_pairs, macro_f1, per_class_f1
 
 
@@ -18,36 +21,63 @@ def test_macro_f1_averages_over_present_classes_only():
     assert macro_f1(["a", "a"], ["a", "a"], ["a", "b"]) == 1.0
 
 
-def test_early_stopping_counts_versions_without_min_delta_gain():
-    stop = EarlyStopping(patience=2, min_delta=0.01)
-    assert stop.update(0.50, "v0") and not stop.should_stop
-    assert stop.update(0.505, "v1")  # a new best, but below min_delta: patience still counts
-    assert stop.best_key == "v1" and stop.since_improvement == 1 and not stop.should_stop
-    assert not stop.update(0.49, "v2")
-    assert stop.should_stop and stop.best == 0.505
+def test_patience_counts_versions_without_min_delta_gain():
+    patience = Patience(patience=2, min_delta=0.01)
+    patience.update(0.50)
+    patience.update(0.505)  # higher, but below min_delta: patience still counts
+    assert patience.since_improvement == 1 and not patience.exhausted
+    patience.update(0.49)
+    assert patience.exhausted
 
 
-def test_early_stopping_resets_on_real_gain():
-    stop = EarlyStopping(patience=2, min_delta=0.01)
-    stop.update(0.5, "v0")
-    stop.update(0.5, "v1")
-    stop.update(0.6, "v2")
-    assert stop.since_improvement == 0 and stop.best_key == "v2"
+def test_patience_resets_on_real_gain():
+    patience = Patience(patience=2, min_delta=0.01)
+    for score in (0.5, 0.5, 0.6):
+        patience.update(score)
+    assert patience.since_improvement == 0
 
 
-def test_run_stops_only_when_every_student_ran_out_of_patience():
-    from pgkd.evaluator.early_stopping import RunStopping
+def test_run_stops_only_when_every_student_ran_out_of_patience_and_the_judge_names_the_best():
+    judge = Judge(LoopConfig(patience=2, min_delta=0.01, max_versions=20), ["a", "b"], ["strong", "weak"], [])
+    scores = [("strong", 0, 1.0), ("weak", 0, 0.5), ("weak", 1, 0.6), ("weak", 2, 0.7), ("strong", 1, 1.0),
+              ("strong", 2, 1.0)]
+    for student, version, score in scores:
+        judge.record(report(student, version, score), None)
+    assert judge.stop() is None  # the weak student is still improving
+    judge.record(report("weak", 3, 0.7), None)
+    judge.record(report("weak", 4, 0.7), None)
+    reason, detail = judge.stop()
+    assert reason == "patience" and "best strong@v0" in detail and judge.stopping.seen == 8
+    assert judge.best().best.key == "strong@v0"  # without selection texts the highest steering score wins
 
-    stop = RunStopping(patience=2, min_delta=0.01, students=["strong", "weak"])
-    assert stop.update("strong", 1.0, "strong@v0")
-    for version, score in enumerate([0.5, 0.6, 0.7]):
-        stop.update("weak", score, f"weak@v{version}")
-    stop.update("strong", 1.0, "strong@v1")
-    stop.update("strong", 1.0, "strong@v2")
-    assert not stop.should_stop  # the weak student is still improving
-    stop.update("weak", 0.7, "weak@v3")
-    stop.update("weak", 0.7, "weak@v4")
-    assert stop.should_stop and stop.best_key == "strong@v0" and stop.seen == 8
+
+def test_the_judge_stops_at_max_versions():
+    judge = Judge(LoopConfig(patience=5, max_versions=3), ["a", "b"], ["s"], [])
+    for version, score in enumerate([0.1, 0.2]):
+        judge.record(report("s", version, score), None)
+    assert judge.stop() is None
+    judge.record(report("s", 2, 0.3), None)
+    assert judge.stop() == ("max_versions", "3 versions scored")
+
+
+def test_with_selection_texts_the_judge_counts_their_score_not_the_steering_one():
+    gold = ["a", "b"] * 20
+    judge = Judge(LoopConfig(selection_z=0.0), ["a", "b"], ["s"], gold)
+    judge.record(report("s", 0, 0.9), selection("s", 0, gold, wrong=10))
+    judge.record(report("s", 1, 0.5), selection("s", 1, gold, wrong=0))  # worse on steering, better on selection
+    assert judge.best().best.key == "s@v1"
+
+
+def report(student: str, version: int, macro_f1: float) -> EvalReport:
+    return EvalReport(student=student, version=version, examples_seen=1, generated_seen=0, teacher_generated=0,
+                      macro_f1=macro_f1, accuracy=macro_f1, per_class_f1={}, confusion_pairs=[], hard_negatives=[],
+                      eval_seconds=0.0)
+
+
+def selection(student: str, version: int, gold: list[str], wrong: int) -> SelectionScore:
+    predictions = [("b" if g == "a" else "a") if i < wrong else g for i, g in enumerate(gold)]
+    f1 = macro_f1(gold, predictions, ["a", "b"])
+    return SelectionScore(student=student, version=version, macro_f1=f1, accuracy=f1, predictions=predictions)
 
 
 def test_a_teacher_batch_that_kept_nothing_records_without_error():

@@ -12,7 +12,7 @@ from pgkd.basics.errors import InputError
 from pgkd.bus.control import clear_stop, request_stop, stop_history, stop_requested
 from pgkd.bus.messages import ScaleRequest
 from pgkd.bus.roster import actor_names, is_retired, register_actor, retire, retired, unretire
-from pgkd.evaluator.early_stopping import RunStopping
+from pgkd.evaluator.stopping import RunStopping
 from pgkd.scaling import check_request, plan_scale
 
 
@@ -71,16 +71,16 @@ def test_clearing_a_stop_keeps_it_in_the_history(bus):
 
 
 def test_a_retired_student_no_longer_holds_the_run_open():
-    stopping = RunStopping(patience=1, min_delta=0.0, students=["a", "b"])
-    stopping.update("a", 0.5, "a@v0")
-    stopping.update("a", 0.4, "a@v1")  # a is out of patience; b never reported
-    assert not stopping.should_stop
+    stopping = RunStopping(patience=1, min_delta=0.0, max_versions=20, students=["a", "b"])
+    stopping.update("a", 0.5)
+    stopping.update("a", 0.4)  # a is out of patience; b never reported
+    assert stopping.reason() is None
     stopping.retire("b")
-    assert stopping.should_stop
-    stopping.update("b", 0.9, "b@v0")  # a late report of a retired student still counts for the best
-    assert stopping.best_key == "b@v0" and "b" not in stopping.per_student
+    assert stopping.reason() == "patience"
+    stopping.update("b", 0.9)  # a late report of a retired student counts as a version, not for patience
+    assert stopping.seen == 3 and "b" not in stopping.per_student
     stopping.unretire("b")
-    stopping.update("b", 0.9, "b@v1")
+    stopping.update("b", 0.9)
     assert "b" in stopping.per_student
 
 

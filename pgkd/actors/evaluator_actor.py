@@ -1,4 +1,5 @@
-"""Evaluator: scores every checkpoint on validation, publishes the report, keeps the best, decides when to stop."""
+"""Evaluator actor: scores every checkpoint on validation and publishes the report; what it decides (the best
+student, when to stop) is decided by pgkd/evaluator/judge.py."""
 from __future__ import annotations
 
 import logging
@@ -13,9 +14,8 @@ from pgkd.bus.control import BEST, BEST_CHOICE, LATEST_REPORT, request_stop, set
 from pgkd.bus.messages import Checkpoint, EvalReport, SelectionScore
 from pgkd.bus.roster import actor_names, retired
 from pgkd.cluster.placement import torch_device
-from pgkd.evaluator.early_stopping import RunStopping
+from pgkd.evaluator.judge import Judge
 from pgkd.evaluator.scoring import score
-from pgkd.evaluator.selection import BestChoice, Candidate
 
 log = logging.getLogger("pgkd.evaluator")
 GROUP = "evaluator"
@@ -33,11 +33,9 @@ class EvaluatorActor:
         self.gold = [row["label"] for row in validation]
         self.selection_texts = [row["text"] for row in selection]  # choosing: the teacher never sees these
         self.selection_gold = [row["label"] for row in selection]
-        self.choice = BestChoice(self.selection_gold, labels, self.loop.selection_z) if selection else None
+        self.judge = Judge(self.loop, labels, student_names, self.selection_gold)
         self.device = torch_device(gpus)
-        self.stopping = RunStopping(self.loop.patience, self.loop.min_delta, student_names)
         self.loaded: dict[str, object] = {}
-        self.best_by_student: dict[str, float] = {}
         self.scored: set[str] = set()
         self.checkpoints: dict[str, Checkpoint] = {}
         self.chosen: str | None = None  # the key of the best student as last published
@@ -49,19 +47,14 @@ class EvaluatorActor:
         reports already published, so nothing is scored twice and patience does not start over."""
         selected = {s.key: s for s in self.bus.read_all(SELECTION, SelectionScore)}
         for report in self.bus.read_all(REPORTS, EvalReport):
-            self._count(report, selected.get(report.key))
+            self.judge.record(report, selected.get(report.key))
+            self.scored.add(report.key)
         if self.scored:
-            log.info("replayed %d reports; best %s %.4f", len(self.scored), self.stopping.best_key, self.stopping.best)
+            log.info("replayed %d reports; best %s", len(self.scored), self._best_line())
 
-    def _count(self, report: EvalReport, selected: SelectionScore | None) -> bool:
-        """Record a scored version; True when it is the run's best so far. With selection texts, patience and
-        the best count their score, never the steering one."""
-        score = selected.macro_f1 if selected is not None else report.macro_f1
-        self.scored.add(report.key)
-        self.best_by_student[report.student] = max(score, self.best_by_student.get(report.student, 0.0))
-        if selected is not None and self.choice is not None:
-            self.choice.add(Candidate(selected.key, selected.version, selected.macro_f1, selected.predictions))
-        return self.stopping.update(report.student, score, report.key)
+    def _best_line(self) -> str:
+        choice = self.judge.best()
+        return f"{choice.best.key} {choice.best.macro_f1:.4f}" if choice else "-"
 
     def run(self) -> int:
         """Score checkpoints until stopped; returns the number scored."""
@@ -79,8 +72,8 @@ class EvaluatorActor:
                 self.bus.ack(CHECKPOINTS, GROUP, [entry_id])
                 self._maybe_stop()
             self._forget_retired()
-            set_status(self.bus, "evaluator", state="idle", scored=self.stopping.seen)
-        return self.stopping.seen
+            set_status(self.bus, "evaluator", state="idle", scored=self.judge.stopping.seen)
+        return self.judge.stopping.seen
 
     def _evaluate(self, checkpoint: Checkpoint) -> EvalReport:
         from pgkd.student.registry import load_student
@@ -99,19 +92,18 @@ class EvaluatorActor:
         selected = self._score_selection(student, checkpoint)
         self.bus.publish(REPORTS, report)
         self.bus.set_model(LATEST_REPORT, report)
-        if self._count(report, selected) and self.choice is None:
-            self.bus.set_model(BEST, checkpoint)
-        if self.choice is not None:
-            self._publish_choice(checkpoint)
-        record_evaluation(report.student, report.macro_f1, self.best_by_student[report.student])
+        self.judge.record(report, selected)
+        self.scored.add(report.key)
+        self._publish_choice(checkpoint)
+        record_evaluation(report.student, report.macro_f1, self.judge.best_by_student[report.student])
         record_queue("checkpoints:evaluator", self.bus.lag(CHECKPOINTS, GROUP))
-        log.info("%s: macro-F1 %.4f accuracy %.4f (%d examples, %d from the teacher); best %s %.4f",
+        log.info("%s: macro-F1 %.4f accuracy %.4f (%d examples, %d from the teacher); best %s",
                  report.key, report.macro_f1, report.accuracy, report.examples_seen, report.generated_seen,
-                 self.stopping.best_key, self.stopping.best)
+                 self._best_line())
         return report
 
     def _score_selection(self, student, checkpoint: Checkpoint) -> SelectionScore | None:
-        if self.choice is None:
+        if not self.selection_texts:
             return None
         scores = score(student, self.selection_texts, self.selection_gold, self.labels, 0)
         selected = SelectionScore(student=checkpoint.student, version=checkpoint.version, macro_f1=scores["macro_f1"],
@@ -120,9 +112,12 @@ class EvaluatorActor:
         return selected
 
     def _publish_choice(self, checkpoint: Checkpoint) -> None:
-        """The best student as the selection texts choose it (the seeds-only one unless a gain beats the noise)."""
+        """Publish the judge's best student (with selection texts, the seeds-only one unless a gain beats the
+        noise) and why."""
         self.checkpoints[checkpoint.key] = checkpoint
-        choice = self.choice.choose()
+        choice = self.judge.best()
+        if choice is None:
+            return
         best = self.checkpoints.get(choice.best.key) or next(
             (c for c in self.bus.read_all(CHECKPOINTS, Checkpoint) if c.key == choice.best.key), None)
         if best is None:
@@ -132,9 +127,10 @@ class EvaluatorActor:
             log.info("best student now %s: %s", best.key, choice.reason)
             self.chosen = best.key
         self.bus.set_model(BEST, best)
-        self.bus.set_fields(BEST_CHOICE, {"key": best.key, "selection_macro_f1": choice.best.macro_f1,
-                                          "gain_over_seeds_only": choice.gain, "margin": choice.margin,
-                                          "reason": choice.reason})
+        if self.judge.with_selection:  # why, in selection terms (the report's "chosen because")
+            self.bus.set_fields(BEST_CHOICE, {"key": best.key, "selection_macro_f1": choice.best.macro_f1,
+                                              "gain_over_seeds_only": choice.gain, "margin": choice.margin,
+                                              "reason": choice.reason})
 
     def _teacher_generated(self) -> int:
         return int(sum(float(self.bus.get_fields(teacher_stats_key(t)).get("generated", 0))
@@ -142,16 +138,14 @@ class EvaluatorActor:
 
     def _forget_retired(self) -> None:
         """A student scaled down will publish nothing more: its patience must not hold the run open."""
-        gone = retired(self.bus)
-        for name in gone & set(self.stopping.per_student):
-            self.stopping.retire(name)
+        stopping, gone = self.judge.stopping, retired(self.bus)
+        for name in gone & set(stopping.per_student):
+            stopping.retire(name)
             log.info("%s was scaled down: no longer waited on for patience", name)
-        for name in self.stopping.retired - gone:
-            self.stopping.unretire(name)
+        for name in stopping.retired - gone:
+            stopping.unretire(name)
 
     def _maybe_stop(self) -> None:
-        if self.stopping.should_stop:
-            request_stop(self.bus, "patience", f"no student gained {self.loop.min_delta} macro-F1 in its last "
-                                               f"{self.loop.patience} versions; best {self.stopping.best_key}")
-        elif self.stopping.seen >= self.loop.max_versions:
-            request_stop(self.bus, "max_versions", f"{self.stopping.seen} versions scored")
+        stop = self.judge.stop()
+        if stop is not None:
+            request_stop(self.bus, *stop)

@@ -2,13 +2,15 @@
 
 Messages travel as JSON of pydantic models (never pickled). A malformed entry is moved to a dead-letter stream,
 acked and counted, so it cannot block a consumer. Connection errors are retried with backoff; a bus that stays
-down raises BusUnavailable naming the URL (without its password).
+down raises BusUnavailable naming the URL (without its password). A write that would not be safe to repeat after
+a lost reply (an increment, a stream entry, several commands) goes through `once`, which runs it exactly once.
 """
 from __future__ import annotations
 
 import json
 import logging
 import time
+import uuid
 from typing import Callable, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
@@ -24,6 +26,23 @@ LAG_SCAN = 100_000  # undelivered entries counted at most where Redis does not r
 EXAMPLES, CHECKPOINTS, REPORTS, DEAD_LETTERS = "examples", "checkpoints", "reports", "dead_letters"
 SELECTION = "selection"  # SelectionScore per version: read by the evaluator and the report, never by a teacher
 RETRYABLE = (redis.ConnectionError, redis.TimeoutError, ConnectionError, OSError)
+ONCE_TTL_S = 14 * 24 * 3600  # how long a write's id is remembered: longer than any run's retries
+
+# Runs the commands (each: its argument count, then the arguments) as one atomic step, unless the operation's
+# key says it ran already; then it answers what the first run answered. A reply lost on the way back and the
+# retry that follows therefore change nothing twice.
+ONCE_SCRIPT = """
+local done = redis.call('GET', KEYS[1])
+if done then return cjson.decode(done) end
+local replies, i = {}, 2
+while i <= #ARGV do
+  local n = tonumber(ARGV[i])
+  replies[#replies + 1] = redis.call(unpack(ARGV, i + 1, i + n))
+  i = i + n + 1
+end
+redis.call('SET', KEYS[1], cjson.encode(replies), 'EX', ARGV[1])
+return replies
+"""
 
 
 def redact(url: str) -> str:
@@ -43,6 +62,7 @@ class Bus:
         self.reconnects = 0  # commands that needed a retry: a reader checks it to recover replies lost in between
         self.client = redis.Redis.from_url(url, decode_responses=True, socket_timeout=30, socket_connect_timeout=5,
                                            health_check_interval=15)
+        self._once = self.client.register_script(ONCE_SCRIPT)
 
     # ---- plumbing
     def key(self, name: str) -> str:
@@ -65,9 +85,21 @@ class Bus:
     def ping(self) -> None:
         self.call(self.client.ping)
 
+    def once(self, operation: str | None, *commands: tuple) -> list:
+        """Run write commands (("HINCRBYFLOAT", key, field, 1), ...) atomically and exactly once per `operation`
+        id, however often a lost reply makes `call` send them again; a repeat returns the first run's replies.
+        The commands are sent whole on every attempt (a redis-py pipeline empties itself when it fails). Give a
+        stable id where the same logical write may come again from a restarted process; None: a fresh one."""
+        args: list = [ONCE_TTL_S]
+        for command in commands:
+            args += [len(command), *command]
+        key = self.key(f"once:{operation or uuid.uuid4().hex}")
+        return self.call(self._once, keys=[key], args=args)
+
     # ---- streams
-    def publish(self, stream: str, message: BaseModel) -> str:
-        return self.call(self.client.xadd, self.key(stream), {"json": message.model_dump_json()})
+    def publish(self, stream: str, message: BaseModel, operation: str | None = None) -> str:
+        """Append a message; once only, even when the reply is lost and the append is retried (see `once`)."""
+        return self.once(operation, ("XADD", self.key(stream), "*", "json", message.model_dump_json()))[0]
 
     def ensure_group(self, stream: str, group: str) -> None:
         try:
@@ -171,13 +203,10 @@ class Bus:
     def set_once(self, name: str, message: BaseModel) -> bool:
         return bool(self.call(self.client.set, self.key(name), message.model_dump_json(), nx=True))
 
-    def add_counts(self, name: str, counts: dict[str, float]) -> None:
-        if not counts:
-            return
-        pipe = self.client.pipeline()
-        for field, value in counts.items():
-            pipe.hincrbyfloat(self.key(name), field, value)
-        self.call(pipe.execute)
+    def add_counts(self, name: str, counts: dict[str, float], operation: str | None = None) -> None:
+        """Add to counters of a hash, all or none, once (a retried increment would count twice)."""
+        if counts:
+            self.once(operation, *(("HINCRBYFLOAT", self.key(name), field, value) for field, value in counts.items()))
 
     def next_number(self, name: str) -> int:
         """0, 1, 2, ... across every process of the run (an atomic counter)."""
@@ -202,8 +231,8 @@ def entries_to_models(bus: Bus, stream: str, group: str, entries: list, model: t
             good.append((entry_id, model.model_validate_json(fields.get("json", ""))))
         except (ValidationError, ValueError, json.JSONDecodeError) as exc:
             log.warning("rejected malformed %s entry %s: %s", stream, entry_id, str(exc)[:200])
-            bus.call(bus.client.xadd, bus.key(DEAD_LETTERS), {"stream": stream, "id": entry_id,
-                                                              "error": str(exc)[:500], "raw": str(fields)[:2000]})
+            bus.once(f"dead:{stream}:{entry_id}", ("XADD", bus.key(DEAD_LETTERS), "*", "stream", stream, "id",
+                                                   entry_id, "error", str(exc)[:500], "raw", str(fields)[:2000]))
             bus.add_counts("stats:bus", {f"rejected_{stream}": 1})
             bus.ack(stream, group, [entry_id])
     return good

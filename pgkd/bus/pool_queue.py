@@ -26,30 +26,27 @@ def offer(bus: Bus, hints: list[PoolHint], claim_ttl_s: float = CLAIM_TTL_S) -> 
     fresh = [h for h in hints if h.id not in done]
     if not fresh:
         return 0
-    with bus.client.pipeline() as pipe:
-        pipe.zadd(bus.key(QUEUE), {h.id: h.uncertainty for h in fresh}, gt=True)
-        pipe.hset(bus.key(HINTS), mapping={h.id: h.model_dump_json() for h in fresh})
-        bus.call(pipe.execute)
+    queue = [item for h in fresh for item in (h.uncertainty, h.id)]
+    hints = [item for h in fresh for item in (h.id, h.model_dump_json())]
+    bus.once(None, ("ZADD", bus.key(QUEUE), "GT", *queue), ("HSET", bus.key(HINTS), *hints))
     return len(fresh)
 
 
 def claim(bus: Bus, count: int) -> list[PoolHint]:
-    """The `count` most uncertain queued texts, removed from the queue for this caller alone."""
-    popped = bus.call(bus.client.zpopmax, bus.key(QUEUE), count)
+    """The `count` most uncertain queued texts, removed from the queue for this caller alone (once: a pop whose
+    reply was lost is answered again on the retry, not popped a second time and lost)."""
+    popped = bus.once(None, ("ZPOPMAX", bus.key(QUEUE), count))[0][::2]  # [member, score, member, score, ...]
     if not popped:
         return []
-    bus.call(bus.client.zadd, bus.key(CLAIMED), {text_id: time.time() for text_id, _ in popped})
-    raw = bus.call(bus.client.hmget, bus.key(HINTS), [text_id for text_id, _ in popped])
+    bus.call(bus.client.zadd, bus.key(CLAIMED), {text_id: time.time() for text_id in popped})
+    raw = bus.call(bus.client.hmget, bus.key(HINTS), popped)
     return [PoolHint.model_validate_json(item) for item in raw if item]
 
 
 def mark_labelled(bus: Bus, ids: list[str]) -> None:
     if ids:
-        with bus.client.pipeline() as pipe:
-            pipe.sadd(bus.key(LABELLED), *ids)
-            pipe.zrem(bus.key(CLAIMED), *ids)
-            pipe.hdel(bus.key(HINTS), *ids)
-            bus.call(pipe.execute)
+        bus.once(None, ("SADD", bus.key(LABELLED), *ids), ("ZREM", bus.key(CLAIMED), *ids),
+                 ("HDEL", bus.key(HINTS), *ids))
 
 
 def labelled(bus: Bus) -> set[str]:

@@ -1,7 +1,7 @@
 """Writes the small demo dataset in examples/demo_bank/: 6 banking intents, 5 train seeds, 20 validation and
 20 test texts per intent, made from hand-written templates and fillers (reproducible, no download).
 
-    python -m pgkd.demo_dataset
+    python -m pgkd.basics.demo_dataset
 """
 from __future__ import annotations
 
@@ -105,7 +105,7 @@ def texts_for(label: str, count: int, rng: random.Random) -> list[str]:
     return seen
 
 
-def main(folder: Path = Path(__file__).resolve().parents[1] / "examples" / "demo_bank", seed: int = 7) -> Path:
+def main(folder: Path = Path(__file__).resolve().parents[2] / "examples" / "demo_bank", seed: int = 7) -> Path:
     rng = random.Random(seed)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "labels.json").write_text(json.dumps(LABELS, indent=1) + "\n")
