@@ -6,10 +6,14 @@ archive for what was trimmed and the stream for the rest.
 Trimming never takes an entry some group has not acked: not one pending, not one past a group's last-delivered
 id. A group created later (a student scaled in) starts at id 0, which stops trimming until it has caught up, so
 it can read what was trimmed before it existed from the archive without a race.
+
+A writer killed mid-append leaves a torn last line. Nothing was trimmed for it (trimming follows the fsync), so
+readers ignore it and the next append cuts it off first and writes those entries again.
 """
 from __future__ import annotations
 
 import json
+import logging
 import os
 from pathlib import Path
 from typing import TypeVar
@@ -19,6 +23,7 @@ from pydantic import BaseModel
 
 from pgkd.bus.client import EXAMPLES, Bus
 
+log = logging.getLogger(__name__)
 M = TypeVar("M", bound=BaseModel)
 ARCHIVE_FILE = "examples.stream.jsonl"
 
@@ -39,37 +44,58 @@ class StreamArchive:
         self.path = Path(folder) / name
         self._last: str | None = None
 
+    def complete_lines(self) -> list[bytes]:
+        """The file's lines up to its last newline; a torn tail (a writer killed mid-line) is left out."""
+        if not self.path.is_file():
+            return []
+        data = self.path.read_bytes()
+        return data[:data.rfind(b"\n") + 1].splitlines()
+
     def last_id(self) -> str | None:
-        if self._last is None and self.path.is_file():
-            with self.path.open("rb") as handle:
-                lines = handle.read().splitlines()
+        if self._last is None:
+            lines = self.complete_lines()
             self._last = json.loads(lines[-1])["id"] if lines else None
         return self._last
 
+    def repair(self) -> int:
+        """Cut a torn tail off the file (bytes after its last newline); returns how many bytes went."""
+        if not self.path.is_file():
+            return 0
+        with self.path.open("r+b") as handle:
+            data = handle.read()
+            keep = data.rfind(b"\n") + 1
+            if keep == len(data):
+                return 0
+            handle.truncate(keep)
+            handle.flush()
+            os.fsync(handle.fileno())
+        log.warning("%s: cut a torn last line (%d bytes) left by a writer that stopped mid-append; its entries "
+                    "are still in Redis and are archived again", self.path, len(data) - keep)
+        return len(data) - keep
+
     def append(self, entries: list[tuple[str, dict]]) -> None:
-        """Entries as XRANGE gives them; written and fsynced before anything is trimmed."""
+        """Entries as XRANGE gives them; written whole and fsynced before anything is trimmed."""
         if not entries:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self.path.open("a") as out:
-            for entry_id, fields in entries:
-                out.write(json.dumps({"id": entry_id, "json": fields.get("json", "")}) + "\n")
+        self.repair()
+        blob = "".join(json.dumps({"id": entry_id, "json": fields.get("json", "")}) + "\n"
+                       for entry_id, fields in entries).encode()
+        with self.path.open("ab") as out:
+            out.write(blob)
             out.flush()
             os.fsync(out.fileno())
         self._last = entries[-1][0]
 
     def read(self, model: type[M], before: str | None = None) -> list[tuple[str, M]]:
         """Archived entries (id, message), those older than `before` only when given."""
-        if not self.path.is_file():
-            return []
         limit = stream_id(before) if before else None
         found = []
-        with self.path.open() as handle:
-            for line in handle:
-                row = json.loads(line)
-                if limit is not None and stream_id(row["id"]) >= limit:
-                    break
-                found.append((row["id"], model.model_validate_json(row["json"])))
+        for line in self.complete_lines():
+            row = json.loads(line)
+            if limit is not None and stream_id(row["id"]) >= limit:
+                break
+            found.append((row["id"], model.model_validate_json(row["json"])))
         return found
 
 
