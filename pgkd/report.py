@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pgkd.basics.atomic_files import write_atomic
+
 
 def plot_learning_curve(versions: list[dict], path: Path) -> bool:
     if not versions:
@@ -52,7 +54,7 @@ def write_markdown(report: dict, run_dir: Path) -> Path:
     if has_plot:
         lines += ["", "![learning curve](learning_curve.png)"]
     path = run_dir / "report.md"
-    path.write_text("\n".join(lines) + "\n")
+    write_atomic(path, "\n".join(lines) + "\n")
     return path
 
 

@@ -8,11 +8,11 @@ import socket
 import time
 from pathlib import Path
 
-from pgkd.basics.settings import check_safe_name
-
-from pgkd.bus.config import check_redis_url
+from pgkd.basics.atomic_files import write_atomic
 from pgkd.basics.errors import InputError
 from pgkd.basics.json_files import read_json_file
+from pgkd.basics.settings import check_safe_name
+from pgkd.bus.config import check_redis_url
 
 RUN_FILE = "run.json"
 
@@ -29,11 +29,9 @@ def write_run_file(run_dir: Path, run_id: str, bus_url: str, embedded: bool) -> 
 
 
 def write_private(path: Path, text: str) -> None:
-    """Write a file that is owner-only from its creation (never world-readable, not even for a moment)."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as out:
-        os.fchmod(fd, 0o600)  # an older file keeps its mode through O_TRUNC
-        out.write(text)
+    """Replace a file whole (a crash leaves the old one: run.json holds the only copy of the embedded Redis's
+    password), owner-only from its creation (never world-readable, not even for a moment)."""
+    write_atomic(path, text, private=True)
 
 
 def run_folder(run_id: str, runs_dir: str | Path = "runs") -> Path:
