@@ -34,8 +34,8 @@ def main() -> int:
     teachers = [(f"embedded Gemma 3 270M, {fmt}", [f"teacher.prompt_format={fmt}"]) for fmt in args.formats.split(",")]
     if args.endpoint:
         teachers.append((f"{args.served_model} at {args.endpoint}", [
-            "teacher.backend=openai", f"teacher.model={args.served_model}", f"teacher.http.base_url={args.endpoint}",
-            f"teacher.http.api_key_env={args.api_key_env or 'null'}"]))
+            "teacher.backend=openai", f"teacher.model={args.served_model}", f"teacher.base_url={args.endpoint}",
+            f"teacher.api_key_env={args.api_key_env or 'null'}"]))
     rows = []
     for config in args.configs.split(","):
         for name, sets in teachers:

@@ -83,7 +83,7 @@ def seeds_for(data, per_class: int, sample_seed: int) -> list[dict]:
 def student_row(args, data, texts: list[str], gold: list[str]) -> dict:
     import torch
 
-    from pgkd.student.config import StudentConfig
+    from pgkd.student.config import student_settings
     from pgkd.bus.messages import Example
     from pgkd.student.registry import load_student, make_student
 
@@ -91,7 +91,7 @@ def student_row(args, data, texts: list[str], gold: list[str]) -> dict:
     if args.student:
         student, name = load_student(args.student), args.student
     else:
-        config = StudentConfig(kind=args.kind)
+        config = student_settings(kind=args.kind)
         student = make_student(data.label_names, config, "cpu")
         train = seeds_for(data, args.train_per_class, 0)
         student.fit([Example(text=r["text"], label=r["label"], source="seed") for r in train], config)
@@ -107,11 +107,11 @@ def student_row(args, data, texts: list[str], gold: list[str]) -> dict:
 
 def start_teacher(max_model_len: int):
     from pgkd.cluster.placement import vllm_block_size
-    from pgkd.teacher.backends.registry import make_backend
+    from pgkd.teacher.backends.vllm_engine import VLLMEngineBackend
 
     started = time.perf_counter()
-    backend = make_backend("vllm", model="embedded:gemma3-270m", max_model_len=max_model_len,
-                           block_size=vllm_block_size())
+    backend = VLLMEngineBackend(model="embedded:gemma3-270m", max_model_len=max_model_len,
+                                block_size=vllm_block_size())
     print(f"teacher engine started in {time.perf_counter() - started:.0f} s", file=sys.stderr)
     return backend
 

@@ -59,14 +59,14 @@ def build_pool(path: Path, size: int, texts: list[str]) -> Path:
 
 
 def trained_student(kind: str, data: Path, folder: Path):
-    from pgkd.student.config import StudentConfig
+    from pgkd.student.config import student_settings
     from pgkd.basics.dataset import load_dataset, sample_per_class
     from pgkd.bus.messages import Example
     from pgkd.student.registry import make_student
 
     dataset = load_dataset(data / "banking77")
     seeds = sample_per_class(dataset.train, 10, 0)
-    config = StudentConfig(name="s", kind=kind, pool_queries=K, pool_strategy="margin", threads=1)
+    config = student_settings(name="s", kind=kind, pool_queries=K, pool_strategy="margin", threads=1)
     student = make_student(dataset.label_names, config, "cpu")
     student.fit([Example(text=r["text"], label=r["label"], source="seed") for r in seeds], config)
     return student.save(folder / kind), config

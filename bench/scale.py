@@ -70,8 +70,7 @@ teacher:
   classes_per_batch: {classes}
   examples_per_class: {per_class}
   max_batches: {-(-args.examples // (classes * per_class))}
-  simulated:
-    allow_repeats: true
+  allow_repeats: true
 students:
   - name: minilm
     min_new_examples: {args.min_new}

@@ -38,7 +38,7 @@ def main() -> int:
         print(json.dumps(bench_one(args)))
         return 0
     if Path(args.dataset) == DEMO and not (DEMO / "train.jsonl").exists():
-        from pgkd.demo_dataset import main as make_demo
+        from pgkd.basics.demo_dataset import main as make_demo
 
         make_demo()
     rows = []
@@ -58,7 +58,7 @@ def main() -> int:
 def bench_one(args) -> dict:
     import torch
 
-    from pgkd.student.config import StudentConfig
+    from pgkd.student.config import student_settings
     from pgkd.basics.dataset import load_dataset
     from pgkd.bus.messages import Example
     from pgkd.evaluator.metrics import macro_f1
@@ -69,7 +69,7 @@ def bench_one(args) -> dict:
     kind, fmt = args.one.split("@")
     base, _, layer = kind.partition(":")
     data = load_dataset(args.dataset)
-    config = StudentConfig(kind=base, epochs=args.epochs, **({"graph_layer": layer} if layer else {}))
+    config = student_settings(kind=base, epochs=args.epochs, **({"layer": layer} if layer else {}))
     torch.manual_seed(config.seed)  # every process (row) trains the same model, so formats compare like for like
     student = make_student(data.label_names, config, "cpu")
     started = time.perf_counter()

@@ -5,7 +5,7 @@
         [--max-validation 770] [--workers 2]
 
 Every run is pgkd's loop in this process, one step at a time, with the roles pgkd's actors run: the simulated
-teacher (`teacher/simulated.py`) writes a batch steered by the newest report, the frozen-MiniLM student
+teacher (`teacher/backends/simulated.py`) writes a batch steered by the newest report, the frozen-MiniLM student
 (`student/trainer.py`, the same config and early stopping) trains a version on the new examples, the evaluator
 (`evaluator/scoring.py`) scores it on the steering texts for the teacher's next plan and on the held-out selection
 texts, and `evaluator/selection.py` picks the exported version. Only Ray, Redis and the asynchrony are left out:
@@ -113,10 +113,10 @@ def student_config(args, draw: int):
     """The student of every run: pgkd's defaults (frozen MiniLM), a version per teacher batch, --student changes."""
     import yaml
 
-    from pgkd.student.config import StudentConfig
+    from pgkd.student.config import student_settings
 
     extra = {key: yaml.safe_load(value) for key, _, value in (item.partition("=") for item in args.student)}
-    return StudentConfig(min_new_examples=args.classes_per_batch * args.examples_per_class, seed=draw, **extra)
+    return student_settings(min_new_examples=args.classes_per_batch * args.examples_per_class, seed=draw, **extra)
 
 
 def read_jsonl(path: Path) -> list[dict]:
@@ -135,7 +135,7 @@ def cache_embeddings(data, name: str) -> None:
         return
     import torch
 
-    from pgkd.student.encoder import text_embedder
+    from pgkd.student.embedder import text_embedder
 
     torch.set_num_threads(2)
     started = time.time()
@@ -169,12 +169,12 @@ def run_all(todo: list[tuple], args, name: str, cache: Path) -> None:
 def run_one(dataset: str, name: str, settings: dict, row: str, draw: int, error: float) -> dict:
     import torch
 
-    from pgkd.teacher.config import TeacherConfig
+    from pgkd.teacher.config import teacher_settings
     from pgkd.basics.dataset import dedupe_texts, load_dataset, rows_not_taken, sample_per_class, split_per_class
     from pgkd.bus.messages import Example
     from pgkd.student.registry import make_student
     from pgkd.student.trainer import StudentTrainer, seed_everything
-    from pgkd.teacher.simulated import SimulatedTeacher
+    from pgkd.teacher.backends.simulated import SimulatedTeacher
 
     torch.set_num_threads(1)
     started = time.time()
@@ -186,15 +186,15 @@ def run_one(dataset: str, name: str, settings: dict, row: str, draw: int, error:
     reservoir = rows_not_taken(data.train, [r["text"] for r in seeds + data.validation + data.test])
     validation = sample_per_class(data.validation, max(1, args.max_validation // len(labels)), draw)
     steering, selection = split_per_class(validation, 0.5, draw)
-    teacher_settings = dict(ROWS[row][1])
-    strategy = teacher_settings.pop("pool", None)
-    threshold = teacher_settings.pop("threshold", None)
-    teacher_config = TeacherConfig(backend="simulated", classes_per_batch=args.classes_per_batch,
-                                   examples_per_class=args.examples_per_class, generate=strategy is None,
-                                   min_confidence=0.0 if strategy else 0.8, seed=draw, **teacher_settings)
-    teacher_config.simulated.error_rate = error
+    row_settings = dict(ROWS[row][1])
+    strategy = row_settings.pop("pool", None)
+    threshold = row_settings.pop("threshold", None)
+    teacher_config = teacher_settings(backend="simulated", classes_per_batch=args.classes_per_batch,
+                                      examples_per_class=args.examples_per_class, generate=strategy is None,
+                                      min_confidence=0.0 if strategy else 0.8, seed=draw, error_rate=error,
+                                      **row_settings)
     if threshold == "audit":  # as a run would: 5 steering texts per class, the lowest confidence reaching 0.9
-        teacher_config.min_confidence = audited_threshold(steering, labels, error, teacher_config, draw)
+        teacher_config.min_confidence = audited_threshold(steering, labels, error, draw)
     teacher = SimulatedTeacher(reservoir, lambda texts: np.stack([vectors[t] for t in texts]), labels,
                                teacher_config, "teacher-0", seed=draw)
     seed_everything(draw)
@@ -231,13 +231,16 @@ def run_one(dataset: str, name: str, settings: dict, row: str, draw: int, error:
     return result
 
 
-def audited_threshold(steering: list[dict], labels: list[str], error: float, config, draw: int) -> float:
+def audited_threshold(steering: list[dict], labels: list[str], error: float, draw: int) -> float:
+    """The min_confidence a run's audit would decide with an LLM teacher's default audit settings."""
     from pgkd.teacher.audit import audit_sample, decide
-    from pgkd.teacher.simulated import simulated_audit
+    from pgkd.teacher.backends.simulated import simulated_audit
+    from pgkd.teacher.config import teacher_settings
 
+    policy = teacher_settings(min_confidence=None)
     rows = audit_sample(steering, 5, 400, draw)
-    audit = simulated_audit(rows, labels, error, config.target_precision, draw)
-    return decide(audit, config.model_copy(update={"min_confidence": None})).min_confidence
+    audit = simulated_audit(rows, labels, error, policy.target_precision, draw)
+    return decide(audit, policy).min_confidence
 
 
 class Scorer:

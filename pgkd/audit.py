@@ -10,37 +10,38 @@ from pgkd.bus.messages import Example, TeacherAudit
 from pgkd.cluster.placement import cpu_device, engine_dtype, vllm_block_size
 from pgkd.driver import prepare_inputs
 from pgkd.report import audit_line
+from pgkd.teacher.config import teacher_kind
 
 
 def audit_teacher(config: RunConfig, progress=print) -> TeacherAudit:
     from pgkd.student.registry import make_student
-    from pgkd.teacher.audit import decide, with_student
-    from pgkd.teacher.factory import make_teacher
+    from pgkd.teacher.audit import SeedsOnly, run_audit
+    from pgkd.teacher.factory import TeacherJob, make_teacher
 
     t = config.teacher
-    if t.backend == "simulated" or not t.replicas:
-        raise SystemExit("pgkd audit: a simulated teacher (or none) has nothing to audit")
+    if not teacher_kind(t).audits or not t.replicas:
+        raise SystemExit(f"pgkd audit: nothing to audit (teacher.backend '{t.backend}' is not audited, or "
+                         f"teacher.replicas is 0)")
     config = config.model_copy(update={"teacher": t.model_copy(update={"audit": True})})
     data, inputs = prepare_inputs(config)
     labels = [label["name"] for label in inputs.labels]
     progress(f"seeds-only student ({config.students[0].name}) on {len(inputs.seeds)} seeds ...")
     student = make_student(labels, config.students[0], cpu_device())
     student.fit([Example(text=r["text"], label=r["label"], source="seed") for r in inputs.seeds], config.students[0])
-    probabilities = student.predict_proba([r["text"] for r in inputs.audit])
-    if t.backend == "vllm":
-        t = t.model_copy(update={"dtype": engine_dtype(t.dtype, t.gpus_per_replica)})
-    progress(f"teacher {t.model} ({t.backend}{', ' + t.dtype if t.backend == 'vllm' else ''}): starting ...")
+    seeds_only = SeedsOnly(f"{config.students[0].name} (seeds only, trained here)", student.labels,
+                           student.predict_proba([r["text"] for r in inputs.audit]))
+    t = config.teacher
+    if (dtype := t.in_process_dtype()) is not None:
+        t = t.with_dtype(engine_dtype(dtype, t.gpus_per_replica))
+    progress(f"teacher {t.model} ({', '.join(filter(None, (t.backend, t.in_process_dtype())))}): starting ...")
     started = time.time()
-    teacher = make_teacher(t, [Label(**label) for label in inputs.labels], inputs.seeds, inputs.protected_texts,
-                           "audit", inputs.task, 0, vllm_block_size())
+    teacher = make_teacher(t, TeacherJob([Label(**label) for label in inputs.labels], inputs.seeds,
+                                         inputs.protected_texts, "audit", inputs.task, 0, vllm_block_size()))
     progress(f"engine ready after {time.time() - started:.0f} s; labelling {len(inputs.audit)} audit texts ...")
     try:
-        audit = teacher.audit(inputs.audit)
+        return run_audit(teacher, inputs.audit, t, lambda: seeds_only)
     finally:
         teacher.close()
-    audit = with_student(audit, f"{config.students[0].name} (seeds only, trained here)", probabilities,
-                         student.labels, inputs.audit, labels, t)
-    return decide(audit, t)
 
 
 def print_audit(audit: TeacherAudit, progress=print) -> None:

@@ -90,7 +90,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 def cmd_demo(args) -> int:
-    from pgkd.demo_dataset import main as make_demo
+    from pgkd.basics.demo_dataset import main as make_demo
 
     make_demo()
     return run_config(DEMO_CONFIG, args.set, None, args.verbose)
@@ -223,9 +223,9 @@ def cmd_predict(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from pgkd.basics.registries import TRAINABLE_KINDS
     from pgkd.cluster.placement import cpu_device
     from pgkd.runs import run_folder
+    from pgkd.student.base import STUDENT_KINDS
     from pgkd.student.export import export_student
     from pgkd.student.registry import open_saved_student
     from pgkd.student.saved import META_FILE, check_meta
@@ -234,7 +234,7 @@ def cmd_export(args) -> int:
     source = run_dir / "best_student"
     if not (source / META_FILE).is_file():
         raise InputError("no saved best student here (has the run finished?)", file=str(source / META_FILE))
-    if check_meta(source)["kind"] not in TRAINABLE_KINDS:
+    if check_meta(source)["kind"] not in STUDENT_KINDS.names():
         raise InputError("this student is an export already; export the run's own best student", file=str(source))
     open_saved_student(source, cpu_device())  # a damaged folder is named here, not as a trace from the exporter
     try:

@@ -14,16 +14,17 @@ from pgkd.basics.yaml_lines import DuplicateKey, TooLarge, load_with_lines, near
 from pgkd.bus.config import RedisConfig
 from pgkd.cluster.config import RayConfig
 from pgkd.evaluator.config import EvaluatorConfig, LoopConfig
+from pgkd.student.base import STUDENT_KINDS
 from pgkd.student.config import StudentConfig
-from pgkd.teacher.config import TeacherConfig
+from pgkd.teacher.config import TeacherConfig, teacher_settings
 
 
 class RunConfig(Settings):
     name: str = "pgkd"
     runs_dir: Path = Path("runs")
     dataset: DatasetConfig
-    teacher: TeacherConfig = Field(default_factory=lambda: TeacherConfig())
-    students: list[StudentConfig] = Field(default_factory=lambda: [StudentConfig()], min_length=1)
+    teacher: TeacherConfig = Field(default_factory=teacher_settings)
+    students: list[StudentConfig] = Field(default_factory=lambda: [STUDENT_KINDS.default_settings()], min_length=1)
     evaluator: EvaluatorConfig = Field(default_factory=lambda: EvaluatorConfig())
     loop: LoopConfig = Field(default_factory=lambda: LoopConfig())
     redis: RedisConfig = Field(default_factory=lambda: RedisConfig())

@@ -17,7 +17,7 @@ from pgkd.bus.config import redis_url_from_env
 
 from pgkd.config import RunConfig, dump_config
 
-from pgkd.teacher.config import SIMULATED
+from pgkd.teacher.config import teacher_kind
 from pgkd.basics.dataset import dedupe_texts, load_dataset, overlap, rows_not_taken, sample_per_class, split_per_class
 from pgkd.basics.errors import BusUnavailable, InputError
 from pgkd.basics.pool_files import plan_shards, pool_files, text_id
@@ -59,7 +59,7 @@ def prepare_inputs(config: RunConfig):
     steering, selection = split_per_class(validation, config.dataset.selection_share, config.dataset.sample_seed)
     protected = [row["text"] for row in data.validation + data.test]
     pool = choose_pool(config, data, seeds, protected) if in_memory_pool(config) else []
-    reservoir = choose_reservoir(config, data, seeds, protected) if config.teacher.backend == SIMULATED else []
+    reservoir = choose_reservoir(config, data, seeds, protected) if teacher_kind(config.teacher).needs_reservoir else []
     inputs = RunInputs(labels=[{"name": l.name, "description": l.description} for l in data.labels], seeds=seeds,
                        validation=steering, selection=selection, protected_texts=protected,
                        task=config.dataset.task, pool=[row["text"] for row in pool],
@@ -92,9 +92,10 @@ def check_engine_dtype(config: RunConfig) -> None:
     """A CPU teacher engine on this machine (a local cluster) in a dtype its CPU cannot run is refused now, not
     minutes later inside the engine. On a joined cluster each teacher checks its own node when it starts."""
     t = config.teacher
-    if t.backend != "vllm" or not t.replicas or t.gpus_per_replica or ray_address(config) != "local":
+    dtype = t.in_process_dtype()
+    if dtype is None or not t.replicas or t.gpus_per_replica or ray_address(config) != "local":
         return
-    refusal = dtype_refusal(t.dtype, cpu_info())
+    refusal = dtype_refusal(dtype, cpu_info())
     if refusal:
         raise InputError(refusal, field="teacher.dtype")
 
@@ -103,7 +104,7 @@ def choose_audit(config: RunConfig, steering: list[dict], data) -> list[dict]:
     """The teacher audit's texts: audit_per_class steering texts of each class (never a selection text). A
     steering part too small for it is refused now, with the numbers."""
     t = config.teacher
-    if not t.audit or t.backend == SIMULATED or not t.replicas:
+    if not t.audited or not t.replicas:
         return []
     counts = {label.name: 0 for label in data.labels}
     for row in steering:
@@ -123,12 +124,12 @@ def choose_audit(config: RunConfig, steering: list[dict], data) -> list[dict]:
 
 
 def choose_reservoir(config: RunConfig, data, seeds: list[dict], protected: list[str]) -> list[dict]:
-    """The simulated teacher's hidden texts: the labelled train texts the seeds did not take (never a validation or
-    test text). Students see them only through that teacher."""
+    """The hidden texts of a teacher kind that needs_reservoir (the simulated one): the labelled train texts the
+    seeds did not take (never a validation or test text). Students see them only through that teacher."""
     rows = rows_not_taken(data.train, [row["text"] for row in seeds] + protected)
     if not rows:
-        raise InputError("teacher.backend 'simulated' needs labelled train texts left after seeding, and "
-                         f"dataset.seeds_per_class={config.dataset.seeds_per_class} took them all",
+        raise InputError(f"teacher.backend '{config.teacher.backend}' needs labelled train texts left after "
+                         f"seeding, and dataset.seeds_per_class={config.dataset.seeds_per_class} took them all",
                          file=str(Path(config.dataset.path) / "train.jsonl"), field="teacher.backend")
     return rows
 
@@ -236,22 +237,10 @@ def save_config(config: RunConfig, path: Path) -> None:
 
 
 def probe_teacher(config: RunConfig, progress) -> None:
-    """An endpoint teacher is tried once before anything starts: unreachable or unauthorised fails now."""
-    if config.teacher.backend != "openai" or config.teacher.replicas == 0:
-        return
-    from pgkd.teacher.backends.registry import probe_backend
-    from pgkd.teacher.formats import resolve_format
-
-    where = redact(config.teacher.http.base_url)
-    progress(f"teacher endpoint {where}: checking")
-    capabilities = probe_backend(config.teacher)
-    for note in capabilities.notes:
-        progress(f"teacher endpoint {where}: {note}")
-    chosen = resolve_format(config.teacher, capabilities)
-    progress(f"teacher endpoint {where}: {chosen.prompt_format} prompts, "
-             f"{'structured (JSON schema)' if chosen.structured else 'plain'} generation replies")
-    for note in chosen.notes:
-        progress(f"teacher: {note}")
+    """A teacher that can be tried before anything starts (an endpoint) is tried now: unreachable or unauthorised
+    fails now."""
+    if config.teacher.replicas:
+        teacher_kind(config.teacher).probe(config.teacher, progress)
 
 
 def checked_run_id(run_id: str | None, config: RunConfig) -> str:

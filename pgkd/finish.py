@@ -9,7 +9,7 @@ from pathlib import Path
 
 from pgkd.config import RunConfig, dump_config
 
-from pgkd.teacher.config import SIMULATED
+from pgkd.teacher.config import teacher_kind
 from pgkd.bus.archive import StreamArchive, full_history
 from pgkd.bus.client import CHECKPOINTS, DEAD_LETTERS, EXAMPLES, REPORTS, SELECTION, Bus, redact
 from pgkd.bus.control import BEST, BEST_CHOICE, TEACHER_AUDIT, stop_history
@@ -73,12 +73,9 @@ def pool_block(bus: Bus, inputs) -> dict | None:
 
 
 def simulated_note(config: RunConfig) -> str | None:
-    """Said at the top of every report a simulated teacher made: its numbers measure pgkd, not a model."""
-    if config.teacher.backend != SIMULATED:
-        return None
-    sim = config.teacher.simulated
-    return (f"simulated teacher (error_rate {sim.error_rate:g}, {sim.seconds_per_example:g} s per example): "
-            f"labelled train texts the seeds left over, not a model")
+    """Said at the top of every report a simulated teacher made: its numbers measure pgkd, not a model (the
+    teacher kind words it; None for a model)."""
+    return teacher_kind(config.teacher).report_note(config.teacher)
 
 
 def selection_block(bus: Bus, best: Checkpoint) -> dict:
@@ -112,8 +109,7 @@ def score_best(best: Checkpoint, reports: list[EvalReport], data, run_dir: Path,
     seeds_only = Path(best.path).parent / "v0000"
     if best.version > 0 and seeds_only.is_dir():
         baseline = load_student(seeds_only)
-        if hasattr(baseline, "share_cache"):
-            baseline.share_cache(student)
+        baseline.share_cache(student)
         base = score(baseline, texts, gold, names, 0)
         block["seeds_only_test"] = {"accuracy": base["accuracy"], "macro_f1": base["macro_f1"]}
     else:

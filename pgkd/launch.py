@@ -12,7 +12,7 @@ from pgkd.actors.pool_scorer_actor import PoolScorerActor
 from pgkd.actors.student_actor import StudentActor
 from pgkd.actors.teacher_actor import TeacherActor
 from pgkd.config import RunConfig
-from pgkd.student.config import StudentConfig
+from pgkd.student.base import StudentSettings
 from pgkd.bus.roster import student_name, student_names, teacher_name
 from pgkd.cluster.placement import actor_options, teacher_env
 
@@ -75,7 +75,7 @@ def launch_teacher(launched: Launched, replica: int) -> str:
     c, name = launched.context, teacher_name(replica)
     t = c.config.teacher
     options = actor_options(name, c.config.ray.namespace, t.threads, t.gpus_per_replica,
-                            teacher_env(t.preload_libraries and t.backend == "vllm", t.threads) | c.env(),
+                            teacher_env(t.preloads_libraries(), t.threads) | c.env(),
                             resources=c.config.ray.teacher_resources, max_restarts=c.config.ray.max_restarts)
     launched.start(name, TeacherActor.options(**options).remote(
         name, c.bus_url, c.run_id, t.model_dump(mode="json"), c.inputs.labels, c.inputs.seeds,
@@ -83,7 +83,7 @@ def launch_teacher(launched: Launched, replica: int) -> str:
     return name
 
 
-def launch_student(launched: Launched, student: StudentConfig, replica: int) -> str:
+def launch_student(launched: Launched, student: StudentSettings, replica: int) -> str:
     c, name = launched.context, student_name(student, replica)
     options = actor_options(name, c.config.ray.namespace, student.threads, student.gpus, c.env(),
                             resources=c.config.ray.student_resources, max_restarts=c.config.ray.max_restarts)

@@ -1,6 +1,7 @@
 """Pool labelling (active learning) and augmentation: the student's choice of uncertain texts, the queue on a real
 redis-server, the teacher's batch with pool texts and paraphrases, and the driver's pool."""
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -11,7 +12,7 @@ from pgkd.bus import pool_queue
 from pgkd.bus.messages import PoolHint
 from pgkd.driver import prepare_inputs
 from pgkd.student.active import least_confident
-from pgkd.teacher.teacher import PoolText
+from pgkd.teacher.seam import PoolText
 from tests.test_teacher_logic import make_teacher
 
 
@@ -78,10 +79,11 @@ def test_a_label_with_its_own_audit_threshold_is_held_to_it():
     teacher.config.generate = False
     examples, _ = teacher.write_batch(None, 0, pool)
     confidence = {e.label: e.candidate_probs[e.label] for e in examples}
-    teacher.label_min_confidence = {"refund": confidence["refund"] + 0.01}  # as Teacher.follow sets it
+    teacher.follow(replace(teacher.policy, label_thresholds={"refund": confidence["refund"] + 0.01}))
     examples, stats = teacher.write_batch(None, 1, pool)
     assert [e.label for e in examples] == ["card_arrival"] and stats.dropped["pool_low_confidence"] == 1
-    assert teacher.threshold("refund") > teacher.threshold("card_arrival") == teacher.min_confidence
+    policy = teacher.policy
+    assert policy.threshold("refund") > policy.threshold("card_arrival") == policy.min_confidence
 
 
 def test_augmentation_rewords_seeds_and_generation_can_be_switched_off():

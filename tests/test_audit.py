@@ -61,14 +61,14 @@ def audit(**changes):
 
 
 def test_decisions_follow_the_audit_and_what_the_user_set():
-    from pgkd.teacher.config import TeacherConfig
+    from pgkd.teacher.config import teacher_settings
     from pgkd.teacher.audit import DEFAULT_MIN_CONFIDENCE, decide
 
-    config = TeacherConfig(pool_labelling=True)
+    config = teacher_settings(pool_labelling=True)
     d = decide(audit(), config)
     assert (d.min_confidence, d.pool_labelling, d.soft_labels) == (0.62, True, True)
     assert "0.620" in d.decisions[0] and "91%" in d.decisions[0]
-    assert decide(audit(), TeacherConfig(min_confidence=0.3)).min_confidence == 0.3  # the user's value wins
+    assert decide(audit(), teacher_settings(min_confidence=0.3)).min_confidence == 0.3  # the user's value wins
     unreachable = decide(audit(threshold=None, precision_at_threshold=None), config)
     assert unreachable.min_confidence == 0.8 and "no confidence reaches 90%" in unreachable.decisions[0]
     assert decide(audit(threshold=None, best_threshold=None), config).min_confidence == DEFAULT_MIN_CONFIDENCE
@@ -81,8 +81,8 @@ def test_decisions_follow_the_audit_and_what_the_user_set():
     assert (precise.pool_labelling, precise.soft_labels) == (True, False) and "right 92% of the time" in \
         precise.decisions[1]
     assert not decide(audit(accuracy=0.7, student_accuracy=0.85, precision_at_threshold=0.92),
-                      TeacherConfig(pool_labelling=True, min_confidence=0.5)).pool_labelling  # the user's: unmeasured
-    trusting = TeacherConfig(pool_labelling=True, protect_student=False)
+                      teacher_settings(pool_labelling=True, min_confidence=0.5)).pool_labelling  # the user's: unmeasured
+    trusting = teacher_settings(pool_labelling=True, protect_student=False)
     kept = decide(audit(accuracy=0.45, student_accuracy=0.85), trusting)
     assert (kept.pool_labelling, kept.soft_labels) == (True, True)
     assert decide(audit(student_accuracy=None), config).pool_labelling  # nothing to compare with: no verdict
@@ -91,7 +91,7 @@ def test_decisions_follow_the_audit_and_what_the_user_set():
 
 
 def test_teacher_audits_on_known_labels_and_follows_the_decisions():
-    from pgkd.teacher.config import TeacherConfig
+    from pgkd.teacher.config import teacher_settings
     from pgkd.teacher.audit import decide
     from pgkd.teacher.teacher import Teacher
     from tests.scripted_backend import ScriptedBackend
@@ -100,7 +100,7 @@ def test_teacher_audits_on_known_labels_and_follows_the_decisions():
     seeds = [{"text": t, "label": label} for label, texts in DEMOS.items() for t in texts]
     backend = ScriptedBackend(["my card never came at all"],
                               prefers={"never": "card arrival", "stolen": "lost card", "cash": "top up"})
-    config = TeacherConfig(classes_per_batch=1, examples_per_class=1, min_words=2, soft_label_candidates=4,
+    config = teacher_settings(classes_per_batch=1, examples_per_class=1, min_words=2, soft_label_candidates=4,
                            pool_labelling=True)
     teacher = Teacher(backend, LABELS, seeds, [], config, "teacher-0", "Customer messages")
     rows = [{"text": f"it never arrived {i}", "label": "card_arrival"} for i in range(4)]
@@ -110,13 +110,42 @@ def test_teacher_audits_on_known_labels_and_follows_the_decisions():
     assert result.texts == 12 and result.candidates == 4
     assert result.per_class_f1["lost_card"] == 1.0 and result.per_class_f1["refund"] == 0.0
     assert result.accuracy == pytest.approx(8 / 12) and result.unscored == 0
-    assert teacher.min_confidence == 0.8  # until it follows a decision
+    assert teacher.policy.min_confidence == 0.8  # until it follows a decision
     decided = decide(result.model_copy(update={"student_accuracy": 1.0}), config)
-    teacher.follow(decided)
-    assert teacher.min_confidence == decided.min_confidence and teacher.soft_labels is False
-    assert teacher.config.pool_labelling is False  # what the actor reads before it claims pool texts
+    teacher.follow(teacher.policy.following(decided))
+    assert teacher.policy.min_confidence == decided.min_confidence and teacher.policy.soft_labels is False
+    assert teacher.policy.pool_labelling is False  # what the actor reads before it claims pool texts
+    assert config.pool_labelling  # the decision is the teacher's state; its settings stay as configured
     examples, _ = teacher.write_batch(None)
     assert all(e.soft_label is None for e in examples)
+
+
+def test_run_audit_compares_with_the_seeds_only_student_and_decides_in_one_place():
+    """What a run's auditing replica and `pgkd audit` both call: the teacher's labels, the student's on the same
+    texts and candidates, and the decision from both."""
+    import numpy as np
+
+    from pgkd.teacher.audit import LabelPolicy, SeedsOnly, run_audit
+    from pgkd.teacher.config import teacher_settings
+    from pgkd.teacher.teacher import Teacher
+    from tests.scripted_backend import ScriptedBackend
+    from tests.test_teacher_logic import DEMOS, LABELS
+
+    seeds = [{"text": t, "label": label} for label, texts in DEMOS.items() for t in texts]
+    config = teacher_settings(soft_label_candidates=4, pool_labelling=True)
+    teacher = Teacher(ScriptedBackend([], prefers={"stolen": "lost card"}), LABELS, seeds, [], config, "t", "x")
+    rows = [{"text": f"my card was stolen {i}", "label": "lost_card"} for i in range(6)]
+    names = [label.name for label in LABELS]
+    perfect = np.array([[float(name == "lost_card") for name in names]] * len(rows))
+    decided = run_audit(teacher, rows, config, lambda: SeedsOnly("s-v0", names, perfect))
+    assert decided.student == "s-v0" and decided.student_accuracy == 1.0 and decided.accuracy == 1.0
+    assert decided.decisions and decided.min_confidence is not None
+    alone = run_audit(teacher, rows, config, lambda: None)
+    assert alone.student is None and alone.student_accuracy is None
+    # a published decision can turn pool labelling off, never on
+    off = LabelPolicy(0.8, pool_labelling=False)
+    assert not off.following(decided).pool_labelling
+    assert LabelPolicy(0.8, True).following(decided.model_copy(update={"pool_labelling": False})).pool_labelling is False
 
 
 def test_too_small_a_steering_part_is_refused_with_the_numbers(tmp_path, tiny_dataset):
@@ -135,7 +164,7 @@ def test_too_small_a_steering_part_is_refused_with_the_numbers(tmp_path, tiny_da
 
 
 def test_a_label_the_teacher_gives_too_freely_gets_its_own_higher_threshold():
-    from pgkd.teacher.config import TeacherConfig
+    from pgkd.teacher.config import teacher_settings
     from pgkd.teacher.audit import decide, summarize
 
     # "World" is given to 10 World texts (right, confidence 0.50-0.59) and 10 Business texts (wrong, 0.45-0.54);
@@ -147,7 +176,7 @@ def test_a_label_the_teacher_gives_too_freely_gets_its_own_higher_threshold():
     world, sports = audit.label_thresholds["World"], audit.label_thresholds["Sports"]
     assert world["threshold"] > audit.threshold > sports["threshold"] and world["precision"] >= 0.9
     assert (world["labels"], sports["labels"]) == (20, 10)
-    decided = decide(audit, TeacherConfig())
+    decided = decide(audit, teacher_settings())
     assert decided.label_thresholds == audit.label_thresholds and any("per label the teacher gives" in d for d in decided.decisions)
-    assert decide(audit, TeacherConfig(per_label_thresholds=False)).label_thresholds == {}
-    assert decide(audit, TeacherConfig(min_confidence=0.5)).label_thresholds == {}  # the user's value wins
+    assert decide(audit, teacher_settings(per_label_thresholds=False)).label_thresholds == {}
+    assert decide(audit, teacher_settings(min_confidence=0.5)).label_thresholds == {}  # the user's value wins

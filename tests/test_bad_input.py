@@ -65,10 +65,13 @@ NGRAM_META = {"kind": "ngram", "labels": ["card", "transfer"], "feature_scale": 
 CASES = {
     # config: names against the registries, paths, ranges, cross-field rules, YAML itself
     "unknown backend": (lambda t, d: run(t, d, "teacher:\n  backend: vlm\n"),
-                        ["run.yaml:5: field 'teacher.backend'", "'vllm', 'openai' or 'simulated'"]),
+                        ["run.yaml:5: field 'teacher.backend'", "known: openai, simulated, vllm"]),
     "unknown kind on the second student": (
         lambda t, d: run(t, d, "students:\n  - name: a\n    kind: ngram\n  - name: b\n    kind: ngrma\n"),
-        ["run.yaml:8: field 'students.1.kind'", "'encoder', 'ngram' or 'graph'"]),
+        ["run.yaml:8: field 'students.1.kind'", "unknown student kind; known: encoder,"]),
+    "a setting of another student kind": (
+        lambda t, d: run(t, d, "students:\n  - name: a\n    kind: ngram\n    layer: gin\n"),
+        ["run.yaml:7: field 'students.0.layer'", "not a setting of kind 'ngram'"]),
     "teacher model folder missing": (lambda t, d: run(t, d, "teacher:\n  model: ./no-such-model\n"),
                                      ["run.yaml:5: field 'teacher.model'", "no model folder at ./no-such-model"]),
     "unknown embedded teacher": (lambda t, d: run(t, d, "teacher:\n  model: embedded:gemma9\n"),
@@ -95,8 +98,11 @@ CASES = {
     "malformed redis url": (lambda t, d: run(t, d, "redis:\n  url: redis://:pw@127.0.0.1:notaport/0\n"),
                             ["run.yaml:5: field 'redis.url'", "malformed URL"]),
     "endpoint url without scheme": (
-        lambda t, d: run(t, d, "teacher:\n  backend: openai\n  http:\n    base_url: 127.0.0.1:8000/v1\n"),
-        ["run.yaml:7: field 'teacher.http.base_url'", "http(s)://host:port/v1"]),
+        lambda t, d: run(t, d, "teacher:\n  backend: openai\n  base_url: 127.0.0.1:8000/v1\n"),
+        ["run.yaml:6: field 'teacher.base_url'", "http(s)://host:port/v1"]),
+    "a setting of another backend": (
+        lambda t, d: run(t, d, "teacher:\n  backend: openai\n  dtype: float32\n"),
+        ["run.yaml:6: field 'teacher.dtype'", "not a setting of backend 'openai'"]),
     # command-line arguments
     "--set without =": (lambda t, d: run(t, d, "", "--set", "teacher.replicas"), ["field 'teacher.replicas'",
                                                                                   "dotted.key=value"]),
@@ -210,11 +216,11 @@ def test_unreachable_redis_leaves_no_folder(tmp_path, tiny_dataset, capsys, left
 
 def test_unreachable_teacher_endpoint_fails_before_anything_starts(tmp_path, tiny_dataset, capsys, leftovers):
     url = f"http://user:secret@127.0.0.1:{free_port()}/v1"
-    argv = run(tmp_path, tiny_dataset, f"teacher:\n  backend: openai\n  model: m\n  http:\n    base_url: {url}\n"
-                                       f"    timeout_s: 2\n")
+    argv = run(tmp_path, tiny_dataset, f"teacher:\n  backend: openai\n  model: m\n  base_url: {url}\n"
+                                       f"  timeout_s: 2\n")
     assert main(argv) == 2
     err = capsys.readouterr().err
-    assert "field 'teacher.http.base_url'" in err and "unreachable within 2s" in err and "ConnectError" in err
+    assert "field 'teacher.base_url'" in err and "unreachable within 2s" in err and "ConnectError" in err
     assert "user:***@127.0.0.1" in err and "secret" not in err
     assert not (tmp_path / "runs").exists()
 
@@ -241,17 +247,17 @@ class Endpoint:
 
 
 @pytest.mark.parametrize("status, models, expected", [
-    (401, [], ["field 'teacher.http.api_key_env'", "refused access (HTTP 401)", "$PGKD_TEST_KEY is unset"]),
-    (200, ["other-model"], ["field 'teacher.http.served_model'", "does not serve 'm'", "other-model"]),
-    (500, [], ["field 'teacher.http.base_url'", "answered HTTP 500"]),
+    (401, [], ["field 'teacher.api_key_env'", "refused access (HTTP 401)", "$PGKD_TEST_KEY is unset"]),
+    (200, ["other-model"], ["field 'teacher.served_model'", "does not serve 'm'", "other-model"]),
+    (500, [], ["field 'teacher.base_url'", "answered HTTP 500"]),
 ])
 def test_teacher_endpoint_that_refuses(status, models, expected, tmp_path, tiny_dataset, capsys, leftovers,
                                        monkeypatch):
     monkeypatch.delenv("PGKD_TEST_KEY", raising=False)
     endpoint = Endpoint(status, models)
     try:
-        argv = run(tmp_path, tiny_dataset, f"teacher:\n  backend: openai\n  model: m\n  http:\n"
-                                           f"    base_url: {endpoint.url}\n    api_key_env: PGKD_TEST_KEY\n")
+        argv = run(tmp_path, tiny_dataset, f"teacher:\n  backend: openai\n  model: m\n"
+                                           f"  base_url: {endpoint.url}\n  api_key_env: PGKD_TEST_KEY\n")
         assert main(argv) == 2
     finally:
         endpoint.server.shutdown()

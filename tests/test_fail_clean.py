@@ -7,11 +7,11 @@ import socket
 
 import pytest
 
-from pgkd.teacher.config import TeacherConfig
+from pgkd.teacher.config import teacher_settings
 from pgkd.basics.dataset import Label
 from pgkd.basics.errors import InputError
 from pgkd.session import Interrupted, RunSession
-from pgkd.teacher.backends.base import Completion, SamplingSpec, TeacherUnavailable
+from pgkd.teacher.backends.base import Capabilities, Completion, SamplingSpec, TeacherUnavailable
 from pgkd.teacher.backends.openai_http import OpenAIHTTPBackend
 from pgkd.teacher.teacher import Teacher
 
@@ -109,6 +109,7 @@ def test_an_endpoint_that_keeps_failing_stops_the_replica_after_the_bound():
 class LosingBackend:
     """Every request lost, as OpenAIHTTPBackend reports it before its bound."""
     model_name = "lost"
+    capabilities = Capabilities()
 
     def generate(self, prompts, spec):
         return [Completion(texts=[], prompt_tokens=0, completion_tokens=0, failed=True) for _ in prompts]
@@ -123,7 +124,7 @@ class LosingBackend:
 def test_a_lost_request_is_never_counted_as_a_generated_text():
     labels = [Label("card"), Label("refund")]
     seeds = [{"text": "where is my card", "label": "card"}, {"text": "give my money back", "label": "refund"}]
-    config = TeacherConfig(classes_per_batch=2, examples_per_class=3)
+    config = teacher_settings(classes_per_batch=2, examples_per_class=3)
     teacher = Teacher(LosingBackend(), labels, seeds, [], config, "teacher-0", "messages")
     examples, stats = teacher.write_batch(None)
     assert examples == [] and stats.generated == 0 and stats.failed_requests == 6

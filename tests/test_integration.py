@@ -87,7 +87,7 @@ students:
 
 @pytest.fixture(scope="module", autouse=True)
 def demo_data():
-    from pgkd.demo_dataset import main
+    from pgkd.basics.demo_dataset import main
 
     main()
 
@@ -249,8 +249,7 @@ teacher:
   classes_per_batch: 2
   examples_per_class: 2
   max_batches: 30
-  simulated:
-    error_rate: 0.1
+  error_rate: 0.1
 students:
   - name: ngram
     kind: ngram

@@ -8,11 +8,11 @@ import time
 import httpx
 import pytest
 
-from pgkd.teacher.config import TeacherConfig
+from pgkd.teacher.config import teacher_settings
 from pgkd.basics.dataset import Label
 from pgkd.serve import SERVED_NAME, server_command, server_env
 from pgkd.teacher.backends.base import SamplingSpec
-from pgkd.teacher.backends.registry import make_backend
+from pgkd.teacher.backends.openai_http import OpenAIHTTPBackend
 from pgkd.teacher.teacher import Teacher
 
 pytestmark = pytest.mark.integration
@@ -58,7 +58,9 @@ def wait_ready(url: str, process: subprocess.Popen) -> None:
 
 
 def http_backend(url: str):
-    return make_backend("openai", model=SERVED_NAME, base_url=url, api_key_env=None, timeout_s=60, concurrency=4)
+    settings = teacher_settings(backend="openai", model=SERVED_NAME, base_url=url, api_key_env=None, timeout_s=60,
+                                concurrency=4)
+    return OpenAIHTTPBackend.from_settings(settings, replica=0)
 
 
 def test_generates_with_token_counts(server_url):
@@ -87,8 +89,8 @@ def test_a_teacher_batch_over_http_accounts_for_every_text(server_url):
              {"text": "my card has not arrived yet", "label": "card_arrival"},
              {"text": "send money to my friend please", "label": "transfer"},
              {"text": "how do I transfer cash abroad", "label": "transfer"}]
-    config = TeacherConfig(backend="openai", model=SERVED_NAME, classes_per_batch=2, examples_per_class=4,
-                           max_new_tokens=24, min_confidence=0.0)
+    config = teacher_settings(backend="openai", model=SERVED_NAME, classes_per_batch=2, examples_per_class=4,
+                              max_new_tokens=24, min_confidence=0.0)
     teacher = Teacher(http_backend(server_url), labels, seeds, [], config, "teacher-0", "Customer messages to a bank",
                       seed=random.Random(0).randint(0, 99))
     examples, stats = teacher.write_batch(None, 0)
@@ -110,8 +112,8 @@ def test_a_chat_teacher_batch_over_http_with_structured_replies(server_url):
              {"text": "my card has not arrived yet", "label": "card_arrival"},
              {"text": "send money to my friend please", "label": "transfer"},
              {"text": "how do I transfer cash abroad", "label": "transfer"}]
-    config = TeacherConfig(backend="openai", model=SERVED_NAME, prompt_format="chat", classes_per_batch=2,
-                           examples_per_class=3, examples_per_request=3, max_new_tokens=24, min_confidence=0.0)
+    config = teacher_settings(backend="openai", model=SERVED_NAME, prompt_format="chat", classes_per_batch=2,
+                              examples_per_class=3, examples_per_request=3, max_new_tokens=24, min_confidence=0.0)
     teacher = Teacher(http_backend(server_url), labels, seeds, [], config, "teacher-0", "Customer messages to a bank")
     assert (teacher.format.prompt_format, teacher.structured) == ("chat", True)
     examples, stats = teacher.write_batch(None, 0)

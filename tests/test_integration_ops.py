@@ -70,7 +70,8 @@ teacher:
   replicas: 0
   backend: openai
   model: scripted
-  http: {{base_url: "{endpoint.url}", max_retries: 0}}
+  base_url: "{endpoint.url}"
+  max_retries: 0
   classes_per_batch: 2
   examples_per_class: 2
 students:

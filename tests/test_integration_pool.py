@@ -54,7 +54,8 @@ teacher:
   max_batches: 60
   pool_labelling: true
   pool_per_batch: 3
-  simulated: {{error_rate: 0.0, seconds_per_example: 0.3}}
+  error_rate: 0.0
+  seconds_per_example: 0.3
 students:
   - {{name: ngram, kind: ngram, min_new_examples: 3, pool_queries: 6, pool_strategy: diverse_margin}}
 """)

@@ -178,11 +178,11 @@ def test_a_round_on_ray_data_scores_every_good_row_and_offers_what_the_whole_poo
     """Three shards, a malformed line and a protected text: the round's summaries count each, and its candidates
     are the ones the same checkpoint picks when it scores the pool's good texts at once."""
     from pgkd.actors.pool_data import candidates_of, scoring_round, summaries_of
-    from pgkd.student.config import StudentConfig
+    from pgkd.student.config import student_settings
     from pgkd.bus.messages import Example
     from pgkd.student.registry import load_student, make_student
 
-    config = StudentConfig(name="ngram", kind="ngram", epochs=30, pool_queries=4, pool_strategy="margin")
+    config = student_settings(name="ngram", kind="ngram", epochs=30, pool_queries=4, pool_strategy="margin")
     student = make_student(LABELS, config, "cpu")
     student.fit([Example(text=t, label=l, source="seed") for t, l in
                  [("apples and pears", "a"), ("buses and trains", "b"), ("cats and dogs", "c")] * 3], config)

@@ -8,14 +8,14 @@ import yaml
 
 from pgkd.config import RunConfig, load_config
 
-from pgkd.teacher.config import TeacherConfig
+from pgkd.teacher.config import teacher_kind, teacher_settings
 from pgkd.basics.errors import InputError
 from pgkd.bus.messages import EvalReport, HardNegative
 from pgkd.driver import prepare_inputs
 from pgkd.finish import simulated_note
 from pgkd.report import write_markdown
-from pgkd.teacher.simulated import SimulatedTeacher
-from pgkd.teacher.teacher import PoolText
+from pgkd.teacher.backends.simulated import SimulatedTeacher
+from pgkd.teacher.seam import PoolText
 from tests.conftest import write_dataset
 
 REPO = Path(__file__).resolve().parents[1]
@@ -33,8 +33,8 @@ def embed(texts):
 
 def simulated(error_rate=0.0, allow_repeats=False, **teacher):
     steered_fully = {"classes_per_batch": 1, "examples_per_class": 3, "steer_share": 1.0, "boundary_share": 1.0}
-    config = TeacherConfig(backend="simulated", **(steered_fully | teacher))
-    config.simulated.error_rate, config.simulated.allow_repeats = error_rate, allow_repeats
+    config = teacher_settings(backend="simulated", error_rate=error_rate, allow_repeats=allow_repeats,
+                              **(steered_fully | teacher))
     return SimulatedTeacher(RESERVOIR, embed, LABELS, config, "teacher-0", seed=1)
 
 
@@ -84,8 +84,7 @@ def test_error_rate_flips_that_share_of_labels_to_the_contrast_class():
     assert all(e.label == "b" for e in simulated(1.0).write_batch(report(confusions=[("a", "b", 1)]))[0])
     flipped = [e for e in simulated(1.0).write_batch(None)[0]]
     assert all(e.label != e.intended_label for e in flipped)  # no contrast: a random other class
-    config = TeacherConfig(backend="simulated", classes_per_batch=3, examples_per_class=10)
-    config.simulated.error_rate = 0.3
+    config = teacher_settings(backend="simulated", classes_per_batch=3, examples_per_class=10, error_rate=0.3)
     wrong = []
     for seed in range(20):
         examples, _ = SimulatedTeacher(RESERVOIR, embed, LABELS, config, "t", seed=seed).write_batch(None, 0)
@@ -109,7 +108,7 @@ def test_every_example_and_report_says_simulated(tmp_path):
     examples, _ = simulated().write_batch(None)
     assert examples and all(e.teacher == "teacher-0:simulated" for e in examples)
     config = RunConfig.model_validate({"dataset": {"path": "x"}, "teacher": {"backend": "simulated",
-                                                                            "simulated": {"error_rate": 0.1}}})
+                                                                            "error_rate": 0.1}})
     note = simulated_note(config)
     assert note.startswith("simulated teacher (error_rate 0.1")
     report_dict = {"run_id": "r", "simulated_teacher": note, "stopped_by": {"reason": "user"}, "elapsed_seconds": 1,
@@ -132,9 +131,10 @@ def test_repeats_only_when_allowed_and_then_marked():
 
 
 @pytest.mark.parametrize("override, field", [
-    ("teacher.simulated.error_rate=1.5", "teacher.simulated.error_rate"),
-    ("teacher.simulated.error_rate=-0.1", "teacher.simulated.error_rate"),
-    ("teacher.simulated.seconds_per_example=-1", "teacher.simulated.seconds_per_example"),
+    ("teacher.error_rate=1.5", "teacher.error_rate"),
+    ("teacher.error_rate=-0.1", "teacher.error_rate"),
+    ("teacher.seconds_per_example=-1", "teacher.seconds_per_example"),
+    ("teacher.temperature=0.5", "teacher.temperature"),  # an LLM's setting: not one of the simulated teacher's
 ])
 def test_bad_simulated_settings_are_refused_at_load(tmp_path, override, field):
     config = tmp_path / "run.yaml"
@@ -173,3 +173,23 @@ def test_no_shipped_config_uses_the_simulated_teacher():
         for data in yaml.safe_load_all(path.read_text()):
             teacher = data.get("teacher", {}) if isinstance(data, dict) else {}
             assert teacher.get("backend") != "simulated", path
+
+
+def test_the_simulated_teacher_is_a_registered_backend_that_says_what_it_needs():
+    """Built through the registry like any backend; the driver, actor and report ask it, never its name."""
+    from pgkd.basics.dataset import Label
+    from pgkd.teacher.factory import TeacherJob, make_teacher
+
+    settings = teacher_settings(backend="simulated", error_rate=0.2, embedding="some-encoder")
+    kind = teacher_kind(settings)
+    assert kind is SimulatedTeacher and kind.needs_reservoir and not kind.audits
+    assert kind.text_encoder(settings) == "some-encoder" and not settings.audited
+    assert kind.probe(settings) is None and settings.in_process_dtype() is None
+    job = TeacherJob([Label(name) for name in LABELS], [], [], "teacher-1", "x", replica=1, reservoir=RESERVOIR,
+                     embed=embed)
+    teacher = make_teacher(settings, job)
+    assert isinstance(teacher, SimulatedTeacher) and teacher.model_name == "simulated(error_rate=0.2)"
+    assert teacher.describe() == [] and teacher.notes() == [] and teacher.policy.min_confidence == 0.8
+    llm = teacher_settings()
+    assert teacher_kind(llm).audits and not teacher_kind(llm).needs_reservoir
+    assert teacher_kind(llm).report_note(llm) is None

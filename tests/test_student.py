@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from pgkd.student.config import StudentConfig
+from pgkd.student.config import student_settings
 from pgkd.bus.messages import Example
 from pgkd.student.registry import load_student, make_student
 from pgkd.student.trainer import StudentTrainer
@@ -20,7 +20,7 @@ def examples(rows, source="seed"):
 
 @pytest.fixture(scope="module")
 def config():
-    return StudentConfig(epochs=40, min_new_examples=2, threads=1)
+    return student_settings(epochs=40, min_new_examples=2, threads=1)
 
 
 def test_trains_predicts_and_round_trips(tmp_path, config):
@@ -36,7 +36,7 @@ def test_soft_labels_pull_the_student(config):
     ambiguous = "I need help with my account"
     soft = [Example(text=ambiguous, label="card", source="generated", soft_label={"card": 0.05, "transfer": 0.95})]
     hard = [Example(text=ambiguous, label="card", source="generated")]
-    kd = StudentConfig(epochs=60, alpha=1.0, temperature=1.0)
+    kd = student_settings(epochs=60, alpha=1.0, temperature=1.0)
     with_soft = make_student(LABELS, kd, "cpu")
     with_soft.fit(examples(TRAIN) + soft * 5, kd)
     with_hard = make_student(LABELS, kd, "cpu")
@@ -63,14 +63,14 @@ def test_trainer_versions_and_redelivery(tmp_path, config):
 
 
 def test_unknown_kind_is_refused():
-    with pytest.raises(ValueError, match="'encoder', 'ngram' or 'graph'"):
-        StudentConfig(kind="nope")  # at config load, before anything starts
-    with pytest.raises(ValueError, match="unknown student kind"):  # and by the registry, for any other caller
-        make_student(LABELS, StudentConfig.model_construct(kind="nope"), "cpu")
+    with pytest.raises(ValueError, match="unknown student kind; known: .*encoder.*graph.*ngram"):
+        student_settings(kind="nope")  # at config load, before anything starts
+    with pytest.raises(ValueError, match="unknown student kind 'nope'"):  # and by the registry, for any other caller
+        make_student(LABELS, student_settings().model_construct(kind="nope"), "cpu")
 
 
 def test_training_stops_early_when_validation_loss_stalls(tmp_path):
-    config = StudentConfig(epochs=400, early_stop_every=5, early_stop_patience=2)
+    config = student_settings(epochs=400, early_stop_every=5, early_stop_patience=2)
     validation = [{"text": "is my card on its way", "label": "card"}, {"text": "move money to dad", "label": "transfer"}]
     trainer = StudentTrainer(make_student(LABELS, config, "cpu"), config, tmp_path, validation)
     trainer.add(examples(TRAIN))
@@ -82,7 +82,7 @@ def test_training_stops_early_when_validation_loss_stalls(tmp_path):
 
 
 def test_finetuned_encoder_trains_and_ships_its_encoder(tmp_path):
-    config = StudentConfig(finetune=True, epochs=3, finetune_lr=1e-4, lr=1e-2, batch_size=8)
+    config = student_settings(finetune=True, epochs=3, finetune_lr=1e-4, lr=1e-2, batch_size=8)
     student = make_student(LABELS, config, "cpu")
     before = student.encoder.embeddings.word_embeddings.weight.detach().clone()
     student.fit(examples(TRAIN), config)
@@ -94,7 +94,7 @@ def test_finetuned_encoder_trains_and_ships_its_encoder(tmp_path):
 
 
 def test_a_version_replays_a_bounded_sample_of_old_examples(tmp_path):
-    config = StudentConfig(kind="ngram", epochs=1, replay=3, min_new_examples=1)
+    config = student_settings(kind="ngram", epochs=1, replay=3, min_new_examples=1)
     trainer = StudentTrainer(make_student(LABELS, config, "cpu"), config, tmp_path)
     trainer.add(examples(TRAIN))
     assert len(trainer.training_set()) == len(TRAIN)  # v0: everything is new
@@ -103,13 +103,13 @@ def test_a_version_replays_a_bounded_sample_of_old_examples(tmp_path):
     trainer.add(new)
     batch = trainer.training_set()
     assert len(batch) == 3 + 2 and all(e in batch for e in new)
-    unbounded = StudentConfig(kind="ngram", epochs=1, replay=None)
+    unbounded = student_settings(kind="ngram", epochs=1, replay=None)
     trainer.config = unbounded
     assert len(trainer.training_set()) == len(TRAIN) + 2
 
 
 def test_a_version_leaves_out_teacher_labels_the_student_is_sure_are_wrong(tmp_path):
-    config = StudentConfig(kind="ngram", epochs=40, label_filter=0.2, min_new_examples=1)
+    config = student_settings(kind="ngram", epochs=40, label_filter=0.2, min_new_examples=1)
     trainer = StudentTrainer(make_student(LABELS, config, "cpu"), config, tmp_path)
     trainer.add(examples(TRAIN))
     trainer.train_version()
@@ -119,5 +119,5 @@ def test_a_version_leaves_out_teacher_labels_the_student_is_sure_are_wrong(tmp_p
     batch = trainer.training_set()
     assert right[0] in batch and wrong[0] not in batch and trainer.distrusted == 1
     assert len([e for e in batch if e.source == "seed"]) == len(TRAIN)  # seeds are never filtered
-    trainer.config = StudentConfig(kind="ngram", label_filter=0.0)
+    trainer.config = student_settings(kind="ngram", label_filter=0.0)
     assert wrong[0] in trainer.training_set()  # 0 trusts every label

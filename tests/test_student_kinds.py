@@ -1,11 +1,12 @@
-"""The ngram and graph students (train, KD, save/load, unseen words) and exports of every kind to onnx/torchscript."""
+"""The ngram, graph and fasttext students (train, KD, save/load, unseen words) and exports of every kind to
+onnx/torchscript."""
 import json
 
 import numpy as np
 import pytest
 import torch
 
-from pgkd.student.config import StudentConfig
+from pgkd.student.config import student_settings
 from pgkd.bus.messages import Example
 from pgkd.student.export import export_student
 from pgkd.student.registry import load_student, make_student
@@ -41,9 +42,10 @@ def one_thread():
 
 
 CONFIGS = {
-    "ngram": StudentConfig(kind="ngram", epochs=40),
-    "graph": StudentConfig(kind="graph", epochs=60),
-    "graph-gin": StudentConfig(kind="graph", graph_layer="gin", epochs=60),
+    "ngram": student_settings(kind="ngram", epochs=40),
+    "graph": student_settings(kind="graph", epochs=60),
+    "graph-gin": student_settings(kind="graph", layer="gin", epochs=60),
+    "fasttext": student_settings(kind="fasttext", epochs=40),
 }
 
 
@@ -68,12 +70,12 @@ def test_trains_predicts_and_round_trips(trained, name):
     assert np.allclose(loaded.predict_proba(texts), student.predict_proba(texts), atol=1e-6)
 
 
-@pytest.mark.parametrize("kind", ["ngram", "graph"])
+@pytest.mark.parametrize("kind", ["ngram", "graph", "fasttext"])
 def test_soft_labels_pull_the_student(kind):
     soft = [Example(text=AMBIGUOUS, label="card", source="generated",
                     soft_label={"card": 0.05, "transfer": 0.9, "balance": 0.05})]
     hard = [Example(text=AMBIGUOUS, label="card", source="generated")]
-    kd = StudentConfig(kind=kind, epochs=40, alpha=1.0, temperature=1.0)
+    kd = student_settings(kind=kind, epochs=40, alpha=1.0, temperature=1.0)
     p = {}
     for name, extra in (("soft", soft), ("hard", hard)):
         student = make_student(LABELS, kd, "cpu")
@@ -83,7 +85,7 @@ def test_soft_labels_pull_the_student(kind):
 
 
 def test_ngram_hash_is_fixed_across_processes():
-    from pgkd.student.ngram import HashedNgrams, bucket
+    from pgkd.student.kinds.ngram import HashedNgrams, bucket
 
     assert bucket("w1:card", 2**18) == 571  # crc32: a salted hash() would differ per process
     features = HashedNgrams(2**18, word_n=2, char_n=3)
@@ -98,31 +100,31 @@ def test_graph_classifies_unseen_words(trained):
     probs = student.predict_proba(["zorblax quuxify frobnicate", "", "my card glimmered sideways"])
     assert probs.shape == (3, 3) and np.allclose(probs.sum(1), 1, atol=1e-5)
     assert student.predict(["my card glimmered sideways"])[0][0] == "card"
-    graph = student.graphs.graph("zorblax my zorblax card")  # distinct words are nodes; unknown ones read <unk>
+    graph = student.features.graph("zorblax my zorblax card")  # distinct words are nodes; unknown ones read <unk>
     assert graph.x.tolist()[0] == 0 and graph.num_nodes == 3
     assert graph.edge_index.shape[1] == 6 and graph.edge_weight.tolist().count(2.0) == 2  # zorblax-my twice
-    assert load_student(folder).graphs.vocab.words == student.graphs.vocab.words
+    assert load_student(folder).features.vocab.words == student.features.vocab.words
 
 
 def test_graph_vocabulary_is_frozen_after_the_first_fit():
-    config = StudentConfig(kind="graph", epochs=2)
+    config = student_settings(kind="graph", epochs=2)
     student = make_student(LABELS, config, "cpu")
     student.fit(examples(TRAIN), config)
-    words = list(student.graphs.vocab.words)
+    words = list(student.features.vocab.words)
     student.fit(examples(TRAIN + [("brand new words entirely", "card")]), config)
-    assert student.graphs.vocab.words == words and "brand" not in student.graphs.vocab.ids
+    assert student.features.vocab.words == words and "brand" not in student.features.vocab.ids
 
 
 @pytest.fixture(scope="module")
 def encoder(tmp_path_factory):
-    config = StudentConfig(epochs=40)
+    config = student_settings(epochs=40)
     student = make_student(LABELS, config, "cpu")
     student.fit(examples(TRAIN), config)
     return student, student.save(tmp_path_factory.mktemp("encoder"))
 
 
 @pytest.mark.parametrize("fmt", ["hf", "onnx", "torchscript"])
-@pytest.mark.parametrize("name", ["encoder", "ngram", "graph", "graph-gin"])
+@pytest.mark.parametrize("name", ["encoder", "ngram", "graph", "graph-gin", "fasttext"])
 def test_exports_predict_as_the_original(request, tmp_path, name, fmt):
     fixture = request.getfixturevalue("encoder" if name == "encoder" else "trained")
     student, folder = fixture if name == "encoder" else fixture[name]

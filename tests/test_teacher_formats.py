@@ -6,11 +6,11 @@ import math
 
 import pytest
 
-from pgkd.teacher.config import TeacherConfig
+from pgkd.teacher.config import teacher_settings
 from pgkd.basics.dataset import Label
 from pgkd.teacher.backends import openai_http
 from pgkd.teacher.backends.base import Capabilities, Completion, SamplingSpec
-from pgkd.teacher.backends.registry import make_backend
+from pgkd.teacher.backends.openai_http import OpenAIHTTPBackend
 from pgkd.teacher.formats import resolve_format
 from pgkd.teacher.parsing import parse_json_reply
 from pgkd.teacher.prompts import PromptBuilder, examples_schema
@@ -83,11 +83,13 @@ def fast_backoff(monkeypatch):
 
 
 def http(url: str, model: str = "some-instruct-model"):
-    return make_backend("openai", model=model, base_url=url, api_key_env=None, timeout_s=5, max_retries=0)
+    settings = teacher_settings(backend="openai", model=model, base_url=url, api_key_env=None, timeout_s=5,
+                                max_retries=0)
+    return OpenAIHTTPBackend.from_settings(settings, replica=0)
 
 
 def teacher_over(backend, **config) -> Teacher:
-    config = TeacherConfig(**{"classes_per_batch": 2, "examples_per_class": 3, "min_words": 2,
+    config = teacher_settings(**{"classes_per_batch": 2, "examples_per_class": 3, "min_words": 2,
                               "near_duplicate_threshold": 1.0, "min_confidence": 0.0} | config)
     return Teacher(backend, LABELS, SEEDS, [], config, "t0", "Customer messages to a bank")
 
@@ -109,15 +111,15 @@ def test_a_base_model_name_on_an_endpoint_with_completions_keeps_the_completion_
 
 def test_chat_asked_of_an_endpoint_without_chat_falls_back_with_a_reason(fake_factory):
     backend = http(fake_factory(chat=False).url)
-    chosen = resolve_format(TeacherConfig(prompt_format="chat"), backend.capabilities)
+    chosen = resolve_format(teacher_settings(prompt_format="chat"), backend.capabilities)
     assert chosen.prompt_format == "completion" and not chosen.structured
     assert "completion format is used instead" in chosen.notes[0] and "no chat (HTTP 400" in chosen.notes[0]
 
 
 def test_structured_on_without_schema_support_falls_back_to_plain_parsing():
-    chosen = resolve_format(TeacherConfig(structured="on"), Capabilities(chat=True, json_schema=False))
+    chosen = resolve_format(teacher_settings(structured="on"), Capabilities(chat=True, json_schema=False))
     assert not chosen.structured and "parsed from plain text" in chosen.notes[0]
-    assert resolve_format(TeacherConfig(), Capabilities(chat=True, json_schema=True, chat_default=True)).structured
+    assert resolve_format(teacher_settings(), Capabilities(chat=True, json_schema=True, chat_default=True)).structured
 
 
 # --- prompts --------------------------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ import pytest
 
 from pgkd.teacher.backends import openai_http
 from pgkd.teacher.backends.base import Capabilities, SamplingSpec
-from pgkd.teacher.backends.registry import make_backend
+from pgkd.teacher.backends.openai_http import OpenAIHTTPBackend
 from tests.json_endpoint import JsonEndpoint
 
 
@@ -56,8 +56,8 @@ def endpoint_factory():
 
 
 def backend(url: str, **kwargs):
-    return make_backend("openai", model="m", base_url=url, api_key_env=None, timeout_s=5,
-                        capabilities=Capabilities(), **kwargs)  # completion only, unprobed
+    return OpenAIHTTPBackend(model="m", base_url=url, api_key_env=None, timeout_s=5,
+                             capabilities=Capabilities(), **kwargs)  # completion only, unprobed
 
 
 def test_retryable_status_is_retried_and_succeeds(endpoint_factory):

@@ -2,7 +2,7 @@ import random
 
 import pytest
 
-from pgkd.teacher.config import TeacherConfig
+from pgkd.teacher.config import teacher_settings
 from pgkd.basics.dataset import Label
 from pgkd.bus.messages import EvalReport, HardNegative
 from pgkd.teacher.filters import NoveltyFilter
@@ -17,6 +17,8 @@ LABELS = [Label("card_arrival"), Label("lost_card", "card lost or stolen"), Labe
 NAMES = [label.name for label in LABELS]
 DEMOS = {"card_arrival": ["where is my card"], "lost_card": ["i lost my card"], "top_up": ["add money"],
          "refund": ["give my money back"]}
+# every steered class drawn by weakness, every example a boundary case: the plan at its most steered
+STEERED = {"steer_power": 2.0, "boundary_share": 1.0, "steer_share": 1.0, "steer_floor": 0.02, "steer_by": "f1"}
 
 
 def report(f1: dict, pairs=(), hard=(), version=3) -> EvalReport:
@@ -49,14 +51,14 @@ def test_novelty_filter_drops_duplicates_and_eval_leaks():
 # ---- planning
 def test_plan_without_report_visits_classes_round_robin():
     rng = random.Random(0)
-    seen = [t.label for b in range(2) for t in plan_batch(NAMES, None, b, 2, 5, 3, True, True, rng)]
+    seen = [t.label for b in range(2) for t in plan_batch(NAMES, None, b, 2, 5, 3, True, True, rng, **STEERED)]
     assert seen == NAMES
 
 
 def test_plan_favours_weak_classes():
     rng = random.Random(0)
     r = report({"card_arrival": 0.0, "lost_card": 1.0, "top_up": 1.0, "refund": 1.0})
-    picks = [plan_batch(NAMES, r, b, 1, 5, 3, True, True, rng)[0].label for b in range(200)]
+    picks = [plan_batch(NAMES, r, b, 1, 5, 3, True, True, rng, **STEERED)[0].label for b in range(200)]
     assert picks.count("card_arrival") > 150
 
 
@@ -65,17 +67,17 @@ def test_plan_quotes_hard_negatives_of_the_class_and_names_confusions():
             HardNegative(text="no money", label="top_up", predicted="refund", confidence=0.8)]
     r = report({"card_arrival": 1.0, "lost_card": 0.0, "top_up": 1.0, "refund": 1.0},
                pairs=[("lost_card", "card_arrival", 3), ("refund", "lost_card", 1)], hard=hard)
-    task = plan_batch(NAMES, r, 0, 1, 5, 3, True, True, random.Random(0))[0]
+    task = plan_batch(NAMES, r, 0, 1, 5, 3, True, True, random.Random(0), **STEERED)[0]
     assert task.label == "lost_card"
     assert [h.text for h in task.hard_negatives] == ["card gone"]
     assert task.contrast == ["card_arrival", "refund"]
-    assert plan_batch(NAMES, r, 0, 1, 5, 3, True, False, random.Random(0))[0].hard_negatives == []
+    assert plan_batch(NAMES, r, 0, 1, 5, 3, True, False, random.Random(0), **STEERED)[0].hard_negatives == []
     assert confused_with(r, "top_up", 2) == []
 
 
 def test_plan_ignores_report_when_switched_off():
     r = report({"card_arrival": 0.0, "lost_card": 1.0, "top_up": 1.0, "refund": 1.0})
-    tasks = plan_batch(NAMES, r, 1, 2, 5, 3, False, True, random.Random(0))
+    tasks = plan_batch(NAMES, r, 1, 2, 5, 3, False, True, random.Random(0), **STEERED)
     assert [t.label for t in tasks] == ["top_up", "refund"] and not tasks[0].hard_negatives
 
 
@@ -111,7 +113,8 @@ def test_candidates_include_intended_and_confusions():
 
 # ---- a whole batch
 def make_teacher(replies, prefers, label_check="drop"):
-    config = TeacherConfig(classes_per_batch=1, examples_per_class=len(replies), min_words=2, label_check=label_check)
+    config = teacher_settings(classes_per_batch=1, examples_per_class=len(replies), min_words=2,
+                              label_check=label_check)
     seeds = [{"text": t, "label": label} for label, texts in DEMOS.items() for t in texts]
     backend = ScriptedBackend(replies, prefers=prefers)
     return Teacher(backend, LABELS, seeds, ["a validation text here"], config, "teacher-0", "Customer messages")
@@ -176,7 +179,8 @@ def test_accounting_prices_busy_time_and_tokens():
     from pgkd.teacher.accounting import teacher_accounting
 
     totals = {"busy_seconds": 1800.0, "kept": 50.0, "generated": 100.0, "prompt_tokens": 2e6, "completion_tokens": 1e6}
-    config = TeacherConfig(price_per_hour=2.0, price_per_million_prompt_tokens=0.5, price_per_million_completion_tokens=1.5)
+    config = teacher_settings(price_per_hour=2.0, price_per_million_prompt_tokens=0.5,
+                              price_per_million_completion_tokens=1.5)
     acc = teacher_accounting(totals, config)
     assert acc["cost_usd"] == pytest.approx(1.0 + 1.0 + 1.5)
     assert acc["kept_ratio"] == 0.5 and acc["cost_usd_per_1k_kept"] == pytest.approx(70.0)
@@ -195,13 +199,14 @@ def test_plan_splits_a_class_into_boundary_and_typical_examples_and_power_spread
     hard = [HardNegative(text="card gone", label="lost_card", predicted="card_arrival", confidence=0.9)]
     r = report({"card_arrival": 1.0, "lost_card": 0.0, "top_up": 1.0, "refund": 1.0},
                pairs=[("lost_card", "card_arrival", 3)], hard=hard)
-    tasks = plan_batch(NAMES, r, 0, 1, 5, 3, True, True, random.Random(0), boundary_share=0.4)
+    tasks = plan_batch(NAMES, r, 0, 1, 5, 3, True, True, random.Random(0), **(STEERED | {"boundary_share": 0.4}))
     assert [(t.label, t.count, bool(t.contrast), bool(t.hard_negatives)) for t in tasks] == [
         ("lost_card", 2, True, True), ("lost_card", 3, False, False)]
-    typical = plan_batch(NAMES, r, 0, 1, 5, 3, True, True, random.Random(0), boundary_share=0.0)
+    typical = plan_batch(NAMES, r, 0, 1, 5, 3, True, True, random.Random(0), **(STEERED | {"boundary_share": 0.0}))
     assert [(t.count, t.contrast) for t in typical] == [(5, [])]
     rng = random.Random(1)
-    even = [plan_batch(NAMES, r, b, 1, 5, 3, True, True, rng, steer_power=0)[0].label for b in range(400)]
+    even = [plan_batch(NAMES, r, b, 1, 5, 3, True, True, rng, **(STEERED | {"steer_power": 0}))[0].label
+            for b in range(400)]
     assert all(60 < even.count(label) < 140 for label in NAMES)  # power 0: every class alike
 
 

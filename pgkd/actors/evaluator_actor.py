@@ -81,7 +81,7 @@ class EvaluatorActor:
         set_status(self.bus, "evaluator", state="scoring", checkpoint=f"{checkpoint.student}@v{checkpoint.version}")
         student = load_student(checkpoint.path, self.device)
         previous = self.loaded.get(checkpoint.student)
-        if previous is not None and hasattr(student, "share_cache"):
+        if previous is not None:
             student.share_cache(previous)
         self.loaded[checkpoint.student] = student
         scores = score(student, self.texts, self.gold, self.labels, self.config.max_hard_negatives)

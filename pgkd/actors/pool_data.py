@@ -10,7 +10,7 @@ import json
 import numpy as np
 import ray
 
-from pgkd.student.config import StudentConfig
+from pgkd.student.base import StudentSettings
 from pgkd.basics.pool_files import PoolShard, read_shard
 from pgkd.cluster.placement import scoring_options, torch_device
 
@@ -53,8 +53,7 @@ class ScoreBatch:
         good = [i for i, key in enumerate(batch["id"]) if key]
         ids, texts = [str(batch["id"][i]) for i in good], [str(batch["text"][i]) for i in good]
         probs = self.student.predict_proba(texts) if texts else np.zeros((0, len(self.student.labels)))
-        if hasattr(self.student, "drop_cache"):  # a frozen encoder would keep every pool text's embedding
-            self.student.drop_cache()
+        self.student.drop_cache()  # a frozen encoder would keep every pool text's embedding
         found = batch_candidates(probs, ids, texts, self.student.labels, self.k, self.strategy, self.balanced,
                                  self.seed)
         rows = [(c.id, c.text, c.score, json.dumps(c.probs), json.dumps(c.top_labels), 0, 0, 0, "") for c in found]
@@ -63,7 +62,7 @@ class ScoreBatch:
         return {name: np.array(values) for name, values in zip(COLUMNS, zip(*rows))}
 
 
-def scoring_round(shards: list[PoolShard], checkpoint_path: str, student: StudentConfig, k: int, seed: int,
+def scoring_round(shards: list[PoolShard], checkpoint_path: str, student: StudentSettings, k: int, seed: int,
                   skip_ids: frozenset[str]):
     """The round's output batches as they come (numpy dicts of COLUMNS)."""
     ctx = ray.data.DataContext.get_current()

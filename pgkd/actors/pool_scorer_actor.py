@@ -11,7 +11,8 @@ import time
 import ray
 
 from pgkd.actors.common import setup_actor
-from pgkd.student.config import StudentConfig
+from pgkd.student.base import StudentSettings
+from pgkd.student.config import student_settings
 from pgkd.basics.pool_files import PoolShard
 from pgkd.bus import pool_queue
 from pgkd.bus.control import BEST, TEACHER_AUDIT, set_status, stop_requested
@@ -29,7 +30,7 @@ class PoolScorerActor:
     def __init__(self, bus_url: str, run_id: str, students: list[dict], shards: list[dict], protected_ids: list[str],
                  poll_seconds: float, per_round: int):
         self.bus = setup_actor(NAME, bus_url, run_id, 1)
-        self.students = {s["name"]: StudentConfig.model_validate(s) for s in students}
+        self.students = {s["name"]: student_settings(**s) for s in students}
         self.shards = [PoolShard(**s) for s in shards]
         self.protected = frozenset(protected_ids)
         self.poll_seconds, self.per_round = poll_seconds, per_round
@@ -60,7 +61,7 @@ class PoolScorerActor:
         set_status(self.bus, NAME, state="done")
         return self.totals["rounds"]
 
-    def _student_of(self, checkpoint: Checkpoint) -> StudentConfig:
+    def _student_of(self, checkpoint: Checkpoint) -> StudentSettings:
         named = pool_of(checkpoint.student)
         return self.students[named[0]] if named else next(iter(self.students.values()))
 

@@ -11,7 +11,7 @@ import ray
 
 from pgkd.actors.common import setup_actor
 from pgkd.actors.metrics import record_queue, record_version
-from pgkd.student.config import StudentConfig
+from pgkd.student.config import student_settings
 from pgkd.bus.archive import StreamArchive, first_id, trimmed_history
 from pgkd.bus.client import CHECKPOINTS, EXAMPLES
 from pgkd.bus.control import TEACHER_AUDIT, set_status, stop_requested, teachers_done
@@ -30,7 +30,7 @@ class StudentActor:
         from pgkd.student.trainer import StudentTrainer, seed_everything
 
         self.name, self.poll_ms = name, int(poll_seconds * 1000)
-        self.config = StudentConfig.model_validate(config)
+        self.config = student_settings(**config)
         self.bus = setup_actor(name, bus_url, run_id, self.config.threads)
         register_actor(self.bus, "student", name)
         seed_everything(self.config.seed)

@@ -8,7 +8,6 @@ import ray
 
 from pgkd.actors.common import setup_actor
 from pgkd.actors.metrics import record_teacher_batch
-from pgkd.teacher.config import SIMULATED, TeacherConfig
 from pgkd.bus import pool_queue
 from pgkd.bus.client import CHECKPOINTS, EXAMPLES, REPORTS
 from pgkd.bus.control import TEACHER_AUDIT, latest_report, set_status, stop_requested, teacher_stats_key
@@ -16,10 +15,12 @@ from pgkd.bus.messages import Checkpoint, EvalReport, ExampleBatch, TeacherAudit
 from pgkd.bus.roster import actor_names, is_retired, register_actor, retired
 from pgkd.cluster.cpu import cpu_info
 from pgkd.cluster.placement import engine_dtype, torch_device, vllm_block_size
-from pgkd.teacher.audit import decide
-from pgkd.teacher.backends.base import TeacherUnavailable
+from pgkd.teacher.audit import AUDITOR, SeedsOnly, run_audit
+from pgkd.teacher.backends.base import TEACHER_BACKENDS, TeacherUnavailable
+from pgkd.teacher.config import teacher_kind
 from pgkd.teacher.planner import is_newer
-from pgkd.teacher.teacher import PoolText
+from pgkd.teacher.seam import BatchTeacher, PoolText
+from pgkd.teacher.settings import TeacherSettings
 
 log = logging.getLogger("pgkd.teacher")
 BATCH_COUNTER = "teacher:batch_counter"
@@ -33,7 +34,7 @@ class TeacherActor:
                  protected_texts: list[str], task: str, replica: int,
                  reservoir: list[dict] | None = None, audit_rows: list[dict] | None = None):
         self.name, self.replica = name, replica
-        self.config = TeacherConfig.model_validate(config)
+        self.config = TEACHER_BACKENDS.parse(config)
         self.bus = setup_actor(name, bus_url, run_id, self.config.threads)
         register_actor(self.bus, "teacher", name)
         self.inputs = (labels, seeds, protected_texts, task)
@@ -42,25 +43,18 @@ class TeacherActor:
 
     def run(self) -> dict:
         """Generate until stopped or out of budget; returns this replica's counts."""
-        from pgkd.basics.dataset import Label
-        from pgkd.teacher.factory import make_teacher
-
-        labels, seeds, protected, task = self.inputs
         set_status(self.bus, self.name, state="loading engine")
-        c = self.config
-        embed = self._embedder() if c.backend == SIMULATED else None
-        if c.backend == "vllm":  # "auto" becomes what this node's CPU (or GPU) runs fastest
-            c = c.model_copy(update={"dtype": engine_dtype(c.dtype, c.gpus_per_replica)})
-            log.info("engine dtype %s on %s", c.dtype, cpu_info().describe())
+        settings = self._on_this_node(self.config)
+        encoder = teacher_kind(settings).text_encoder(settings)
+        embed = self._embedder(encoder) if encoder else None
         loading = time.time()
-        teacher = make_teacher(c, [Label(**l) for l in labels], seeds, protected, self.name, task, self.replica,
-                               vllm_block_size(), self.reservoir, embed)
+        teacher = self._make_teacher(settings, embed)
         self.bus.add_counts(teacher_stats_key(self.name), {"engine_load_seconds": round(time.time() - loading, 1)})
         log.info("engine ready after %.0fs: %s", time.time() - loading, teacher.model_name)
-        if hasattr(teacher, "format"):
-            log.info("prompt format %s, structured generation %s", teacher.format.prompt_format, teacher.structured)
-            for note in teacher.format.notes:
-                log.warning(note)
+        for line in teacher.describe():
+            log.info(line)
+        for note in teacher.notes():
+            log.warning(note)
         try:
             self._follow_audit(teacher)
             self._loop(teacher)
@@ -71,14 +65,32 @@ class TeacherActor:
             teacher.close()
         return self.bus.get_fields(teacher_stats_key(self.name))
 
-    def _follow_audit(self, teacher) -> None:
-        """Replica 0 audits the teacher and decides the run's thresholds and policy; every replica follows that."""
-        if not (self.config.audit and self.audit_rows and hasattr(teacher, "audit")):
+    def _make_teacher(self, settings: TeacherSettings, embed) -> BatchTeacher:
+        from pgkd.basics.dataset import Label
+        from pgkd.teacher.factory import TeacherJob, make_teacher
+
+        labels, seeds, protected, task = self.inputs
+        return make_teacher(settings, TeacherJob([Label(**label) for label in labels], seeds, protected, self.name,
+                                                 task, self.replica, vllm_block_size(), self.reservoir, embed))
+
+    @staticmethod
+    def _on_this_node(settings: TeacherSettings) -> TeacherSettings:
+        """An engine's dtype "auto" becomes what this node's CPU (or GPU) runs fastest."""
+        dtype = settings.in_process_dtype()
+        if dtype is None:
+            return settings
+        settings = settings.with_dtype(engine_dtype(dtype, settings.gpus_per_replica))
+        log.info("engine dtype %s on %s", settings.in_process_dtype(), cpu_info().describe())
+        return settings
+
+    def _follow_audit(self, teacher: BatchTeacher) -> None:
+        """The auditing replica audits the teacher and publishes the run's decision (teacher/audit.py run_audit);
+        every replica follows what was published."""
+        if not (self.config.audited and self.audit_rows):
             return
-        if self.replica == 0 and self.bus.get_model(TEACHER_AUDIT, TeacherAudit) is None:  # a restart reuses it
+        if self.replica == AUDITOR and self.bus.get_model(TEACHER_AUDIT, TeacherAudit) is None:  # a restart reuses it
             set_status(self.bus, self.name, state="auditing the teacher")
-            audit = teacher.audit(self.audit_rows)
-            audit = decide(self._with_student(audit, teacher.label_names), self.config)
+            audit = run_audit(teacher, self.audit_rows, self.config, self._seeds_only)
             self.bus.set_once(TEACHER_AUDIT, audit)
             log.info("teacher audit: accuracy %.3f macro-F1 %.3f ECE %.3f on %d texts in %.0fs; %s", audit.accuracy,
                      audit.macro_f1, audit.ece, audit.texts, audit.seconds, "; ".join(audit.decisions))
@@ -88,13 +100,12 @@ class TeacherActor:
                 log.warning("no teacher audit after %.0fs: default thresholds", AUDIT_WAIT_S)
                 return
             time.sleep(1)
-        teacher.follow(audit)
+        teacher.follow(teacher.policy.following(audit))
 
-    def _with_student(self, audit: TeacherAudit, label_names: list[str]) -> TeacherAudit:
-        """The best seeds-only student (the v0 the evaluator scored highest) on the same texts and candidates, once
-        every student's v0 is scored (or STUDENT_WAIT_S passed with at least one)."""
+    def _seeds_only(self) -> SeedsOnly | None:
+        """The best seeds-only student (the v0 the evaluator scored highest) with its probabilities on the audit
+        texts, once every student's v0 is scored (or STUDENT_WAIT_S passed with at least one); None: none."""
         from pgkd.student.registry import load_student
-        from pgkd.teacher.audit import with_student
 
         deadline = time.time() + STUDENT_WAIT_S
         while True:
@@ -103,26 +114,23 @@ class TeacherActor:
             if len(scored) >= len(actor_names(self.bus, "student")) or (scored and not waiting):
                 break
             if not waiting:
-                return audit
+                return None
             time.sleep(1)
         best = max(scored.values(), key=lambda r: r.macro_f1)
         first = [c for c in self.bus.read_all(CHECKPOINTS, Checkpoint) if c.key == best.key]
         if not first:
-            return audit
+            return None
         student = load_student(first[0].path, torch_device(0))
-        probabilities = student.predict_proba([row["text"] for row in self.audit_rows])
-        return with_student(audit, first[0].key, probabilities, student.labels, self.audit_rows, label_names,
-                            self.config)
+        return SeedsOnly(first[0].key, student.labels, student.predict_proba([row["text"] for row in self.audit_rows]))
 
-    def _embedder(self):
-        """Fixed text vectors for the simulated teacher's nearest texts (the frozen encoder a student would use)."""
-        from pgkd.student.encoder import text_embedder
+    def _embedder(self, encoder: str):
+        """Fixed text vectors from the encoder the teacher kind asks for (the frozen one a student would use)."""
+        from pgkd.student.embedder import text_embedder
         from pgkd.teacher.model_store import cache_root
 
-        return text_embedder(self.config.simulated.embedding, torch_device(self.config.gpus_per_replica),
-                             cache_dir=cache_root() / "embeddings")
+        return text_embedder(encoder, torch_device(self.config.gpus_per_replica), cache_dir=cache_root() / "embeddings")
 
-    def _loop(self, teacher) -> None:
+    def _loop(self, teacher: BatchTeacher) -> None:
         used: dict[str, int] = {}
         current = None
         since = time.time()  # end of the previous batch: wall time between batch ends holds any engine idle time
@@ -165,9 +173,9 @@ class TeacherActor:
             set_status(self.bus, self.name, state="waiting for students")
             time.sleep(0.5)
 
-    def _claim_pool(self, teacher) -> list:
+    def _claim_pool(self, teacher: BatchTeacher) -> list:
         """The most uncertain pool texts the pool scorer offered (none unless pool labelling is on and the teacher
-        audit left it on: teacher.config holds that decision)."""
-        if not teacher.config.pool_labelling:
+        audit left it on: the teacher's policy holds that decision)."""
+        if not teacher.policy.pool_labelling:
             return []
         return pool_queue.claim(self.bus, self.config.pool_per_batch)

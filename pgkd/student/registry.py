@@ -1,30 +1,31 @@
-"""Student kinds by name: the table of "module:Class" entries in basics/registries.py, imported on first use, so naming a kind imports
-nothing else. A kind is a class with a `kind` name, from_config(labels, config, device), fit, predict_proba,
-save(folder) and load(folder, device)."""
+"""Student kinds by name, from the family of registered kinds (pgkd/student/base.py STUDENT_KINDS): make a new
+student from its settings block, or load any saved one, native or exported."""
 from __future__ import annotations
 
-from importlib import import_module
 from pathlib import Path
 
 import torch
 
 from pgkd.basics.errors import InputError
-from pgkd.basics.registries import STUDENT_KINDS
-from pgkd.student.saved import META_FILE, check_meta, read_meta
+from pgkd.student.base import STUDENT_KINDS, Student, StudentSettings
+from pgkd.student.exported import ExportedStudent
+from pgkd.student.saved import EXPORT_FORMATS, META_FILE, check_meta, read_meta
 
 
-def student_class(kind: str):
-    if kind not in STUDENT_KINDS:
-        raise ValueError(f"unknown student kind '{kind}' (known: {sorted(STUDENT_KINDS)})")
-    module, cls = STUDENT_KINDS[kind].split(":")
-    return getattr(import_module(module), cls)
+def student_class(kind: str) -> type[Student]:
+    """The class that loads a folder of this kind: the registered kind's, or ExportedStudent for
+    "<kind>-<format>"."""
+    base, _, fmt = kind.rpartition("-")
+    if fmt in EXPORT_FORMATS and base in STUDENT_KINDS.names():
+        return ExportedStudent
+    return STUDENT_KINDS.implementation(kind)
 
 
-def make_student(labels: list[str], config, device: str):
-    return student_class(config.kind).from_config(labels, config, device)
+def make_student(labels: list[str], settings: StudentSettings, device) -> Student:
+    return student_class(settings.kind).from_settings(labels, settings, device)
 
 
-def load_student(folder: str | Path, device: str | None = None):
+def load_student(folder: str | Path, device: str | None = None) -> Student:
     """Load any saved student: `load_student(path).predict(texts)`; without a device, on torch's default one."""
     folder = Path(folder)
     meta_path = folder / META_FILE
@@ -33,7 +34,7 @@ def load_student(folder: str | Path, device: str | None = None):
     return student_class(read_meta(folder)["kind"]).load(folder, device or torch.get_default_device())
 
 
-def open_saved_student(folder: str | Path, device: str | None = None):
+def open_saved_student(folder: str | Path, device: str | None = None) -> Student:
     """load_student for a folder a user named: anything wrong with the folder is an InputError naming it.
     Loading reads files the user gave (weights, tokenizer, ONNX graph): whatever fails there is taken as a
     damaged folder; `pgkd --verbose` shows the traceback."""

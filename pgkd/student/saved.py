@@ -1,4 +1,5 @@
-"""A saved student's metadata file: what kind it is, its labels and the settings its kind needs to load it."""
+"""A saved student's metadata file: what kind it is, its labels and the settings its kind needs to load it.
+Its kind is a registered one, or "<kind>-<format>" for a student exported to one of EXPORT_FORMATS."""
 from __future__ import annotations
 
 import json
@@ -6,9 +7,10 @@ from pathlib import Path
 
 from pgkd.basics.errors import InputError
 from pgkd.basics.json_files import read_json_file
-from pgkd.basics.registries import STUDENT_KINDS
+from pgkd.student.base import STUDENT_KINDS
 
 META_FILE = "student.json"
+EXPORT_FORMATS = ("onnx", "torchscript")  # traced: the numeric part, preprocessing beside it
 
 
 def write_meta(folder: Path, meta: dict) -> None:
@@ -17,6 +19,16 @@ def write_meta(folder: Path, meta: dict) -> None:
 
 def read_meta(folder: Path) -> dict:
     return json.loads((Path(folder) / META_FILE).read_text())
+
+
+def saved_kinds() -> list[str]:
+    """Every kind a saved folder may name: the registered kinds and their exports."""
+    kinds = STUDENT_KINDS.names()
+    return kinds + [exported_kind(kind, fmt) for kind in kinds for fmt in EXPORT_FORMATS]
+
+
+def exported_kind(kind: str, fmt: str) -> str:
+    return f"{kind}-{fmt}"
 
 
 def check_meta(folder: str | Path) -> dict:
@@ -30,8 +42,8 @@ def check_meta(folder: str | Path) -> dict:
     meta = read_json_file(path)
     if not isinstance(meta, dict):
         raise InputError("damaged: expected a JSON object", file=str(path))
-    if meta.get("kind") not in STUDENT_KINDS:
-        raise InputError(f"unknown kind {meta.get('kind')!r} (known: {sorted(STUDENT_KINDS)})", file=str(path),
+    if meta.get("kind") not in saved_kinds():
+        raise InputError(f"unknown kind {meta.get('kind')!r} (known: {saved_kinds()})", file=str(path),
                          field="kind")
     labels = meta.get("labels")
     if not isinstance(labels, list) or not labels or not all(isinstance(label, str) for label in labels):

@@ -1,10 +1,10 @@
 """What the teacher's work cost: throughput and dollars from configured prices."""
 from __future__ import annotations
 
-from pgkd.teacher.config import TeacherConfig
+from pgkd.teacher.settings import TeacherSettings
 
 
-def teacher_accounting(totals: dict[str, float], config: TeacherConfig) -> dict[str, float | None]:
+def teacher_accounting(totals: dict[str, float], config: TeacherSettings) -> dict[str, float | None]:
     busy = totals.get("busy_seconds", 0.0)
     kept, generated = totals.get("kept", 0.0), totals.get("generated", 0.0)
     cost = (busy / 3600 * config.price_per_hour

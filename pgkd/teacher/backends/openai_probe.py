@@ -1,6 +1,6 @@
 """What an OpenAI-compatible endpoint is and can do, asked before a teacher uses it: reachable, authorised,
-serving the model (`probe`, before a run starts anything), and whether it chats, holds replies to a JSON schema
-and takes vLLM's guided choice (`endpoint_capabilities`: one tiny request each)."""
+serving the model (`probe_endpoint`, before a run starts anything), and whether it chats, holds replies to a JSON
+schema and takes vLLM's guided choice (`endpoint_capabilities`: one tiny request each)."""
 from __future__ import annotations
 
 import os
@@ -52,7 +52,7 @@ def endpoint_capabilities(client: httpx.Client, model: str) -> Capabilities:
                         guided_choice=choice, notes=notes)
 
 
-def probe(base_url: str, model: str, api_key_env: str | None, timeout_s: float, **_) -> Capabilities:
+def probe_endpoint(base_url: str, model: str, api_key_env: str | None, timeout_s: float) -> Capabilities:
     """Ask the endpoint for its models (or, where it has no model list, for one token), once, within timeout_s,
     then what it can do. Unreachable, unauthorised, or not serving the model: an InputError with the URL,
     credentials hidden."""
@@ -64,26 +64,26 @@ def probe(base_url: str, model: str, api_key_env: str | None, timeout_s: float, 
 
 def check_serves(client: httpx.Client, base_url: str, model: str, api_key_env: str | None, timeout_s: float) -> None:
     """Reachable, authorised and serving the model, or an InputError naming the URL (credentials hidden)."""
-    where, field = redact(base_url), "teacher.http.base_url"
+    where, field = redact(base_url), "teacher.base_url"
     try:
         response = client.get("/models")
         if response.status_code in (404, 405):  # no model list here: one tiny completion instead
             response = client.post("/completions", json={"model": model, "prompt": "ping", "max_tokens": 1})
     except httpx.TransportError as exc:
         raise InputError(f"teacher endpoint {where} is unreachable within {timeout_s:g}s "
-                         f"(teacher.http.timeout_s): {type(exc).__name__}: {exc}", field=field) from None
+                         f"(teacher.timeout_s): {type(exc).__name__}: {exc}", field=field) from None
     if response.status_code in (401, 403):
         how = (f"${api_key_env} is set but was refused" if client.headers.get("Authorization")
                else f"no key was sent (${api_key_env} is unset)")
         raise InputError(f"teacher endpoint {where} refused access (HTTP {response.status_code}): {how}",
-                         field="teacher.http.api_key_env")
+                         field="teacher.api_key_env")
     if response.status_code != 200:
         raise InputError(f"teacher endpoint {where} answered HTTP {response.status_code}: {response.text[:200]}",
                          field=field)
     served = served_models(response)
     if served is not None and model not in served:
         raise InputError(f"teacher endpoint {where} does not serve '{model}' (it serves {served[:10]})",
-                         field="teacher.http.served_model")
+                         field="teacher.served_model")
 
 
 def served_models(response: httpx.Response) -> list[str] | None:

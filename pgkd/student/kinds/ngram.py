@@ -9,16 +9,26 @@ import re
 import zlib
 from collections import Counter
 from pathlib import Path
+from typing import Literal
 
-import numpy as np
 import torch
+from pydantic import Field
 
 from pgkd.bus.messages import Example
-from pgkd.student.inference import batched_probabilities, top_labels
-from pgkd.student.kd_loss import class_weights, kd_loss, soft_matrix
+from pgkd.student.base import STUDENT_KINDS, StudentSettings
+from pgkd.student.head_training import train_head
+from pgkd.student.net_student import NetStudent
 from pgkd.student.saved import read_meta, write_meta
 
 WORD = re.compile(r"\w+")
+
+
+class NgramSettings(StudentSettings):
+    kind: Literal["ngram"] = "ngram"
+    buckets: int = Field(2**18, ge=16, le=2**24, description="hash buckets for n-gram features")
+    word_n: int = Field(2, ge=1, le=4, description="word n-grams up to this order (2: uni+bigrams)")
+    char_n: int = Field(0, ge=0, le=6, description="char n-grams of this size inside words; 0: none")
+    feature_scale: float = Field(10.0, gt=0, description="scales the unit-norm n-gram vectors before the layer")
 
 
 def words(text: str) -> list[str]:
@@ -87,62 +97,24 @@ class NgramNet(torch.nn.Module):
         return self.bag(ids, offsets, per_sample_weights=weights * self.scale) + self.bias
 
 
-class NgramStudent:
-    kind = "ngram"
+@STUDENT_KINDS.register("ngram", NgramSettings)
+class NgramStudent(NetStudent):
+    preprocessing = HashedNgrams
 
-    def __init__(self, labels: list[str], features: HashedNgrams, device: str, feature_scale: float):
-        self.labels, self.features, self.device = labels, features, device
-        self.net = NgramNet(features.buckets, len(labels), feature_scale).to(device)
+    def __init__(self, labels: list[str], settings: NgramSettings, device):
+        super().__init__(labels, settings, device)
+        self.features = HashedNgrams(settings.buckets, settings.word_n, settings.char_n)
+        self.net = NgramNet(settings.buckets, len(labels), settings.feature_scale).to(device)
 
-    @classmethod
-    def from_config(cls, labels, config, device):
-        features = HashedNgrams(config.ngram_buckets, config.ngram_word_n, config.ngram_char_n)
-        return cls(labels, features, device, config.feature_scale)
-
-    def _batch(self, rows) -> dict[str, torch.Tensor]:
-        return {k: v.to(self.device) for k, v in HashedNgrams.collate(rows).items()}
-
-    def fit(self, examples: list[Example], config, on_epoch=None) -> float:
-        """Train on all examples (warm start from the current weights). Returns the last epoch's mean loss."""
-        index = {label: i for i, label in enumerate(self.labels)}
-        hard = torch.tensor([index[e.label] for e in examples], device=self.device)
-        soft, has_soft = soft_matrix([e.soft_label for e in examples], index)
-        soft, has_soft = soft.to(self.device), has_soft.to(self.device)
-        weights = class_weights(hard, len(self.labels), config.class_weighting)
+    def fit(self, examples: list[Example], settings: NgramSettings, on_epoch=None) -> float:
         rows = [self.features.encode(e.text) for e in examples]  # hashed once per fit, not per epoch
-        optimizers = [torch.optim.SparseAdam([self.net.bag.weight], lr=config.lr),
-                      torch.optim.Adam([self.net.bias], lr=config.lr)]
-        generator = torch.Generator().manual_seed(config.seed)
-        self.net.train()
-        last = float("nan")
-        for epoch in range(config.epochs):
-            order, total = torch.randperm(len(rows), generator=generator), 0.0
-            for start in range(0, len(rows), config.batch_size):
-                picked = order[start:start + config.batch_size]
-                logits = self.net(**self._batch([rows[i] for i in picked]))
-                take = picked.to(self.device)
-                loss = kd_loss(logits, hard[take], soft[take], has_soft[take], config.temperature, config.alpha,
-                               None if weights is None else weights[take])
-                for optimizer in optimizers:
-                    optimizer.zero_grad()
-                loss.backward()
-                for optimizer in optimizers:
-                    optimizer.step()
-                total += loss.item() * len(picked)
-            last = total / len(rows)
-            if on_epoch and on_epoch(epoch, last):  # the trainer's early stopping said enough
-                break
-        return last
+        optimizers = [torch.optim.SparseAdam([self.net.bag.weight], lr=settings.lr),
+                      torch.optim.Adam([self.net.bias], lr=settings.lr)]
+        return train_head(self, examples, settings, lambda picked, _: self.net(**self._batch(rows, picked)),
+                          optimizers, on_epoch, [self.net])
 
-    def predict_proba(self, texts: list[str], batch_size: int = 256) -> np.ndarray:
-        return batched_probabilities(self.net, lambda chunk: self._batch([self.features.encode(t) for t in chunk]),
-                                     texts, batch_size, len(self.labels))
-
-    def predict(self, texts: list[str]) -> list[tuple[str, float]]:
-        return top_labels(self.labels, self.predict_proba(texts))
-
-    def export_parts(self) -> tuple[torch.nn.Module, HashedNgrams]:
-        return self.net, self.features
+    def _batch(self, rows: list, picked: torch.Tensor) -> dict[str, torch.Tensor]:
+        return self.on_device(HashedNgrams.collate([rows[i] for i in picked]))
 
     # ---- persistence: only the rows training touched (the rest are still 0), so a checkpoint is kilobytes
     def save(self, folder: str | Path) -> Path:
@@ -157,10 +129,12 @@ class NgramStudent:
         return folder
 
     @classmethod
-    def load(cls, folder: str | Path, device: str):
+    def load(cls, folder: str | Path, device):
         folder = Path(folder)
         meta = read_meta(folder)
-        student = cls(meta["labels"], HashedNgrams.load(folder, meta), device, meta["feature_scale"])
+        settings = NgramSettings(buckets=meta["buckets"], word_n=meta["word_n"], char_n=meta["char_n"],
+                                 feature_scale=meta["feature_scale"])
+        student = cls(meta["labels"], settings, device)
         state = torch.load(folder / "ngram.pt", map_location=device)
         with torch.no_grad():
             student.net.bag.weight[state["rows"]] = state["values"]

@@ -3,27 +3,43 @@ so new texts are classified without rebuilding anything. Nodes are the text's di
 the first fit and frozen; unknown words read as <unk>), edges join words that co-occur within a sliding window,
 weighted by how often. A learned word embedding, two GCN/GIN/GAT layers, mean+max pooling and a linear head.
 
-torch_geometric is imported only where it is used: importing it costs seconds and ~250 MB, and the export of any
-kind imports this module for its preprocessing.
+torch_geometric is imported only where it is used: importing it costs seconds and ~250 MB, and listing the student
+kinds (any config load) imports this module.
 """
 from __future__ import annotations
 
 import json
 from collections import Counter
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 
 from pgkd.bus.messages import Example
-from pgkd.student.inference import batched_probabilities, top_labels
-from pgkd.student.kd_loss import class_weights, kd_loss, soft_matrix
-from pgkd.student.ngram import words
+from pgkd.student.base import STUDENT_KINDS, StudentSettings
+from pgkd.student.head_training import adamw, train_head
+from pgkd.student.kinds.ngram import words
+from pgkd.student.net_student import NetStudent
 from pgkd.student.saved import read_meta, write_meta
 
 UNK = 0
 VOCAB_FILE = "vocab.json"
+
+
+class GraphSettings(StudentSettings):
+    """One word co-occurrence graph per text; the vocabulary is frozen after the first fit."""
+
+    kind: Literal["graph"] = "graph"
+    layer: Literal["gcn", "gin", "gat"] = "gcn"
+    dim: int = Field(64, ge=4, description="word embedding and hidden size")
+    window: int = Field(3, ge=2, description="words co-occur (share an edge) within this sliding window")
+    vocab_size: int = Field(30000, ge=1, description="most frequent words kept; the rest map to <unk>")
+    min_count: int = Field(1, ge=1, description="a word needs this many occurrences to enter the vocabulary")
+    word_dropout: float = Field(0.1, ge=0, lt=1, description="train-time chance a word is read as <unk>, "
+                                "so <unk> (unseen words at inference) has a trained embedding")
 
 
 class Vocabulary:
@@ -102,7 +118,7 @@ def make_conv(layer: str, dim: int) -> torch.nn.Module:
         return GINConv(torch.nn.Sequential(torch.nn.Linear(dim, dim), torch.nn.ReLU(), torch.nn.Linear(dim, dim)))
     if layer == "gat":
         return GATConv(dim, dim, heads=4, concat=False)
-    raise ValueError(f"unknown graph_layer '{layer}' (known: gcn, gin, gat)")
+    raise ValueError(f"unknown graph layer '{layer}' (known: gcn, gin, gat)")
 
 
 def pool(h: torch.Tensor, batch: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
@@ -132,92 +148,61 @@ class GraphNet(torch.nn.Module):
         return self.head(pool(h, batch, counts))
 
 
-class GraphStudent:
-    kind = "graph"
+@STUDENT_KINDS.register("graph", GraphSettings)
+class GraphStudent(NetStudent):
+    preprocessing = TextGraphs
 
-    def __init__(self, labels: list[str], device: str, layer: str, dim: int, window: int, seed: int = 0,
-                 graphs: TextGraphs | None = None):
-        self.labels, self.device, self.layer, self.dim, self.window = labels, device, layer, dim, window
-        self.graphs, self.net = None, None
-        if graphs is not None:
-            self._freeze(graphs, seed)
-
-    @classmethod
-    def from_config(cls, labels, config, device):
-        return cls(labels, device, config.graph_layer, config.graph_dim, config.graph_window, config.seed)
+    def __init__(self, labels: list[str], settings: GraphSettings, device):
+        super().__init__(labels, settings, device)
+        self.features, self.net = None, None  # known at the first fit, which fixes the vocabulary
 
     def _freeze(self, graphs: TextGraphs, seed: int) -> None:
         """Fix the vocabulary (hence the embedding size) and create the network, reproducibly."""
-        self.graphs = graphs
+        self.features = graphs
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            self.net = GraphNet(len(graphs.vocab), self.dim, len(self.labels), self.layer).to(self.device)
+            self.net = GraphNet(len(graphs.vocab), self.settings.dim, len(self.labels), self.settings.layer)
+            self.net = self.net.to(self.device)
 
-    def _inputs(self, graphs: list) -> dict[str, torch.Tensor]:
-        return {k: v.to(self.device) for k, v in TextGraphs.collate(graphs).items()}
+    def fit(self, examples: list[Example], settings: GraphSettings, on_epoch=None) -> float:
+        if self.features is None:  # first fit: this data defines the vocabulary for good
+            vocab = Vocabulary.build([e.text for e in examples], settings.vocab_size, settings.min_count)
+            self._freeze(TextGraphs(vocab, self.settings.window), settings.seed)
+        graphs = [self.features.graph(e.text) for e in examples]  # built once per fit, batched per step
 
-    def fit(self, examples: list[Example], config, on_epoch=None) -> float:
-        """Train on all examples (warm start from the current weights). Returns the last epoch's mean loss."""
-        if self.graphs is None:  # first fit: this data defines the vocabulary for good
-            vocab = Vocabulary.build([e.text for e in examples], config.graph_vocab_size, config.graph_min_count)
-            self._freeze(TextGraphs(vocab, self.window), config.seed)
-        index = {label: i for i, label in enumerate(self.labels)}
-        hard = torch.tensor([index[e.label] for e in examples], device=self.device)
-        soft, has_soft = soft_matrix([e.soft_label for e in examples], index)
-        soft, has_soft = soft.to(self.device), has_soft.to(self.device)
-        weights = class_weights(hard, len(self.labels), config.class_weighting)
-        graphs = [self.graphs.graph(e.text) for e in examples]  # built once per fit, batched per step
-        optimizer = torch.optim.AdamW(self.net.parameters(), lr=config.lr, weight_decay=1e-4)
-        generator = torch.Generator().manual_seed(config.seed)
-        self.net.train()
-        last = float("nan")
-        for epoch in range(config.epochs):
-            order, total = torch.randperm(len(graphs), generator=generator), 0.0
-            for start in range(0, len(graphs), config.batch_size):
-                picked = order[start:start + config.batch_size]
-                inputs = self._inputs([graphs[i] for i in picked])
-                drop = torch.rand(inputs["x"].shape, generator=generator).to(self.device) < config.graph_word_dropout
-                inputs["x"] = inputs["x"].masked_fill(drop, UNK)
-                take = picked.to(self.device)
-                loss = kd_loss(self.net(**inputs), hard[take], soft[take], has_soft[take], config.temperature,
-                               config.alpha, None if weights is None else weights[take])
-                optimizer.zero_grad()
-                loss.backward()
-                optimizer.step()
-                total += loss.item() * len(picked)
-            last = total / len(graphs)
-            if on_epoch and on_epoch(epoch, last):  # the trainer's early stopping said enough
-                break
-        return last
+        def logits(picked: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+            inputs = self.on_device(TextGraphs.collate([graphs[i] for i in picked]))
+            drop = torch.rand(inputs["x"].shape, generator=generator).to(self.device) < settings.word_dropout
+            inputs["x"] = inputs["x"].masked_fill(drop, UNK)
+            return self.net(**inputs)
+
+        return train_head(self, examples, settings, logits, adamw(self.net.parameters(), settings.lr), on_epoch,
+                          [self.net])
 
     def predict_proba(self, texts: list[str], batch_size: int = 256) -> np.ndarray:
+        self._check_fitted()
+        return super().predict_proba(texts, batch_size)
+
+    def _check_fitted(self) -> None:
         if self.net is None:
             raise RuntimeError("the graph student has no vocabulary yet: fit it first")
-        return batched_probabilities(self.net, lambda chunk: self._inputs([self.graphs.graph(t) for t in chunk]),
-                                     texts, batch_size, len(self.labels))
-
-    def predict(self, texts: list[str]) -> list[tuple[str, float]]:
-        return top_labels(self.labels, self.predict_proba(texts))
-
-    def export_parts(self) -> tuple[torch.nn.Module, TextGraphs]:
-        return self.net, self.graphs
 
     def save(self, folder: str | Path) -> Path:
-        if self.net is None:
-            raise RuntimeError("the graph student has no vocabulary yet: fit it first")
+        self._check_fitted()
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         torch.save(self.net.state_dict(), folder / "graph.pt")
-        meta = {"kind": self.kind, "labels": self.labels, "layer": self.layer, "dim": self.dim,
-                **self.graphs.save(folder)}
+        meta = {"kind": self.kind, "labels": self.labels, "layer": self.settings.layer, "dim": self.settings.dim,
+                **self.features.save(folder)}
         write_meta(folder, meta)
         return folder
 
     @classmethod
-    def load(cls, folder: str | Path, device: str):
+    def load(cls, folder: str | Path, device):
         folder = Path(folder)
         meta = read_meta(folder)
-        student = cls(meta["labels"], device, meta["layer"], meta["dim"], meta["window"],
-                      graphs=TextGraphs.load(folder, meta))
+        settings = GraphSettings(layer=meta["layer"], dim=meta["dim"], window=meta["window"])
+        student = cls(meta["labels"], settings, device)
+        student._freeze(TextGraphs.load(folder, meta), settings.seed)
         student.net.load_state_dict(torch.load(folder / "graph.pt", map_location=device))
         return student

