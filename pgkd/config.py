@@ -15,8 +15,12 @@ from pgkd.bus.config import RedisConfig
 from pgkd.cluster.config import RayConfig
 from pgkd.evaluator.config import EvaluatorConfig, LoopConfig
 from pgkd.student.base import STUDENT_KINDS
+from pgkd.teacher.backends.base import TEACHER_BACKENDS
 from pgkd.student.config import StudentConfig
 from pgkd.teacher.config import TeacherConfig, teacher_settings
+
+
+FAMILIES = {family.tag: family for family in (STUDENT_KINDS, TEACHER_BACKENDS)}  # for error messages
 
 
 class RunConfig(Settings):
@@ -143,14 +147,16 @@ def validate_config(data: dict, file: str = "<config>", lines: dict | None = Non
 
 
 def readable_location(error: dict) -> tuple[tuple, str]:
-    """An error's field path without the union's member marks ('kind=ngram'), and its message in words: a key
-    that belongs to another kind is 'not a setting of kind ngram'; an unknown kind is located at its tag."""
+    """An error's field path without the union's member marks ('kind=ngram'), and its message in words: a key of
+    another kind is 'not a setting of kind ngram (it is one of graph)'; an unknown kind is located at its tag."""
     loc, message = [], error["msg"]
     for part in error["loc"]:
         if isinstance(part, str) and "=" in part:
             tag, name = part.split("=", 1)
             if error["type"] == "extra_forbidden":
-                message = f"not a setting of {tag} '{name}' ({message})"
+                owners = FAMILIES[tag].owners(str(error["loc"][-1]))
+                where = f"it is one of {tag} {', '.join(owners)}" if owners else "no such setting"
+                message = f"not a setting of {tag} '{name}' ({where})"
             continue
         loc.append(part)
     if error["type"] == "unknown_kind":

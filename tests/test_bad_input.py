@@ -102,7 +102,10 @@ CASES = {
         ["run.yaml:6: field 'teacher.base_url'", "http(s)://host:port/v1"]),
     "a setting of another backend": (
         lambda t, d: run(t, d, "teacher:\n  backend: openai\n  dtype: float32\n"),
-        ["run.yaml:6: field 'teacher.dtype'", "not a setting of backend 'openai'"]),
+        ["run.yaml:6: field 'teacher.dtype'", "not a setting of backend 'openai' (it is one of backend vllm)"]),
+    "a misspelt setting": (
+        lambda t, d: run(t, d, "teacher:\n  tempreature: 1.0\n"),
+        ["run.yaml:5: field 'teacher.tempreature'", "not a setting of backend 'vllm' (no such setting)"]),
     # command-line arguments
     "--set without =": (lambda t, d: run(t, d, "", "--set", "teacher.replicas"), ["field 'teacher.replicas'",
                                                                                   "dotted.key=value"]),

@@ -57,6 +57,10 @@ class KindFamily:
         self.implementation(name)
         return self._settings[name]
 
+    def owners(self, field: str) -> list[str]:
+        """The kinds whose settings block has this field (to say where a misplaced key belongs)."""
+        return [name for name in self.names() if field in self._settings[name].model_fields]
+
     def _which(self, value: Any) -> str:
         if isinstance(value, dict):
             return str(value.get(self.tag, self.default))
