@@ -254,7 +254,7 @@ def checked_run_id(run_id: str | None, config: RunConfig) -> str:
 
 def publish_seeds(bus: Bus, seeds: list[dict]) -> None:
     examples = [Example(text=row["text"], label=row["label"], source="seed") for row in seeds]
-    bus.publish(EXAMPLES, ExampleBatch(producer="seeds", batch=0, examples=examples))
+    bus.publish(EXAMPLES, ExampleBatch(producer="seeds", batch=0, examples=examples), operation="examples:seeds:0")
 
 
 def run(config: RunConfig, run_id: str | None = None, progress=print, verbose: bool = False) -> dict:
