@@ -140,7 +140,14 @@ def cmd_stop(args) -> int:
     from pgkd.runs import driver_alive
 
     bus, _, info = _bus_for(args)
-    first = request_stop(bus, "user", "pgkd stop")
+    try:
+        first = request_stop(bus, "user", "pgkd stop")
+    except BusUnavailable:
+        if driver_alive(info):
+            raise
+        print(f"run {args.run_id} is not live: its driver and its bus are gone, nothing to stop "
+              f"(`pgkd resume {args.run_id}` continues it)")
+        return 0
     print("stop requested" if first else "run was already stopping")
     if info.get("embedded_redis") and not driver_alive(info):  # a crashed driver left its bus running
         bus.call(bus.client.shutdown)

