@@ -22,7 +22,9 @@ from pgkd.basics.dataset import dedupe_texts, load_dataset, overlap, rows_not_ta
 from pgkd.basics.errors import BusUnavailable, InputError
 from pgkd.basics.pool_files import plan_shards, pool_files, text_id
 from pgkd.bus.archive import StreamArchive
-from pgkd.bus.client import EXAMPLES, Bus, redact
+from pgkd.basics.atomic_files import write_atomic
+from pgkd.basics.redact import redact, redact_urls
+from pgkd.bus.client import EXAMPLES, Bus
 from pgkd.bus.control import request_stop
 from pgkd.bus.messages import Example, ExampleBatch, Stop
 from pgkd.bus.roster import student_names
@@ -230,10 +232,7 @@ def save_config(config: RunConfig, path: Path) -> None:
     """The resolved config of the run, credentials redacted."""
     import yaml
 
-    data = dump_config(config)
-    if data["redis"]["url"]:
-        data["redis"]["url"] = redact(data["redis"]["url"])
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    write_atomic(path, yaml.safe_dump(redact_urls(dump_config(config)), sort_keys=False))
 
 
 def probe_teacher(config: RunConfig, progress) -> None:

@@ -11,7 +11,9 @@ from pgkd.config import RunConfig, dump_config
 
 from pgkd.teacher.config import teacher_kind
 from pgkd.bus.archive import StreamArchive, full_history
-from pgkd.bus.client import CHECKPOINTS, DEAD_LETTERS, EXAMPLES, REPORTS, SELECTION, Bus, redact
+from pgkd.basics.atomic_files import write_atomic
+from pgkd.basics.redact import redact_urls
+from pgkd.bus.client import CHECKPOINTS, DEAD_LETTERS, EXAMPLES, REPORTS, SELECTION, Bus
 from pgkd.bus.control import BEST, BEST_CHOICE, TEACHER_AUDIT, stop_history
 from pgkd.bus.messages import Checkpoint, EvalReport, ExampleBatch, SelectionScore, Stop, TeacherAudit
 from pgkd.bus.roster import actor_names, teacher_names
@@ -39,7 +41,7 @@ def finish_run(config: RunConfig, data, inputs, bus: Bus, run_id: str, run_dir: 
     report = {
         "run_id": run_id,
         "simulated_teacher": simulated_note(config),
-        "config": dump_config(config) | {"redis": {"url": redact(config.redis.url) if config.redis.url else None}},
+        "config": redact_urls(dump_config(config)),
         "stopped_by": stop.model_dump(),
         "earlier_sessions": [s.model_dump() for s in stop_history(bus)],  # stops before each `pgkd resume`
         "elapsed_seconds": round(elapsed, 1),
@@ -58,7 +60,7 @@ def finish_run(config: RunConfig, data, inputs, bus: Bus, run_id: str, run_dir: 
         "checkpoints": [checkpoint_row(c) for c in checkpoints],
         "bus": bus_block,
     }
-    (run_dir / "report.json").write_text(json.dumps(report, indent=2))
+    write_atomic(run_dir / "report.json", json.dumps(report, indent=2))
     write_markdown(report, run_dir)
     progress(f"report: {run_dir / 'report.md'}")
     return report

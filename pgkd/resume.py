@@ -3,8 +3,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pgkd.config import RunConfig, load_config
-from pgkd.basics.errors import BusUnavailable
+from pgkd.basics.errors import BusUnavailable, InputError
+from pgkd.basics.redact import HIDDEN
+from pgkd.config import RunConfig, dump_config, load_config
 from pgkd.bus.archive import StreamArchive
 from pgkd.bus.client import CHECKPOINTS, EXAMPLES, Bus, redact
 from pgkd.bus.control import clear_stop
@@ -23,6 +24,7 @@ def resume(run_id: str, runs_dir: str | Path, overrides: list[str] = (), progres
     run_dir, info = find_run(run_id, runs_dir)
     refuse_if_live(run_id, info)
     config = load_config(run_dir / "config.yaml", overrides)
+    refuse_redacted(config, run_dir / "config.yaml")
     config.runs_dir = Path(runs_dir)
     data, inputs = prepare_inputs(config)
     probe_teacher(config, progress)
@@ -38,6 +40,25 @@ def resume(run_id: str, runs_dir: str | Path, overrides: list[str] = (), progres
         if bus.stream_length(EXAMPLES) == 0 and StreamArchive(run_dir / "data").last_id() is None:  # no seeds out
             publish_seeds(bus, inputs.seeds)
         return drive(session, config, data, inputs, bus, embedded, run_id, run_dir, progress, verbose)
+
+
+def refuse_redacted(config: RunConfig, path: Path) -> None:
+    """A credential in a URL was saved as *** (never in a file): the user gives it again with --set, or better
+    moves it out of the URL (an endpoint's key belongs in teacher.api_key_env). The bus URL comes from run.json."""
+    def walk(value, where: str):
+        if isinstance(value, dict):
+            for key, item in value.items():
+                yield from walk(item, f"{where}.{key}" if where else key)
+        elif isinstance(value, list):
+            for index, item in enumerate(value):
+                yield from walk(item, f"{where}.{index}")
+        elif isinstance(value, str) and "://" in value and HIDDEN in value:
+            yield where
+
+    for field in walk(dump_config(config), ""):
+        if field != "redis.url":
+            raise InputError(f"its credentials were redacted when the run was saved: give it again with "
+                             f"--set {field}=...", file=str(path), field=field)
 
 
 def launched_names(config: RunConfig) -> set[str]:

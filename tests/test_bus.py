@@ -80,7 +80,11 @@ def test_unreachable_redis_names_the_url_without_password():
 
 
 def test_redact():
-    assert redact("rediss://user:pw@host:6380/0") == "rediss://user:***@host:6380/0"
+    assert redact("rediss://user:pw@host:6380/0") == "rediss://***@host:6380/0"
+    assert redact("redis://:pw@host:6379/0") == "redis://***@host:6379/0"
+    assert redact("https://u:p@gw.example/v1?api_key=abc&model=m") == "https://***@gw.example/v1?api_key=***&model=m"
+    assert redact("s3://bucket/p?endpoint_override=127.0.0.1:9000&scheme=http") == \
+        "s3://bucket/p?endpoint_override=127.0.0.1:9000&scheme=http"  # nothing secret: left as it is
     assert redact("redis://host:6379") == "redis://host:6379"
 
 

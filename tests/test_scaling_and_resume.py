@@ -261,3 +261,23 @@ def test_a_resumed_session_relaunches_the_configured_names_and_retires_the_rest(
     retire(bus, "teacher-0")  # scaled down in the first session, configured again now
     restart_roster(bus, {"teacher-0", "student-m-0"})
     assert retired(bus) == {"teacher-1", "student-m-1"}
+
+
+def test_credentials_in_urls_never_reach_the_saved_config_and_resume_asks_for_them(tmp_path):
+    """A user:pass@ in teacher.base_url used to be written to config.yaml and report.json."""
+    from pgkd.basics.errors import InputError
+    from pgkd.config import load_config
+    from pgkd.driver import save_config
+    from pgkd.resume import refuse_redacted
+
+    (tmp_path / "run.yaml").write_text(f"dataset: {{path: {tmp_path}}}\nteacher:\n  backend: openai\n"
+                                       f"  base_url: https://user:s3cret@gateway.example/v1?api_key=k3y\n"
+                                       f"redis: {{url: 'redis://:pw@127.0.0.1:6379/0'}}\n")
+    config = load_config(tmp_path / "run.yaml")
+    save_config(config, tmp_path / "config.yaml")
+    saved = (tmp_path / "config.yaml").read_text()
+    assert "s3cret" not in saved and "k3y" not in saved and "pw@" not in saved and "user" not in saved
+    with pytest.raises(InputError, match="--set teacher.base_url="):
+        refuse_redacted(load_config(tmp_path / "config.yaml"), tmp_path / "config.yaml")
+    refuse_redacted(load_config(tmp_path / "config.yaml", ["teacher.base_url=https://gateway.example/v1"]),
+                    tmp_path / "config.yaml")  # given again: accepted (the redis URL comes from run.json)

@@ -12,12 +12,12 @@ import logging
 import time
 import uuid
 from typing import Callable, TypeVar
-from urllib.parse import urlsplit, urlunsplit
 
 import redis
 from pydantic import BaseModel, ValidationError
 
 from pgkd.basics.errors import BusUnavailable
+from pgkd.basics.redact import redact
 
 log = logging.getLogger(__name__)
 M = TypeVar("M", bound=BaseModel)
@@ -43,17 +43,6 @@ end
 redis.call('SET', KEYS[1], cjson.encode(replies), 'EX', ARGV[1])
 return replies
 """
-
-
-def redact(url: str) -> str:
-    """The URL with any password replaced, safe for logs and reports."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    netloc = f"{user}:***@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
 class Bus:
