@@ -105,11 +105,23 @@ def run_config(path: Path, overrides: list[str], run_id: str | None, verbose: bo
     from pgkd.driver import run
 
     config = load_config(path, overrides)
-    report = run(config, run_id=run_id, verbose=verbose)
-    best = report.get("best_student")
-    if not best:
+    return exit_code(run(config, run_id=run_id, verbose=verbose))
+
+
+EXIT_NOTHING_SCORED, EXIT_STOPPED_BY_ERROR = 1, 3  # the README's exit codes; 2: bad input, 128 + N: a signal
+
+
+def exit_code(report: dict) -> int:
+    """0: the run ended as planned; 3: it was stopped by an error (every teacher failed, an actor failed for good),
+    though its report was written and its best student exported; 1: no student was scored at all."""
+    if not report.get("best_student"):
         print("no student was scored; see the report", file=sys.stderr)
-        return 1
+        return EXIT_NOTHING_SCORED
+    stopped = report.get("stopped_by") or {}
+    if stopped.get("reason") == "error":
+        print(f"the run was stopped by an error: {stopped.get('detail', '')}; the report and the best student so "
+              f"far were written", file=sys.stderr)
+        return EXIT_STOPPED_BY_ERROR
     return 0
 
 
@@ -191,8 +203,7 @@ def split_count(value: str) -> tuple[str, int]:
 def cmd_resume(args) -> int:
     from pgkd.resume import resume
 
-    report = resume(args.run_id, args.runs_dir, args.set, verbose=args.verbose)
-    return 0 if report.get("best_student") else 1
+    return exit_code(resume(args.run_id, args.runs_dir, args.set, verbose=args.verbose))
 
 
 def cmd_audit(args) -> int:

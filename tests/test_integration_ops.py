@@ -111,3 +111,39 @@ students:
     assert again["stopped_by"]["reason"] == "max_versions" and len(again["versions"]) == scored
     assert [s["reason"] for s in again["earlier_sessions"]] == ["user"]
     assert again["teacher"]["per_replica"]["teacher-0"] == report["teacher"]["per_replica"]["teacher-0"]
+
+
+def test_a_run_whose_every_teacher_failed_writes_its_report_and_exits_3(tmp_path, reap_servers):
+    """An endpoint that answers only 500s: the replica gives up after its bound, the run stops with reason
+    'error', writes its report and exports its best (seeds-only) student, and exits 3 so a script can tell (it
+    used to exit 0)."""
+    from tests.test_teacher_http import ScriptedEndpoint
+
+    endpoint = ScriptedEndpoint([500] * 10_000)
+    config = write_config(tmp_path, f"""
+teacher:
+  replicas: 0
+  backend: openai
+  model: scripted
+  base_url: "{endpoint.url}"
+  max_retries: 0
+  max_consecutive_failures: 2
+students:
+  - name: ngram
+    kind: ngram
+""")
+    runs, run = tmp_path / "runs", "itest-teacher-fails"
+    proc = subprocess.Popen(PGKD + ["run", str(config), "--run-id", run], env=ENV, cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        wait_for_scored_version(runs, 0, run_id=run)
+        pgkd("scale", run, "--teachers", "1", "--runs-dir", str(runs))  # no probe at start: none configured
+        out, _ = proc.communicate(timeout=180)
+    finally:
+        proc.kill()
+        endpoint.close()
+    assert proc.returncode == 3, out[-3000:]
+    assert "the run was stopped by an error" in out
+    report = json.loads((runs / run / "report.json").read_text())
+    assert report["stopped_by"]["reason"] == "error" and "every teacher failed" in report["stopped_by"]["detail"]
+    assert report["best_student"]["version"] == 0 and (runs / run / "best_student" / "student.json").is_file()
