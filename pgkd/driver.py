@@ -26,7 +26,7 @@ from pgkd.basics.atomic_files import write_atomic
 from pgkd.basics.redact import redact, redact_urls
 from pgkd.bus.client import EXAMPLES, Bus
 from pgkd.bus.control import request_stop
-from pgkd.bus.messages import Example, ExampleBatch, Stop
+from pgkd.bus.messages import SEEDS_PRODUCER, Example, ExampleBatch, Stop
 from pgkd.bus.roster import student_names
 from pgkd.bus.server import EmbeddedRedis
 from pgkd.cluster.cpu import cpu_info, dtype_refusal
@@ -253,7 +253,8 @@ def checked_run_id(run_id: str | None, config: RunConfig) -> str:
 
 def publish_seeds(bus: Bus, seeds: list[dict]) -> None:
     examples = [Example(text=row["text"], label=row["label"], source="seed") for row in seeds]
-    bus.publish(EXAMPLES, ExampleBatch(producer="seeds", batch=0, examples=examples), operation="examples:seeds:0")
+    bus.publish(EXAMPLES, ExampleBatch(producer=SEEDS_PRODUCER, batch=0, examples=examples),
+                operation=f"examples:{SEEDS_PRODUCER}:0")
 
 
 def run(config: RunConfig, run_id: str | None = None, progress=print, verbose: bool = False) -> dict:

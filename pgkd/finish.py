@@ -15,7 +15,7 @@ from pgkd.basics.atomic_files import write_atomic
 from pgkd.basics.redact import redact_urls
 from pgkd.bus.client import CHECKPOINTS, DEAD_LETTERS, EXAMPLES, REPORTS, SELECTION, Bus
 from pgkd.bus.control import BEST, BEST_CHOICE, TEACHER_AUDIT, stop_history
-from pgkd.bus.messages import Checkpoint, EvalReport, ExampleBatch, SelectionScore, Stop, TeacherAudit
+from pgkd.bus.messages import SEEDS_PRODUCER, Checkpoint, EvalReport, ExampleBatch, SelectionScore, Stop, TeacherAudit
 from pgkd.bus.roster import actor_names, teacher_names
 from pgkd.evaluator.scoring import score
 from pgkd.live_status import pool_status, teacher_totals
@@ -34,6 +34,7 @@ def finish_run(config: RunConfig, data, inputs, bus: Bus, run_id: str, run_dir: 
     write_data(run_dir / "data", batches)
     write_metrics(run_dir / "metrics.jsonl", reports)
     totals, per_teacher = teacher_totals(bus, actor_names(bus, "teacher", teacher_names(config)))
+    kept_mismatch = reconcile_kept(totals, per_teacher, batches)
     best = bus.get_model(BEST, Checkpoint)
     best_block = score_best(best, reports, data, run_dir, progress) if best else None
     if best_block is not None:
@@ -52,7 +53,7 @@ def finish_run(config: RunConfig, data, inputs, bus: Bus, run_id: str, run_dir: 
         "teacher_audit": audit.model_dump() if (audit := bus.get_model(TEACHER_AUDIT, TeacherAudit)) else None,
         "versions": [version_row(r) for r in reports],
         "best_student": best_block,
-        "teacher": {"totals": totals, "per_replica": per_teacher,
+        "teacher": {"totals": totals, "per_replica": per_teacher, "kept_reconciled": kept_mismatch,
                     "dropped": {k[len("dropped_"):]: v for k, v in totals.items() if k.startswith("dropped_")},
                     **teacher_accounting(totals, config.teacher)},
         "examples": {**source_counts(batches), "pool_label_accuracy": pool_label_accuracy(batches, inputs)},
@@ -120,6 +121,26 @@ def score_best(best: Checkpoint, reports: list[EvalReport], data, run_dir: Path,
              f"test macro-F1 {test['macro_f1']:.4f} accuracy {test['accuracy']:.4f} "
              f"(seeds only: test macro-F1 {block['seeds_only_test']['macro_f1']:.4f}); exported to {export}")
     return block
+
+
+def reconcile_kept(totals: dict, per_teacher: dict[str, dict], batches: list[ExampleBatch]) -> dict | None:
+    """Each teacher's kept count as the archive has it (the examples students trained on): a teacher killed
+    between publishing a batch and adding its counts leaves the counter short, so the archive's count is the one
+    reported. Returns the counters that disagreed ({teacher: {"counted", "archived"}}), None when all agreed."""
+    archived: dict[str, int] = {}
+    for batch in batches:
+        if batch.producer != SEEDS_PRODUCER:
+            archived[batch.producer] = archived.get(batch.producer, 0) + len(batch.examples)
+    differ = {}
+    for name in set(per_teacher) | set(archived):
+        counted, actual = per_teacher.setdefault(name, {}).get("kept", 0.0), archived.get(name, 0)
+        if counted != actual:
+            differ[name] = {"counted": counted, "archived": actual}
+            log.warning("%s counted %g kept examples, the archive holds %d: reporting the archive's", name,
+                        counted, actual)
+        per_teacher[name]["kept"] = actual
+    totals["kept"] = sum(archived.values())
+    return differ or None
 
 
 def source_counts(batches: list[ExampleBatch]) -> dict[str, int]:

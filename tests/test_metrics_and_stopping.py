@@ -147,3 +147,21 @@ def test_validation_split_is_stratified_and_reproducible():
     assert split_per_class(rows, 0.3, seed=4) == (rest, held)
     assert not {r["text"] for r in rest} & {r["text"] for r in held}
     assert split_per_class(rows, 0, seed=4) == (rows, [])
+
+
+def test_kept_counts_are_reconciled_with_the_archive():
+    """A teacher killed between publishing a batch and counting it: the report gives what the archive holds."""
+    from pgkd.bus.messages import Example, ExampleBatch
+    from pgkd.finish import reconcile_kept
+
+    def batch(producer: str, n: int) -> ExampleBatch:
+        return ExampleBatch(producer=producer, batch=0,
+                            examples=[Example(text=f"{producer} {i}", label="a", source="generated") for i in range(n)])
+
+    per = {"teacher-0": {"kept": 5.0, "generated": 9.0}, "teacher-1": {"kept": 3.0}}
+    totals = {"kept": 8.0, "generated": 9.0}
+    differ = reconcile_kept(totals, per, [batch("seeds", 4), batch("teacher-0", 5), batch("teacher-1", 3),
+                                          batch("teacher-1", 2)])
+    assert differ == {"teacher-1": {"counted": 3.0, "archived": 5}}
+    assert per["teacher-1"]["kept"] == 5 and totals["kept"] == 10 and totals["generated"] == 9.0
+    assert reconcile_kept(totals, per, [batch("teacher-0", 5), batch("teacher-1", 5)]) is None

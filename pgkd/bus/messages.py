@@ -26,6 +26,9 @@ class Example(Message):
     intended_label: str | None = None  # before relabelling
 
 
+SEEDS_PRODUCER = "seeds"  # the producer of the run's one seed batch; every other producer is a teacher replica
+
+
 class ExampleBatch(Message):
     producer: str
     batch: int
