@@ -10,6 +10,7 @@ import traceback
 from pathlib import Path
 
 from pgkd.basics.errors import BusUnavailable, InputError
+from pgkd.basics.logs import quiet_http_clients
 from pgkd.session import Interrupted
 
 REPO = Path(__file__).resolve().parents[1]
@@ -20,6 +21,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s: %(message)s")
+    quiet_http_clients()
     args = parser().parse_args(argv)
     try:
         return args.func(args) or 0

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 import time
 from pathlib import Path
 
@@ -94,6 +93,7 @@ def selection_block(bus: Bus, best: Checkpoint) -> dict:
 
 def score_best(best: Checkpoint, reports: list[EvalReport], data, run_dir: Path, progress) -> dict:
     """Test scores of the best student and of the same student's seeds-only version, and the export."""
+    from pgkd.student.commit import commit_copy
     from pgkd.student.registry import load_student
 
     texts, gold = [r["text"] for r in data.test], [r["label"] for r in data.test]
@@ -101,8 +101,7 @@ def score_best(best: Checkpoint, reports: list[EvalReport], data, run_dir: Path,
     student = load_student(best.path)
     test = score(student, texts, gold, names, 0)
     export = run_dir / "best_student"
-    shutil.rmtree(export, ignore_errors=True)
-    shutil.copytree(best.path, export)
+    commit_copy(best.path, export)  # checked against its manifest, then replaced whole
     validation = next(r for r in reports if r.student == best.student and r.version == best.version)
     block = {"student": best.student, "version": best.version, "path": str(export),
              "examples_seen": best.examples_seen, "generated_seen": best.generated_seen,

@@ -2,9 +2,12 @@
 whose bytes contain a marker (b"XADD", b"HINCRBYFLOAT", ...):
 - `cut_reply_to`: the request reaches the server, the server does it, and the client's connection is closed
   before the answer comes back (the client cannot know it was done);
-- `cut_request_to`: the connection is closed before the request reaches the server (it was not done)."""
+- `cut_request_to`: the connection is closed before the request reaches the server (it was not done);
+- `start_chaos`: every second or so a random open connection is cut wherever it is (mid-request, mid-reply, idle
+  or blocked in a read), as a flaky network does; `cuts` counts every cut."""
 from __future__ import annotations
 
+import random
 import socket
 import threading
 import time
@@ -20,7 +23,25 @@ class CuttingProxy:
         self.cuts = 0
         self.lock = threading.Lock()
         self.closed = False
+        self.open: set[tuple[socket.socket, socket.socket]] = set()  # (client, server) of every live connection
         threading.Thread(target=self._accept, daemon=True).start()
+
+    def start_chaos(self, every_s: float = 1.0, seed: int = 0) -> None:
+        """Cut a random open connection about every `every_s` seconds until the proxy closes."""
+        rng = random.Random(seed)
+
+        def cut_at_random() -> None:
+            while not self.closed:
+                time.sleep(every_s * rng.uniform(0.5, 1.5))
+                with self.lock:
+                    pairs = sorted(self.open, key=lambda pair: pair[0].fileno())
+                    pair = rng.choice(pairs) if pairs else None
+                    self.cuts += pair is not None
+                if pair is not None:
+                    hang_up(pair[0])
+                    hang_up(pair[1])
+
+        threading.Thread(target=cut_at_random, daemon=True).start()
 
     def cut_reply_to(self, marker: bytes, times: int = 1) -> None:
         with self.lock:
@@ -50,6 +71,8 @@ class CuttingProxy:
 
     def _serve(self, client: socket.socket) -> None:
         server = socket.create_connection(self.target)
+        with self.lock:
+            self.open.add((client, server))
         cut_next_reply = threading.Event()  # redis-py waits for each reply, so the next bytes back answer it
 
         def upstream() -> None:
@@ -76,6 +99,8 @@ class CuttingProxy:
         except OSError:
             pass
         finally:
+            with self.lock:
+                self.open.discard((client, server))
             hang_up(client)
             hang_up(server)
 

@@ -8,12 +8,14 @@ class ScriptedBackend:
     model_name = "scripted"
 
     def __init__(self, replies: list[str | None], label_bias: dict[str, float] | None = None,
-                 prefers: dict[str, str] | None = None, capabilities: Capabilities | None = None):
+                 prefers: dict[str, str] | None = None, capabilities: Capabilities | None = None,
+                 broken: dict[str, float] | None = None):
         self.capabilities = capabilities or Capabilities()  # completion format, no schemas, unless given
         self.specs: list[SamplingSpec] = []
         self.replies = list(replies)
         self.label_bias = label_bias or {}  # a constant per-label bias, as a small base model has
         self.prefers = prefers or {}  # text substring -> the label the "model" believes
+        self.broken = broken or {}  # text substring -> what every label scores there (NaN, -inf: logits gone bad)
         self.generate_calls = 0
         self.prompts: list[str] = []
         self.score_calls = 0
@@ -41,7 +43,9 @@ class ScriptedBackend:
             label = cont.strip()
             text = prefix.rsplit("Message:", 1)[-1]
             believed = next((lab for key, lab in self.prefers.items() if key in text), None)
-            scores.append(self.label_bias.get(label, 0.0) + (3.0 if believed == label else 0.0) - 5.0)
+            bad = next((value for key, value in self.broken.items() if key in text), None)
+            score = self.label_bias.get(label, 0.0) + (3.0 if believed == label else 0.0) - 5.0
+            scores.append(score if bad is None else bad)
         return scores
 
     def close(self):

@@ -213,7 +213,7 @@ def test_unreachable_redis_leaves_no_folder(tmp_path, tiny_dataset, capsys, left
                                        f"  startup_timeout_s: 0.5\n")
     assert main(argv) == 2
     err = capsys.readouterr().err
-    assert "cannot reach Redis at redis://:***@127.0.0.1" in err and "secret" not in err
+    assert "cannot reach Redis at redis://***@127.0.0.1" in err and "secret" not in err
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
 
 
@@ -224,7 +224,7 @@ def test_unreachable_teacher_endpoint_fails_before_anything_starts(tmp_path, tin
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert "field 'teacher.base_url'" in err and "unreachable within 2s" in err and "ConnectError" in err
-    assert "user:***@127.0.0.1" in err and "secret" not in err
+    assert "//***@127.0.0.1" in err and "secret" not in err and "user" not in err
     assert not (tmp_path / "runs").exists()
 
 

@@ -19,7 +19,7 @@ def test_unreachable_redis_is_named_without_its_password(tmp_path, tiny_dataset)
                       f"redis:\n  url: redis://:hunter2@127.0.0.1:{free_port()}/0\n")
     proc = pgkd("run", str(config))
     assert proc.returncode == 2
-    assert "cannot reach Redis at redis://:***@127.0.0.1" in proc.stderr and "hunter2" not in proc.stderr
+    assert "cannot reach Redis at redis://***@127.0.0.1" in proc.stderr and "hunter2" not in proc.stderr
 
 
 def test_bad_config_line_is_named(tmp_path):

@@ -3,6 +3,7 @@ Ray Data, teachers label what it offers, `pgkd status` shows the pool, the drive
 goes on from the bus without labelling any pool text twice. Simulated teacher: a measuring instrument.
 About a minute: marked `integration`."""
 import json
+import re
 import random
 import subprocess
 
@@ -64,9 +65,15 @@ students:
     proc = subprocess.Popen(PGKD + ["run", str(config), "--run-id", RUN], env=ENV, cwd=REPO,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        wait_for(lambda: " 2 rows in" not in status() and "round 2 " in status() and "0 labelled" not in status(),
-                 "two scoring rounds and a labelled pool text", timeout=150)
-        seen = status()
+        seen = ""
+
+        def two_rounds_and_a_label() -> bool:  # one status call a poll: each is a process start
+            nonlocal seen
+            seen = status()
+            rounds, labelled = re.search(r"; round (\d+) ", seen), re.search(r"(\d+) labelled", seen)
+            return bool(rounds and labelled and int(rounds.group(1)) >= 2 and int(labelled.group(1)) >= 1)
+
+        wait_for(two_rounds_and_a_label, "two scoring rounds and a labelled pool text", timeout=150)
         proc.kill()  # the driver crashes: no report, no clean stop
         proc.wait(30)
     finally:

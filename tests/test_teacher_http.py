@@ -10,6 +10,7 @@ import pytest
 from pgkd.teacher.backends import openai_http
 from pgkd.teacher.backends.base import Capabilities, SamplingSpec
 from pgkd.teacher.backends.openai_http import OpenAIHTTPBackend
+from pgkd.teacher.backends.openai_replies import EchoLogprobs
 from tests.json_endpoint import JsonEndpoint
 
 
@@ -103,7 +104,7 @@ def test_request_body_carries_the_sampling_spec(endpoint_factory):
 
 def test_continuation_sum_aligns_on_the_prompt_end():
     # echoed text "<bos>ab: cd" + generated "\n": offsets start 5 chars late because of "<bos>"
-    logprobs = {"text_offset": [0, 5, 7, 8, 10, 11], "token_logprobs": [None, -1.0, -0.5, -2.0, -3.0, -9.0]}
+    logprobs = EchoLogprobs(text_offset=[0, 5, 7, 8, 10, 11], token_logprobs=[None, -1.0, -0.5, -2.0, -3.0, -9.0])
     prompt = "ab: cd"  # prefix "ab:" (3 chars), continuation " cd" -> tokens " c" (offset 8) and "d" (offset 10)
     assert openai_http.continuation_sum(logprobs, 1, 3, len(prompt)) == pytest.approx(-5.0)
     assert openai_http.continuation_sum(logprobs, 1, 6, len(prompt)) is None  # nothing after the prefix

@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+from pgkd.basics.logs import quiet_http_clients
 from pgkd.bus.client import Bus
 from pgkd.bus.control import set_status
 from pgkd.cluster.placement import set_thread_budget
@@ -48,6 +49,7 @@ def setup_logging(name: str, log_dir: str | None) -> None:
         output_to_file(name, log_dir)
     logging.basicConfig(level=logging.INFO, stream=sys.stdout, force=True,
                         format=f"%(asctime)s {name} %(levelname)s %(name)s: %(message)s")
+    quiet_http_clients()
     if log_dir:  # appended to: a restarted actor continues its own file
         Path(log_dir).mkdir(parents=True, exist_ok=True)
         handler = logging.FileHandler(Path(log_dir) / f"{name}.jsonl")

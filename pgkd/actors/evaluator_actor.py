@@ -7,6 +7,7 @@ import logging
 import ray
 
 from pgkd.actors.common import setup_actor
+from pgkd.basics.errors import InputError
 from pgkd.actors.metrics import record_evaluation, record_queue
 from pgkd.evaluator.config import EvaluatorConfig, LoopConfig
 from pgkd.bus.client import CHECKPOINTS, REPORTS, SELECTION
@@ -68,12 +69,21 @@ class EvaluatorActor:
             recovering = self.bus.reconnects != reconnects  # a reply lost in an outage is still pending: reread
             for entry_id, checkpoint in entries:
                 if checkpoint.key not in self.scored:  # else: scored, ack was lost
-                    self._evaluate(checkpoint)
+                    self._evaluate_sound(checkpoint)
                 self.bus.ack(CHECKPOINTS, GROUP, [entry_id])
                 self._maybe_stop()
             self._forget_retired()
             set_status(self.bus, "evaluator", state="idle", scored=self.judge.stopping.seen)
         return self.judge.stopping.seen
+
+    def _evaluate_sound(self, checkpoint: Checkpoint) -> None:
+        """A checkpoint whose files do not match its manifest (torn on disk) is logged and skipped: scoring it
+        again after a restart would fail the same way, and the student's next version supersedes it."""
+        try:
+            self._evaluate(checkpoint)
+        except InputError as exc:
+            log.error("skipped %s: %s", checkpoint.key, exc)
+            self.bus.add_counts("stats:evaluator", {"skipped_checkpoints": 1}, operation=f"skip:{checkpoint.key}")
 
     def _evaluate(self, checkpoint: Checkpoint) -> EvalReport:
         from pgkd.student.registry import load_student

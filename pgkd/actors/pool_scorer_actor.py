@@ -78,10 +78,12 @@ class PoolScorerActor:
 
     def _score_round(self, best: Checkpoint, why: str) -> None:
         from pgkd.actors.pool_data import candidates_of, scoring_round, summaries_of
+        from pgkd.student.commit import sound_version
         from pgkd.student.pool_rounds import RoundTally, next_shards
         from pgkd.student.pool_scoring import RoundCandidates
 
         student = self._student_of(best)
+        path = sound_version(best.path)  # torn after commit: the newest older version that verifies (logged)
         picked, cursor = next_shards(len(self.shards), self.totals["cursor"], self.per_round)
         labelled = pool_queue.labelled(self.bus)
         candidates = RoundCandidates(student.pool_queries, student.pool_strategy, student.pool_balanced, labelled)
@@ -90,7 +92,7 @@ class PoolScorerActor:
         log.info("round %d (%s): %d of %d shards with %s, %s", self.totals["rounds"] + 1, why, len(picked),
                  len(self.shards), best.key, student.pool_strategy)
         set_status(self.bus, NAME, state="scoring", checkpoint=best.key, scored=0)
-        for batch in scoring_round([self.shards[i] for i in picked], best.path, student, student.pool_queries, seed,
+        for batch in scoring_round([self.shards[i] for i in picked], str(path), student, student.pool_queries, seed,
                                    self.protected | labelled):
             candidates.add(candidates_of(batch))
             for row in summaries_of(batch):

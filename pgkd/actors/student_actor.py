@@ -100,16 +100,30 @@ class StudentActor:
 
     def _resume(self) -> None:
         """After a restart (Ray max_restarts): the newest checkpoint on disk and every example it was trained on
-        (acked entries) come back, and the entries held unacked when the actor died are staged again."""
-        from pgkd.student.registry import student_class
+        (acked entries) come back, and the entries held unacked when the actor died are staged again. A newest
+        checkpoint that fails to load (torn, changed after commit) gives way to the newest older one that loads;
+        the examples it had not seen train again in the next version, whose number goes on from the newest."""
+        from pgkd.student.commit import newest_loadable
+        from pgkd.student.registry import load_student
 
-        published = [c for c in self.bus.read_all(CHECKPOINTS, Checkpoint) if c.student == self.name]
+        published = sorted((c for c in self.bus.read_all(CHECKPOINTS, Checkpoint) if c.student == self.name),
+                           key=lambda c: c.version, reverse=True)
         if published:  # a checkpoint saved but never published was not scored: it is trained again
-            newest = max(published, key=lambda c: c.version)
-            student = student_class(self.config.kind).load(newest.path, torch_device(self.config.gpus))
+            newest, by_path = published[0], {Path(c.path): c for c in reversed(published)}  # newest wins a tie
+            student, path = newest_loadable(list(dict.fromkeys(Path(c.path) for c in published)),
+                                            lambda p: load_student(p, torch_device(self.config.gpus)))
             trained = [e for batch in self._acked_history() for e in batch.examples]
-            self.trainer.resume(student, newest.version, trained)
-            log.info("resumed from version %d (%s) with %d examples", newest.version, newest.path, len(trained))
+            loaded = by_path.get(path)
+            if loaded is not None and loaded.version == newest.version:
+                self.trainer.resume(student, newest.version, trained)
+                log.info("resumed from version %d (%s) with %d examples", newest.version, path, len(trained))
+            else:
+                seen = loaded.examples_seen if loaded else 0
+                self.trainer.resume(student, newest.version, trained, seen)
+                log.warning("version %d does not load (above): resumed from %s; version %d trains again on the %d "
+                            "examples it had not seen", newest.version,
+                            f"version {loaded.version} ({path})" if loaded else "scratch", newest.version + 1,
+                            max(len(trained) - seen, 0))
         elif self.archive is not None:  # new here: what was trimmed before it came is in the archive
             trimmed = trimmed_history(self.archive, ExampleBatch, before=first_id(self.bus))
             self.trainer.add([e for batch in trimmed for e in batch.examples])

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from pgkd.student.commit import MANIFEST
 from pgkd.student.registry import load_student
 from pgkd.student.saved import EXPORT_FORMATS, exported_kind, write_meta
 
@@ -35,6 +36,7 @@ def export_student(src_folder: str | Path, dst_folder: str | Path, fmt: str, dev
     module, preprocess = student.export_parts()
     module.eval()
     dst.mkdir(parents=True, exist_ok=True)
+    (dst / MANIFEST).unlink(missing_ok=True)  # an earlier "hf" export's: it would not describe this folder
     meta = {"kind": exported_kind(student.kind, fmt), "format": fmt, "base_kind": student.kind,
             "labels": student.labels, "model_file": MODEL_FILES[fmt], "inputs": list(preprocess.input_names),
             **preprocess.save(dst)}

@@ -1,7 +1,12 @@
 """An exported student folder, inference only: the base kind's preprocessing in Python, the numeric part in ONNX
-Runtime or TorchScript. Its kind is "<base kind>-<format>" (pgkd/student/export.py writes it)."""
+Runtime or TorchScript. Its kind is "<base kind>-<format>" (pgkd/student/export.py writes it).
+
+An ONNX graph is data for ONNX Runtime. A TorchScript file is a program: loading it runs the code it holds, with
+the operators torch offers, so load a TorchScript export only from a source you trust (a warning says so each
+time one is loaded); prefer ONNX, or the native folder, for students from elsewhere."""
 from __future__ import annotations
 
+import logging
 import shutil
 from pathlib import Path
 
@@ -9,7 +14,9 @@ import numpy as np
 import torch
 
 from pgkd.student.base import STUDENT_KINDS, Student
-from pgkd.student.saved import read_meta
+from pgkd.student.saved import EXPORT_FORMATS, inside, read_meta
+
+log = logging.getLogger(__name__)
 
 
 class ExportedStudent(Student):
@@ -25,9 +32,12 @@ class ExportedStudent(Student):
     def load(cls, folder: str | Path, device) -> "ExportedStudent":
         folder = Path(folder)
         meta = read_meta(folder)
+        if meta.get("format") not in EXPORT_FORMATS:
+            raise ValueError(f"unknown export format {meta.get('format')!r} (known: {', '.join(EXPORT_FORMATS)})")
         preprocess = STUDENT_KINDS.implementation(meta["base_kind"]).preprocessing_class().load(folder, meta)
         runner = _onnx_runner if meta["format"] == "onnx" else _torchscript_runner
-        return cls(folder, meta, preprocess, runner(folder / meta["model_file"], meta["inputs"], device))
+        model = inside(folder, meta["model_file"], "model_file")
+        return cls(folder, meta, preprocess, runner(model, meta["inputs"], device))
 
     @classmethod
     def from_settings(cls, labels, settings, device):
@@ -67,6 +77,9 @@ def onnx_providers(device_type: str, available: list[str]) -> list[str]:
 
 
 def _torchscript_runner(path: Path, names: list[str], device):
+    """Loading TorchScript runs the program the file holds (see the module's docstring)."""
+    log.warning("%s is TorchScript: loading it runs the code it holds; load TorchScript only from a source you "
+                "trust (an ONNX export is data)", path)
     module = torch.jit.load(str(path), map_location=device).eval()
 
     def run(inputs: dict[str, torch.Tensor]) -> torch.Tensor:

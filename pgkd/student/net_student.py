@@ -11,7 +11,7 @@ import torch
 
 from pgkd.student.base import STUDENT_KINDS, Preprocessing, Student
 from pgkd.student.inference import batched_probabilities
-from pgkd.student.saved import read_meta, write_meta
+from pgkd.student.saved import inside, load_weights, read_meta, write_meta
 
 NET_FILE = "net.pt"
 
@@ -48,5 +48,5 @@ class NetStudent(Student):
         meta = read_meta(Path(folder))
         settings = STUDENT_KINDS.settings(meta["kind"]).model_validate(meta["settings"])
         student = cls(meta["labels"], settings, device)
-        student.net.load_state_dict(torch.load(Path(folder) / NET_FILE, map_location=device))
+        student.net.load_state_dict(load_weights(inside(folder, NET_FILE), device))
         return student

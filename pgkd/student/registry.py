@@ -8,8 +8,9 @@ import torch
 
 from pgkd.basics.errors import InputError
 from pgkd.student.base import STUDENT_KINDS, Student, StudentSettings
+from pgkd.student.commit import verify
 from pgkd.student.exported import ExportedStudent
-from pgkd.student.saved import EXPORT_FORMATS, META_FILE, check_meta, read_meta
+from pgkd.student.saved import EXPORT_FORMATS, META_FILE, check_links, check_meta, read_meta
 
 
 def student_class(kind: str) -> type[Student]:
@@ -26,11 +27,15 @@ def make_student(labels: list[str], settings: StudentSettings, device) -> Studen
 
 
 def load_student(folder: str | Path, device: str | None = None) -> Student:
-    """Load any saved student: `load_student(path).predict(texts)`; without a device, on torch's default one."""
+    """Load any saved student: `load_student(path).predict(texts)`; without a device, on torch's default one.
+    Safe on a folder from anywhere (saved.py states the rule); a folder with a manifest must match it
+    (commit.py), else an InputError names the torn file."""
     folder = Path(folder)
     meta_path = folder / META_FILE
     if not meta_path.is_file():
         raise FileNotFoundError(f"{meta_path} not found: not a saved pgkd student")
+    check_links(folder)
+    verify(folder)
     return student_class(read_meta(folder)["kind"]).load(folder, device or torch.get_default_device())
 
 
@@ -41,5 +46,7 @@ def open_saved_student(folder: str | Path, device: str | None = None) -> Student
     check_meta(folder)
     try:
         return load_student(folder, device)
+    except InputError:  # already names the file and what is wrong with it
+        raise
     except Exception as exc:
         raise InputError(f"damaged student folder ({type(exc).__name__}: {str(exc)[:300]})", file=str(folder)) from exc

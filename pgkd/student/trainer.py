@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pgkd.bus.messages import Example
+from pgkd.student.commit import commit_folder
 
 log = logging.getLogger(__name__)
 
@@ -79,13 +80,19 @@ class StudentTrainer:
         self.trained_upto = 0  # self.examples[:trained_upto] were in some earlier version
         self.distrusted = 0  # teacher examples the last version left out (label_filter)
         self.version = -1
+        self.fitted = False  # the student's weights come from some version (else label_filter would judge noise)
 
-    def resume(self, student, version: int, trained: list[Example]) -> None:
-        """Continue after a restart from the checkpoint of `version` and the examples versions up to it saw."""
-        self.student, self.version = student, version
+    def resume(self, student, version: int, trained: list[Example], seen: int | None = None) -> None:
+        """Continue after a restart: the next version is `version` + 1, trained on `trained` (every example the
+        versions up to `version` saw). `student` holds the weights of `version`, or, where that checkpoint was
+        damaged, of an older one that had seen the first `seen` of them (the rest train again as new), or None:
+        none loaded, the fresh student trains on all of them."""
+        self.version = version
         self.add(trained)
-        self.new_since_version = 0
-        self.trained_upto = len(self.examples)
+        if student is not None:
+            self.student, self.fitted = student, True
+        self.trained_upto = len(self.examples) if seen is None else min(seen, len(self.examples))
+        self.new_since_version = len(self.examples) - self.trained_upto
 
     def add(self, examples: list[Example]) -> int:
         """Stage examples for the next version; an example id seen before is ignored (redelivery)."""
@@ -121,7 +128,7 @@ class StudentTrainer:
         always): a wrong label the student is sure of is left out of this version; it may come back in a later
         one. 0 keeps everything."""
         floor = self.config.label_filter
-        if not floor or self.version < 0:
+        if not floor or not self.fitted:
             return examples
         taught = [i for i, e in enumerate(examples) if e.source != "seed"]
         if not taught:
@@ -137,9 +144,10 @@ class StudentTrainer:
         stopper = ValidationStop(self.student, self.validation, self.config.early_stop_every,
                                  self.config.early_stop_patience)
         loss = self.student.fit(self.training_set(), self.config, on_epoch=stopper)
+        # committed whole (commit.py): a crash mid-save leaves no vNNNN, and this trainer's state as it was
+        path = commit_folder(self.student.save, self.checkpoint_dir / f"v{self.version + 1:04d}")
+        self.version, self.fitted = self.version + 1, True
         self.trained_upto = len(self.examples)
-        self.version += 1
-        path = self.student.save(self.checkpoint_dir / f"v{self.version:04d}")
         self.new_since_version = 0
         generated = sum(e.source != "seed" for e in self.examples)
         epochs = stopper.stopped_at or self.config.epochs

@@ -11,7 +11,7 @@ from pgkd.teacher.audit import LabelPolicy, audit_candidates, summarize
 from pgkd.teacher.backends.base import Completion, SamplingSpec, TeacherBackend
 from pgkd.teacher.filters import NoveltyFilter
 from pgkd.teacher.formats import resolve_format
-from pgkd.teacher.labeler import SoftLabeler
+from pgkd.teacher.labeler import UNSCORABLE, Scores, SoftLabeler
 from pgkd.teacher.parsing import parse_json_reply, parse_reply
 from pgkd.teacher.planner import plan_for
 from pgkd.teacher.prompts import ClassTask, PromptBuilder, examples_schema
@@ -48,7 +48,7 @@ class Teacher(BatchTeacher):
         started = time.monotonic()
         golds = [row["label"] for row in rows]
         sets = audit_candidates(rows, self.label_names, self.config)
-        probs = self.labeler.score([row["text"] for row in rows], sets)
+        probs = [p if isinstance(p, dict) else None for p in self.labeler.score([row["text"] for row in rows], sets)]
         tops = [max(p, key=p.get) if p else None for p in probs]
         audit = summarize(golds, tops, [p[t] if p else None for p, t in zip(probs, tops)],
                           max(map(len, sets), default=0), self.config.target_precision)
@@ -170,8 +170,8 @@ class Teacher(BatchTeacher):
         sets = [self.labeler.candidates(p.guesses[0], p.guesses[1:]) for p in pool]
         examples = []
         for item, probs in zip(pool, self.labeler.score([p.text for p in pool], sets)):
-            if probs is None:
-                stats.dropped["pool_unscored"] += 1
+            if not isinstance(probs, dict):  # the reason it has none: unscored, unscorable
+                stats.dropped[f"pool_{probs}"] += 1
                 continue
             label = max(probs, key=probs.get)
             if probs[label] < self.policy.threshold(label):
@@ -193,8 +193,9 @@ class Teacher(BatchTeacher):
         soft = self.labeler.score([d.text for d in drafts], sets)
         version = report.key if report else None
         examples = []
-        for draft, probs in zip(drafts, soft):
-            label = self._checked_label(draft.task.label, probs, stats)
+        for draft, scores in zip(drafts, soft):
+            label = self._checked_label(draft.task.label, scores, stats)
+            probs = scores if isinstance(scores, dict) else None  # unscored yet kept: label_check off
             if label is not None:
                 examples.append(Example(text=draft.text, label=label, source=draft.source,
                                         soft_label=kd_target(probs, label, draft.task.contrast)
@@ -203,10 +204,13 @@ class Teacher(BatchTeacher):
                                         report_version=version, intended_label=draft.task.label))
         return examples
 
-    def _checked_label(self, intended: str, probs: dict[str, float] | None, stats: BatchStats) -> str | None:
+    def _checked_label(self, intended: str, probs: Scores, stats: BatchStats) -> str | None:
         """The label consistency check: the teacher's own top label must be the one it was asked to write."""
-        if probs is None:
-            stats.dropped["unscored"] += 1
+        if probs == UNSCORABLE:  # never kept, even unchecked: its scores are not numbers
+            stats.dropped[UNSCORABLE] += 1
+            return None
+        if not isinstance(probs, dict):
+            stats.dropped[probs] += 1
             return None if self.config.label_check != "off" else intended
         top = max(probs, key=probs.get)
         if self.config.label_check == "off":

@@ -5,6 +5,7 @@ retrains the head on all data so far (seconds on CPU). With `finetune: true` the
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Literal
 
@@ -13,14 +14,17 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field
 
+from pgkd.basics.errors import InputError
 from pgkd.basics.models import model_problem
 from pgkd.bus.messages import Example
 from pgkd.student.base import STUDENT_KINDS, Student, StudentSettings
 from pgkd.student.head_training import adamw, train_head
-from pgkd.student.saved import read_meta, write_meta
+from pgkd.student.saved import META_FILE, inside, load_weights, read_meta, write_meta
 
 EMBEDDED_PREFIX = "embedded:"
 EMBEDDED_ENCODERS = ("embedded:all-MiniLM-L6-v2",)
+HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?")  # org/name, no path syntax
+SHIPPED = "encoder"  # a checkpoint's own copy of its encoder (fine-tuned, or a local folder's)
 
 
 class EncoderSettings(StudentSettings):
@@ -47,6 +51,30 @@ def resolve_encoder(spec: str) -> str:
     return spec
 
 
+def saved_encoder(spec, folder: Path) -> str:
+    """The folder of the encoder a saved frozen student names (saved.py's rule): an embedded one, or a hub id
+    already in this machine's Hugging Face cache, read from the cache alone. Anything else (a path: a
+    downloaded student.json could point anywhere) is refused; pgkd's own runs ship a local-folder encoder."""
+    where = str(Path(folder) / META_FILE)
+    if isinstance(spec, str) and spec in EMBEDDED_ENCODERS:
+        return resolve_encoder(spec)
+    if not isinstance(spec, str) or not HUB_ID.fullmatch(spec) or ".." in spec:
+        raise InputError(f"encoder {spec!r} is neither a known embedded encoder nor a hub id (a path outside the "
+                         f"student folder is refused)", file=where, field="encoder")
+    from huggingface_hub import snapshot_download
+
+    try:  # the cache's snapshot folder, never the working directory's folder of that name, never the network
+        return snapshot_download(spec, local_files_only=True)
+    except Exception as exc:
+        raise InputError(f"encoder {spec!r} is not in this machine's Hugging Face cache (a saved student never "
+                         f"downloads one; fetch it first: `hf download {spec}`)", file=where, field="encoder") from exc
+
+
+def local_folder(spec: str) -> bool:
+    """Whether a config's encoder is a folder on this machine (which a checkpoint then ships)."""
+    return not spec.startswith(EMBEDDED_PREFIX) and Path(spec).expanduser().is_dir()
+
+
 def pool_hidden(hidden: torch.Tensor, attention_mask: torch.Tensor, cls: bool) -> torch.Tensor:
     """Unit-norm text vectors from the encoder's last hidden states: the first token's, or the mean of the real
     tokens (padding masked out)."""
@@ -67,8 +95,8 @@ class EncoderStudent(Student):
         self.pooling, self.max_length, self.finetune = settings.pooling, settings.max_length, settings.finetune
         self.encoder_spec, self.feature_scale = settings.model, settings.feature_scale
         encoder_dir = encoder_dir or resolve_encoder(settings.model)
-        self.tokenizer = AutoTokenizer.from_pretrained(encoder_dir)
-        self.encoder = AutoModel.from_pretrained(encoder_dir).to(device)
+        self.tokenizer = AutoTokenizer.from_pretrained(encoder_dir, trust_remote_code=False)
+        self.encoder = AutoModel.from_pretrained(encoder_dir, trust_remote_code=False).to(device)
         self.encoder.requires_grad_(self.finetune)
         self.head = torch.nn.Linear(self.encoder.config.hidden_size, len(labels)).to(device)
         self._cache: dict[str, torch.Tensor] = {}  # text -> frozen embedding
@@ -137,11 +165,13 @@ class EncoderStudent(Student):
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         torch.save(self.head.state_dict(), folder / "head.pt")
-        if self.finetune:  # the encoder changed: ship it
-            self.encoder.save_pretrained(folder / "encoder")
-            self.tokenizer.save_pretrained(folder / "encoder")
+        shipped = self.finetune or local_folder(self.encoder_spec)  # changed, or not loadable by name elsewhere
+        if shipped:
+            self.encoder.save_pretrained(folder / SHIPPED)
+            self.tokenizer.save_pretrained(folder / SHIPPED)
         meta = {"kind": self.kind, "labels": self.labels, "encoder": self.encoder_spec, "pooling": self.pooling,
-                "max_length": self.max_length, "finetune": self.finetune, "feature_scale": self.feature_scale}
+                "max_length": self.max_length, "finetune": self.finetune, "feature_scale": self.feature_scale,
+                **({"encoder_dir": SHIPPED} if shipped else {})}
         write_meta(folder, meta)
         return folder
 
@@ -151,9 +181,12 @@ class EncoderStudent(Student):
         meta = read_meta(folder)
         settings = EncoderSettings(model=meta["encoder"], pooling=meta["pooling"], max_length=meta["max_length"],
                                    finetune=meta["finetune"], feature_scale=meta["feature_scale"])
-        shipped = str(folder / "encoder") if meta["finetune"] else None
-        student = cls(meta["labels"], settings, device, encoder_dir=shipped)
-        student.head.load_state_dict(torch.load(folder / "head.pt", map_location=device))
+        if meta.get("encoder_dir") or meta["finetune"]:  # older fine-tuned folders say only finetune
+            encoder_dir = str(inside(folder, meta.get("encoder_dir") or SHIPPED, "encoder_dir"))
+        else:
+            encoder_dir = saved_encoder(meta["encoder"], folder)
+        student = cls(meta["labels"], settings, device, encoder_dir=encoder_dir)
+        student.head.load_state_dict(load_weights(inside(folder, "head.pt"), device))
         return student
 
 
@@ -191,4 +224,6 @@ class TokenizerInputs:
     def load(cls, folder: Path, meta: dict) -> "TokenizerInputs":
         from transformers import AutoTokenizer
 
-        return cls(AutoTokenizer.from_pretrained(Path(folder) / meta["tokenizer"]), meta["max_length"])
+        path = inside(folder, meta["tokenizer"], "tokenizer")
+        return cls(AutoTokenizer.from_pretrained(path, local_files_only=True, trust_remote_code=False),
+                   meta["max_length"])

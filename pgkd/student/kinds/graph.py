@@ -23,7 +23,7 @@ from pgkd.student.base import STUDENT_KINDS, StudentSettings
 from pgkd.student.head_training import adamw, train_head
 from pgkd.student.kinds.ngram import words
 from pgkd.student.net_student import NetStudent
-from pgkd.student.saved import read_meta, write_meta
+from pgkd.student.saved import inside, load_weights, read_meta, write_meta
 
 UNK = 0
 VOCAB_FILE = "vocab.json"
@@ -106,7 +106,7 @@ class TextGraphs:
 
     @classmethod
     def load(cls, folder: Path, meta: dict) -> "TextGraphs":
-        return cls(Vocabulary(json.loads((Path(folder) / meta["vocab_file"]).read_text())), meta["window"])
+        return cls(Vocabulary(json.loads(inside(folder, meta["vocab_file"], "vocab_file").read_text())), meta["window"])
 
 
 def make_conv(layer: str, dim: int) -> torch.nn.Module:
@@ -204,5 +204,5 @@ class GraphStudent(NetStudent):
         settings = GraphSettings(layer=meta["layer"], dim=meta["dim"], window=meta["window"])
         student = cls(meta["labels"], settings, device)
         student._freeze(TextGraphs.load(folder, meta), settings.seed)
-        student.net.load_state_dict(torch.load(folder / "graph.pt", map_location=device))
+        student.net.load_state_dict(load_weights(inside(folder, "graph.pt"), device))
         return student

@@ -18,7 +18,7 @@ from pgkd.bus.messages import Example
 from pgkd.student.base import STUDENT_KINDS, StudentSettings
 from pgkd.student.head_training import train_head
 from pgkd.student.net_student import NetStudent
-from pgkd.student.saved import read_meta, write_meta
+from pgkd.student.saved import inside, load_weights, read_meta, write_meta
 
 WORD = re.compile(r"\w+")
 
@@ -135,7 +135,7 @@ class NgramStudent(NetStudent):
         settings = NgramSettings(buckets=meta["buckets"], word_n=meta["word_n"], char_n=meta["char_n"],
                                  feature_scale=meta["feature_scale"])
         student = cls(meta["labels"], settings, device)
-        state = torch.load(folder / "ngram.pt", map_location=device)
+        state = load_weights(inside(folder, "ngram.pt"), device)
         with torch.no_grad():
             student.net.bag.weight[state["rows"]] = state["values"]
             student.net.bias.copy_(state["bias"])

@@ -115,7 +115,9 @@ class TeacherBackend(TeacherKind):
     @abstractmethod
     def choice_logprobs(self, prompts: list[Prompt], choices: list[list[str]]) -> list[dict[str, float] | None]:
         """For each prompt, the log-probability of each of its choices as the whole answer (None where scoring
-        failed). A choice of a completion prompt is its continuation; of a chat prompt, the assistant's reply."""
+        failed). A choice of a completion prompt is its continuation; of a chat prompt, the assistant's reply.
+        A value that is not finite (an engine's NaN) is passed on as it is: the labeler drops that text as
+        unscorable (teacher/labeler.py)."""
 
     @abstractmethod
     def close(self) -> None:

@@ -6,8 +6,10 @@ JSON schema (`response_format`), and vLLM's guided choice. Where it cannot, the 
 format or plain parsing instead, and the run's log and report say why. A request rejected for its schema later
 (HTTP 400) is sent again without it, once, and the backend stops asking for schemas.
 
-Each prompt is one request, at most `concurrency` in flight. A request that fails with a retryable error
-(connection, timeout, 408/409/429/5xx) is retried with exponential backoff; any other error, or running out of
+Each prompt is one request, at most `concurrency` in flight. Every reply is read as data
+(openai_replies.py); a body that is not the reply asked for (an HTML page with status 200, cut-off or NaN-bearing
+JSON, another shape) is a failed attempt like a 5xx. A request that fails with a retryable error (connection,
+timeout, 408/409/429/5xx, a bad reply) is retried with exponential backoff; any other error, or running out of
 retries, loses that request only: an empty Completion marked failed (or None when scoring), logged and counted
 by the caller. `max_consecutive_failures` lost requests in a row (no success between) mean the endpoint is gone:
 TeacherUnavailable, which stops the replica. `OpenAIHTTPBackend.probe` tries the endpoint once before a run starts.
@@ -19,7 +21,6 @@ import math
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-
 from typing import Callable, Literal
 
 import httpx
@@ -38,6 +39,16 @@ from pgkd.teacher.backends.base import (
     scored_by_continuation,
 )
 from pgkd.teacher.backends.openai_probe import auth_headers, endpoint_capabilities, probe_endpoint, with_schema
+from pgkd.teacher.backends.openai_replies import (
+    BadReply,
+    ChatReply,
+    EchoLogprobs,
+    EchoReply,
+    Reply,
+    ScoredChatReply,
+    TextReply,
+    read_reply,
+)
 from pgkd.teacher.formats import resolve_format
 from pgkd.teacher.settings import LLMTeacherSettings
 
@@ -132,7 +143,7 @@ class OpenAIHTTPBackend(TeacherBackend):
         path, body = ("/chat/completions", body | {"messages": prompt}) if chat else ("/completions",
                                                                                      body | {"prompt": prompt})
         try:
-            reply = self._post(path, with_schema(body, schema) if schema else body)
+            reply = self._post(path, with_schema(body, schema) if schema else body, ChatReply if chat else TextReply)
         except RequestFailed as exc:
             if schema and exc.status == 400:  # the schema, not the prompt, may be what it refused
                 self._no_more_schemas(exc)
@@ -141,11 +152,10 @@ class OpenAIHTTPBackend(TeacherBackend):
             self._lost(exc)
             return Completion(texts=[], prompt_tokens=0, completion_tokens=0, failed=True)
         self._answered()
-        usage = reply.get("usage") or {}
-        choices = reply.get("choices") or []
-        texts = [(c.get("message") or {}).get("content") or "" if chat else c.get("text", "") for c in choices]
-        return Completion(texts=texts, prompt_tokens=usage.get("prompt_tokens", 0),
-                          completion_tokens=usage.get("completion_tokens", 0), structured=schema is not None)
+        texts = [c.message.content or "" if chat else c.text for c in reply.choices]
+        usage = reply.usage
+        return Completion(texts=texts, prompt_tokens=usage.prompt_tokens if usage else 0,
+                          completion_tokens=usage.completion_tokens if usage else 0, structured=schema is not None)
 
     def _no_more_schemas(self, exc: RequestFailed) -> None:
         with self.lock:
@@ -171,16 +181,15 @@ class OpenAIHTTPBackend(TeacherBackend):
         if self.capabilities.guided_choice:
             body["structured_outputs"] = {"choice": options}
         try:
-            reply = self._post("/chat/completions", body)
-            choice = reply["choices"][0]
-            first = choice["logprobs"]["content"][0]
-        except (RequestFailed, KeyError, IndexError, TypeError) as exc:
+            choice = self._post("/chat/completions", body, ScoredChatReply).choices[0]
+        except RequestFailed as exc:
             self._scoring_lost("chat labelling", exc)
             return None
         self._answered()
-        top = {entry["token"]: entry["logprob"] for entry in first.get("top_logprobs") or []}
-        top.setdefault(first.get("token", ""), first.get("logprob", -math.inf))
-        return chat_choice_scores(top, options, (choice.get("message") or {}).get("content") or "")
+        first = choice.logprobs.content[0]  # the reply's validation asks for one at least, every value finite
+        top = {entry.token: entry.logprob for entry in first.top_logprobs}
+        top.setdefault(first.token, first.logprob)
+        return chat_choice_scores(top, options, choice.message.content or "")
 
     def continuation_logprobs(self, prefixes: list[str], continuations: list[str]) -> list[float | None]:
         """Prompt-token scoring: the endpoint echoes prefix + continuation with each token's log-probability;
@@ -193,37 +202,38 @@ class OpenAIHTTPBackend(TeacherBackend):
         body = {"model": self.model_name, "prompt": prefix + continuation, "echo": True, "logprobs": 1,
                 "max_tokens": 1, "temperature": 0.0}
         try:
-            reply = self._post("/completions", body)
-            logprobs, generated = reply["choices"][0]["logprobs"], reply["usage"]["completion_tokens"]
-        except (RequestFailed, KeyError, IndexError, TypeError) as exc:
+            reply = self._post("/completions", body, EchoReply)
+        except RequestFailed as exc:
             self._scoring_lost("scoring", exc)
             return None
-        self._answered()
-        return continuation_sum(logprobs, generated, len(prefix), len(prefix + continuation))
+        self._answered()  # it answered; a reply whose offsets do not line up is unscored, not lost
+        return continuation_sum(reply.choices[0].logprobs, reply.usage.completion_tokens, len(prefix),
+                                len(prefix + continuation))
 
-    def _scoring_lost(self, what: str, exc: Exception) -> None:
-        """A scoring request gave nothing usable: a lost request counts toward giving up, an unusable answer
-        does not (the endpoint did answer)."""
+    def _scoring_lost(self, what: str, exc: RequestFailed) -> None:
         log.warning("%s request lost: %s", what, exc)
-        if isinstance(exc, RequestFailed):
-            self._lost(exc)
-        else:
-            self._answered()
+        self._lost(exc)
 
-    def _post(self, path: str, body: dict) -> dict:
+    def _post(self, path: str, body: dict, shape: type[Reply]) -> Reply:
+        """The reply as `shape`, after retries where needed; RequestFailed when it gave up."""
         delay = BACKOFF_START_S
         for attempt in range(self.max_retries + 1):
             try:
                 response = self.client.post(path, json=body)
-            except httpx.TransportError as exc:  # refused, reset, timed out: the server may come back
+            except httpx.RequestError as exc:  # refused, reset, timed out, a body cut off: the server may come back
                 error = f"{type(exc).__name__}: {exc}"
             else:
                 if response.status_code == 200:
-                    return response.json()
-                error = f"HTTP {response.status_code}: {response.text[:200]}"
-                if response.status_code not in RETRYABLE_STATUS:
-                    raise RequestFailed(error, response.status_code)
-            self.failures += 1
+                    try:
+                        return read_reply(shape, response.content)
+                    except BadReply as exc:  # a gateway's error page, a torn body: the next try may be whole
+                        error = f"HTTP 200 with a bad reply: {exc}"
+                else:
+                    error = f"HTTP {response.status_code}: {response.text[:200]}"
+                    if response.status_code not in RETRYABLE_STATUS:
+                        raise RequestFailed(error, response.status_code)
+            with self.lock:
+                self.failures += 1
             if attempt < self.max_retries:
                 time.sleep(delay)
                 delay = min(delay * 2, BACKOFF_MAX_S)
@@ -258,7 +268,7 @@ def chat_choice_scores(top: dict[str, float], options: list[str], answer: str) -
         piece = token.lstrip()
         owners = [option for option in options if piece and option.lstrip().startswith(piece)]
         for option in owners:
-            mass[option] += math.exp(logprob) / len(owners)
+            mass[option] += math.exp(min(logprob, 0.0)) / len(owners)  # a rounding-positive value is p=1, no overflow
     floor = min(top.values(), default=-30.0) - math.log(max(1, len(options)))
     scores = {option: math.log(m) if m > 0 else floor for option, m in mass.items()}
     answer = answer.strip()
@@ -267,12 +277,12 @@ def chat_choice_scores(top: dict[str, float], options: list[str], answer: str) -
     return scores
 
 
-def continuation_sum(logprobs: dict, generated: int, prefix_chars: int, prompt_chars: int) -> float | None:
+def continuation_sum(logprobs: EchoLogprobs, generated: int, prefix_chars: int, prompt_chars: int) -> float | None:
     """Sum of the echoed log-probabilities of the prompt tokens inside [prefix_chars, prompt_chars).
 
     Offsets count from the echoed text, which may start with special tokens the prompt did not have ("<bos>"),
     so they are aligned on the prompt's end: the first generated token starts where the prompt ends."""
-    offsets, values = logprobs.get("text_offset") or [], logprobs.get("token_logprobs") or []
+    offsets, values = logprobs.text_offset, logprobs.token_logprobs
     prompt_tokens = len(offsets) - generated
     if prompt_tokens <= 0 or prompt_tokens >= len(offsets):
         return None
@@ -280,4 +290,4 @@ def continuation_sum(logprobs: dict, generated: int, prefix_chars: int, prompt_c
     picked = [v for o, v in zip(offsets[:prompt_tokens], values) if o - shift >= prefix_chars]
     if not picked or any(v is None for v in picked):
         return None
-    return float(sum(picked))
+    return float(sum(picked))  # finite values can still sum to -inf: the labeler drops that text as unscorable

@@ -1,6 +1,7 @@
 """What an OpenAI-compatible endpoint is and can do, asked before a teacher uses it: reachable, authorised,
 serving the model (`probe_endpoint`, before a run starts anything), and whether it chats, holds replies to a JSON
-schema and takes vLLM's guided choice (`endpoint_capabilities`: one tiny request each)."""
+schema and takes vLLM's guided choice (`endpoint_capabilities`: one tiny request each). Its replies are read as
+data too (openai_replies.py): a status 200 whose body is not the reply asked for does not count as a yes."""
 from __future__ import annotations
 
 import os
@@ -10,6 +11,7 @@ import httpx
 from pgkd.basics.errors import InputError
 from pgkd.bus.client import redact
 from pgkd.teacher.backends.base import Capabilities, looks_instruct
+from pgkd.teacher.backends.openai_replies import BadReply, ChatReply, ModelList, TextReply, read_reply
 
 PROBE_SCHEMA = {"type": "object", "properties": {"ok": {"type": "boolean"}}, "required": ["ok"]}
 
@@ -28,18 +30,25 @@ def with_schema(body: dict, schema: dict) -> dict:
 
 def endpoint_capabilities(client: httpx.Client, model: str) -> Capabilities:
     """One tiny request per feature: a chat turn, a reply held to a JSON schema, vLLM's guided choice.
-    A refusal (any non-200) turns the feature off with the endpoint's reason in `notes`."""
+    A refusal (any non-200, or a 200 that is not a reply) turns the feature off with the endpoint's reason in
+    `notes`."""
     notes = []
 
     def accepts(path: str, body: dict, feature: str) -> bool:
         try:
             response = client.post(path, json={"model": model, "max_tokens": 4, "temperature": 0.0} | body)
-        except httpx.TransportError as exc:
+        except httpx.RequestError as exc:  # transport errors, and a body that cannot be decoded
             notes.append(f"{feature}: no answer ({type(exc).__name__})")
             return False
         if response.status_code != 200:
             notes.append(f"no {feature} (HTTP {response.status_code} from {path}: {response.text[:160]})")
-        return response.status_code == 200
+            return False
+        try:
+            read_reply(ChatReply if path == "/chat/completions" else TextReply, response.content)
+        except BadReply as exc:  # a gateway's page with status 200 is no sign the feature works
+            notes.append(f"no {feature} (HTTP 200 from {path} with a bad reply: {exc})")
+            return False
+        return True
 
     hello = {"messages": [{"role": "user", "content": "Reply with OK."}]}
     chat = accepts("/chat/completions", hello, "chat")
@@ -69,7 +78,7 @@ def check_serves(client: httpx.Client, base_url: str, model: str, api_key_env: s
         response = client.get("/models")
         if response.status_code in (404, 405):  # no model list here: one tiny completion instead
             response = client.post("/completions", json={"model": model, "prompt": "ping", "max_tokens": 1})
-    except httpx.TransportError as exc:
+    except httpx.RequestError as exc:
         raise InputError(f"teacher endpoint {where} is unreachable within {timeout_s:g}s "
                          f"(teacher.timeout_s): {type(exc).__name__}: {exc}", field=field) from None
     if response.status_code in (401, 403):
@@ -87,9 +96,9 @@ def check_serves(client: httpx.Client, base_url: str, model: str, api_key_env: s
 
 
 def served_models(response: httpx.Response) -> list[str] | None:
-    """The model ids of a /models answer; None when the answer is not such a list."""
+    """The model ids of a /models answer; None when the answer is not such a list (some servers answer with one
+    model object, or answered a one-token completion instead): then there is no list to check the model against."""
     try:
-        data = response.json().get("data")
-        return [item["id"] for item in data] if isinstance(data, list) else None
-    except (ValueError, AttributeError, KeyError, TypeError):
+        return [card.id for card in read_reply(ModelList, response.content).data]
+    except BadReply:
         return None

@@ -106,6 +106,7 @@ class SimulatedTeacher(TeacherKind, BatchTeacher):
             plan = plan_for(c, labels, report, number, plan_rng) if labels else []
             for task in plan:
                 examples += self._write(task, stats, report)
+        stats.kept = len(examples)  # what the batch publishes, pool labels included (as the LLM teacher counts)
         time.sleep(self.config.seconds_per_example * len(examples))
         stats.busy_seconds = stats.generate_seconds = time.monotonic() - started
         self.batches += 1
@@ -118,7 +119,6 @@ class SimulatedTeacher(TeacherKind, BatchTeacher):
         picked = self._pick(task)
         repeats = self._repeats(task.label, task.count - len(picked)) if self.config.allow_repeats else []
         stats.generated += len(picked) + len(repeats)
-        stats.kept += len(picked) + len(repeats)
         stats.exhausted += task.count - len(picked) - len(repeats)
         version = report.key if report else None
         return [Example(text=self.texts[i], label=self._noisy(task.label, task.contrast), source="generated",
