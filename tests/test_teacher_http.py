@@ -108,3 +108,31 @@ def test_continuation_sum_aligns_on_the_prompt_end():
     prompt = "ab: cd"  # prefix "ab:" (3 chars), continuation " cd" -> tokens " c" (offset 8) and "d" (offset 10)
     assert openai_http.continuation_sum(logprobs, 1, 3, len(prompt)) == pytest.approx(-5.0)
     assert openai_http.continuation_sum(logprobs, 1, 6, len(prompt)) is None  # nothing after the prefix
+
+
+def test_the_api_key_crosses_a_network_only_over_https(monkeypatch, tmp_path):
+    """The key used to go as a Bearer header over plain http to whatever host base_url named."""
+    from pgkd.teacher.backends.openai_probe import auth_headers
+    from pgkd.teacher.config import teacher_settings
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-secret")
+    with pytest.raises(ValueError, match="would cross the network in clear to gateway.example"):
+        teacher_settings(backend="openai", base_url="http://gateway.example/v1")
+    for url in ("https://gateway.example/v1", "http://127.0.0.1:8000/v1", "http://localhost:8000/v1"):
+        assert teacher_settings(backend="openai", base_url=url).base_url == url
+    assert teacher_settings(backend="openai", base_url="http://gateway.example/v1", allow_insecure=True)
+    assert auth_headers("OPENAI_API_KEY", "http://gateway.example/v1") == {}  # the last guard sends nothing
+    assert auth_headers("OPENAI_API_KEY", "https://gateway.example/v1") == {"Authorization": "Bearer sk-secret"}
+    monkeypatch.delenv("OPENAI_API_KEY")
+    assert teacher_settings(backend="openai", base_url="http://gateway.example/v1")  # no key, nothing to leak
+
+
+def test_httpx_request_lines_stay_off_the_terminal():
+    """An INFO line per HTTP request (the endpoint probe's) reached the terminal."""
+    import logging
+
+    from pgkd.basics.logs import quiet_http_clients
+
+    quiet_http_clients()
+    assert not logging.getLogger("httpx").isEnabledFor(logging.INFO)
+    assert not logging.getLogger("httpcore").isEnabledFor(logging.INFO)

@@ -18,16 +18,18 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Literal
+from urllib.parse import urlsplit
 
 import httpx
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from pgkd.basics.settings import check_url
-from pgkd.bus.client import redact
+from pgkd.basics.redact import redact
 from pgkd.teacher.backends.base import (
     TEACHER_BACKENDS,
     Capabilities,
@@ -38,7 +40,8 @@ from pgkd.teacher.backends.base import (
     TeacherUnavailable,
     scored_by_continuation,
 )
-from pgkd.teacher.backends.openai_probe import auth_headers, endpoint_capabilities, probe_endpoint, with_schema
+from pgkd.teacher.backends.openai_probe import (auth_headers, endpoint_capabilities, key_may_travel, probe_endpoint,
+                                               with_schema)
 from pgkd.teacher.backends.openai_replies import (
     BadReply,
     ChatReply,
@@ -80,11 +83,21 @@ class OpenAISettings(LLMTeacherSettings):
     concurrency: int = Field(8, ge=1, description="requests in flight at once per replica")
     max_consecutive_failures: int = Field(16, ge=1, description="lost requests in a row (each after its retries) "
                                           "before the replica gives up and says the endpoint is gone")
+    allow_insecure: bool = Field(False, description="send the API key over plain http to a host other than this "
+                                 "machine (anyone on the way can read it); off: https or loopback only")
 
     @field_validator("base_url")
     @classmethod
     def _is_http_url(cls, value: str) -> str:
         return check_url(value, ("http", "https"), "http(s)://host:port/v1")
+
+    @model_validator(mode="after")
+    def _key_only_over_https(self) -> "OpenAISettings":
+        if self.api_key_env and os.environ.get(self.api_key_env) and not key_may_travel(self.base_url,
+                                                                                        self.allow_insecure):
+            raise ValueError(f"base_url: the API key in ${self.api_key_env} would cross the network in clear to "
+                             f"{urlsplit(self.base_url).hostname}; use https, or set teacher.allow_insecure: true")
+        return self
 
 
 @TEACHER_BACKENDS.register("openai", OpenAISettings)
@@ -93,7 +106,8 @@ class OpenAIHTTPBackend(TeacherBackend):
     def from_settings(cls, settings: OpenAISettings, replica: int,
                       kv_block_size: int | None = None) -> "OpenAIHTTPBackend":
         return cls(settings.model, settings.base_url, settings.served_model, settings.api_key_env,
-                   settings.timeout_s, settings.max_retries, settings.concurrency, settings.max_consecutive_failures)
+                   settings.timeout_s, settings.max_retries, settings.concurrency, settings.max_consecutive_failures,
+                   allow_insecure=settings.allow_insecure)
 
     @classmethod
     def probe(cls, settings: OpenAISettings, progress: Callable[[str], None] = print) -> Capabilities:
@@ -102,7 +116,7 @@ class OpenAIHTTPBackend(TeacherBackend):
         where = redact(settings.base_url)
         progress(f"teacher endpoint {where}: checking")
         capabilities = probe_endpoint(settings.base_url, settings.served_model or settings.model,
-                                      settings.api_key_env, settings.timeout_s)
+                                      settings.api_key_env, settings.timeout_s, settings.allow_insecure)
         for note in capabilities.notes:
             progress(f"teacher endpoint {where}: {note}")
         chosen = resolve_format(settings, capabilities)
@@ -114,11 +128,11 @@ class OpenAIHTTPBackend(TeacherBackend):
 
     def __init__(self, model: str, base_url: str, served_model: str | None = None, api_key_env: str | None = None,
                  timeout_s: float = 120, max_retries: int = 4, concurrency: int = 8, max_consecutive_failures: int = 16,
-                 capabilities: Capabilities | None = None):
+                 capabilities: Capabilities | None = None, allow_insecure: bool = False):
         self.model_name = served_model or model
         self.max_retries, self.max_consecutive_failures = max_retries, max_consecutive_failures
         self.where = redact(base_url)
-        self.client = httpx.Client(base_url=base_url.rstrip("/"), headers=auth_headers(api_key_env),
+        self.client = httpx.Client(base_url=base_url.rstrip("/"), headers=auth_headers(api_key_env, base_url, allow_insecure),
                                    timeout=timeout_s, limits=httpx.Limits(max_connections=concurrency))
         self.pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="teacher-http")
         self.failures = 0  # failed attempts, retries included

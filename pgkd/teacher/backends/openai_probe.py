@@ -4,20 +4,44 @@ schema and takes vLLM's guided choice (`endpoint_capabilities`: one tiny request
 data too (openai_replies.py): a status 200 whose body is not the reply asked for does not count as a yes."""
 from __future__ import annotations
 
+import ipaddress
+import logging
 import os
+from urllib.parse import urlsplit
 
 import httpx
 
 from pgkd.basics.errors import InputError
-from pgkd.bus.client import redact
+from pgkd.basics.redact import redact
 from pgkd.teacher.backends.base import Capabilities, looks_instruct
 from pgkd.teacher.backends.openai_replies import BadReply, ChatReply, ModelList, TextReply, read_reply
 
 PROBE_SCHEMA = {"type": "object", "properties": {"ok": {"type": "boolean"}}, "required": ["ok"]}
 
+log = logging.getLogger(__name__)
 
-def auth_headers(api_key_env: str | None) -> dict[str, str]:
+
+def key_may_travel(base_url: str, allow_insecure: bool = False) -> bool:
+    """An API key goes only over https, or to this machine (loopback), unless the user allowed plain http."""
+    parts = urlsplit(base_url)
+    return parts.scheme == "https" or allow_insecure or is_loopback(parts.hostname or "")
+
+
+def is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+def auth_headers(api_key_env: str | None, base_url: str, allow_insecure: bool = False) -> dict[str, str]:
+    """The Bearer header, or none: without a key, or where the key would cross a network in clear (the settings
+    refuse that at load; this is the last guard, for an environment that differs in an actor)."""
     key = os.environ.get(api_key_env) if api_key_env else None
+    if key and not key_may_travel(base_url, allow_insecure):
+        log.warning("not sending the API key in $%s in clear to %s (use https, or teacher.allow_insecure)",
+                    api_key_env, redact(base_url))
+        return {}
     return {"Authorization": f"Bearer {key}"} if key else {}
 
 
@@ -61,11 +85,12 @@ def endpoint_capabilities(client: httpx.Client, model: str) -> Capabilities:
                         guided_choice=choice, notes=notes)
 
 
-def probe_endpoint(base_url: str, model: str, api_key_env: str | None, timeout_s: float) -> Capabilities:
+def probe_endpoint(base_url: str, model: str, api_key_env: str | None, timeout_s: float,
+                   allow_insecure: bool = False) -> Capabilities:
     """Ask the endpoint for its models (or, where it has no model list, for one token), once, within timeout_s,
     then what it can do. Unreachable, unauthorised, or not serving the model: an InputError with the URL,
     credentials hidden."""
-    headers = auth_headers(api_key_env)
+    headers = auth_headers(api_key_env, base_url, allow_insecure)
     with httpx.Client(base_url=base_url.rstrip("/"), headers=headers, timeout=timeout_s) as client:
         check_serves(client, base_url, model, api_key_env, timeout_s)
         return endpoint_capabilities(client, model)
