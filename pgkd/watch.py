@@ -23,6 +23,7 @@ log = logging.getLogger("pgkd.driver")
 PROGRESS_EVERY_S = 10.0
 BAR_EVERY_S = 2.0
 DRAIN_TIMEOUT_S = 120.0
+DRAIN_SAY_EVERY_S = 5.0  # how often a stopping run says what it still waits for
 
 
 class Watcher:
@@ -175,8 +176,16 @@ class Watcher:
             request_stop(self.bus, "teacher_done", "teachers finished and everything was trained and scored")
 
     def drain(self) -> None:
-        """Give actors time to finish what they were doing (a training step, a scoring) after stop."""
-        pending = [ref for name, ref in self.launched.runs.items() if name not in self.finished]
-        if pending:
-            ray.wait(pending, num_returns=len(pending), timeout=DRAIN_TIMEOUT_S)
-        self._check_actors()
+        """Give actors time to finish what they were doing (a training step, a scoring, an engine still loading)
+        after stop, saying every DRAIN_SAY_EVERY_S which ones the run still waits for and what they are doing."""
+        deadline = time.time() + DRAIN_TIMEOUT_S
+        while (pending := {ref: name for name, ref in self.launched.runs.items() if name not in self.finished}):
+            ready, _ = ray.wait(list(pending), num_returns=len(pending),
+                                timeout=max(0.0, min(DRAIN_SAY_EVERY_S, deadline - time.time())))
+            self._check_actors()
+            waiting = [name for ref, name in pending.items() if ref not in ready]
+            if not waiting or time.time() >= deadline:
+                break
+            states = [f"{name} ({self.bus.get_fields(f'status:{name}').get('state', 'starting')})" for name in waiting]
+            self.progress(f"waiting for {', '.join(states)} to finish (at most {deadline - time.time():.0f} s "
+                          f"more; a second Ctrl-C or SIGTERM exits now)")

@@ -86,8 +86,8 @@ class TeacherActor:
     def _follow_audit(self, teacher: BatchTeacher) -> None:
         """The auditing replica audits the teacher and publishes the run's decision (teacher/audit.py run_audit);
         every replica follows what was published."""
-        if not (self.config.audited and self.audit_rows):
-            return
+        if not (self.config.audited and self.audit_rows) or stop_requested(self.bus) is not None:
+            return  # a run stopped while the engine loaded does not wait for an audit it will never use
         if self.replica == AUDITOR and self.bus.get_model(TEACHER_AUDIT, TeacherAudit) is None:  # a restart reuses it
             set_status(self.bus, self.name, state="auditing the teacher")
             audit = run_audit(teacher, self.audit_rows, self.config, self._seeds_only)
