@@ -4,10 +4,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from pgkd.basics.errors import BusUnavailable, InputError
-from pgkd.basics.redact import HIDDEN
+from pgkd.basics.redact import HIDDEN, redact
 from pgkd.config import RunConfig, dump_config, load_config
 from pgkd.bus.archive import StreamArchive
-from pgkd.bus.client import CHECKPOINTS, EXAMPLES, Bus, redact
+from pgkd.bus.client import CHECKPOINTS, EXAMPLES, Bus
 from pgkd.bus.control import clear_stop
 from pgkd.bus.roster import restart_roster, student_names, teacher_names
 from pgkd.bus.server import EmbeddedRedis

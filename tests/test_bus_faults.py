@@ -82,3 +82,11 @@ def test_pool_offers_and_marks_survive_lost_replies(cut):
     pool_queue.mark_labelled(through, [h.id for h in claimed])
     assert proxy.cuts == 3
     assert pool_queue.labelled(direct) == {h.id for h in claimed} and pool_queue.claimed(direct) == set()
+
+
+def test_a_large_offer_goes_in_parts_redis_lua_can_unpack(cut):
+    """Redis's Lua unpacks about 8000 values at once: a round offering 5000 texts used to fail as one write."""
+    _, direct, _ = cut
+    hints = [PoolHint(id=f"id{i}", text=f"text {i}", uncertainty=(i % 97) / 97, student="s", version=0,
+                      top_labels=["a", "b"]) for i in range(5000)]
+    assert pool_queue.offer(direct, hints) == 5000 and pool_queue.queued(direct) == 5000

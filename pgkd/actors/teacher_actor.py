@@ -149,13 +149,15 @@ class TeacherActor:
                        steered_by=current.key if current else "none")
             claimed = self._claim_pool(teacher)
             examples, stats = teacher.write_batch(current, number, [PoolText(h.text, h.top_labels) for h in claimed])
-            if examples:  # the batch's own id makes a retried publish a no-op (students also drop repeated examples)
-                self.bus.publish(EXAMPLES, ExampleBatch(producer=self.name, batch=number, examples=examples),
-                                 operation=f"examples:{self.name}:{number}")
-            pool_queue.mark_labelled(self.bus, [h.id for h in claimed])  # after publishing: a crash re-offers
             counts = stats.as_counts() | {"batches": 1, "wall_seconds": round(time.time() - since, 3)}
             since = time.time()
-            self.bus.add_counts(teacher_stats_key(self.name), counts, operation=f"counts:{self.name}:{number}")
+            batch = ExampleBatch(producer=self.name, batch=number, examples=examples)
+            # the batch and its counts together or not at all, once per batch id (a retry, or a kill in between,
+            # can neither double nor part them; students also drop repeated examples)
+            self.bus.once(f"examples:{self.name}:{number}", *([self.bus.append_command(EXAMPLES, batch)] if examples
+                                                             else []),
+                          *self.bus.count_commands(teacher_stats_key(self.name), counts))
+            pool_queue.mark_labelled(self.bus, [h.id for h in claimed])  # after publishing: a crash re-offers
             record_teacher_batch(self.name, counts)
             log.info("batch %d (steered by %s): %d generated, %d kept, dropped %s, %.1fs (generate %.1fs, label %.1fs)",
                      number, current.key if current else "no report", stats.generated, stats.kept,

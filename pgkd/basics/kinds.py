@@ -20,7 +20,7 @@ class KindFamily:
         self.family, self.tag, self.default, self.packages = family, tag, default, packages
         self._settings: dict[str, type] = {}
         self._classes: dict[str, type] = {}
-        self._discovered = False
+        self._discovered = self._discovering = False
 
     def register(self, name: str, settings: type):
         """Class decorator: `name` is implemented by the class and configured by `settings`, whose `tag` field
@@ -35,13 +35,17 @@ class KindFamily:
 
     def discover(self) -> None:
         """Import every module of the kind packages once: each registers what it defines."""
-        if self._discovered:
+        if self._discovered or self._discovering:
             return
-        self._discovered = True
-        for package_name in self.packages:
-            package = importlib.import_module(package_name)
-            for module in pkgutil.iter_modules(package.__path__):
-                importlib.import_module(f"{package_name}.{module.name}")
+        self._discovering = True  # a kind module that asks again while it imports gets what is registered so far
+        try:
+            for package_name in self.packages:
+                package = importlib.import_module(package_name)
+                for module in pkgutil.iter_modules(package.__path__):
+                    importlib.import_module(f"{package_name}.{module.name}")
+        finally:
+            self._discovering = False
+        self._discovered = True  # only now: a module that failed to import raises its own error again next time
 
     def names(self) -> list[str]:
         self.discover()

@@ -59,9 +59,13 @@ class StreamArchive:
 
     def repair(self) -> int:
         """Cut a torn tail off the file (bytes after its last newline); returns how many bytes went."""
-        if not self.path.is_file():
+        if not self.path.is_file() or self.path.stat().st_size == 0:
             return 0
         with self.path.open("r+b") as handle:
+            handle.seek(-1, os.SEEK_END)
+            if handle.read(1) == b"\n":  # the usual case, without reading a long run's history
+                return 0
+            handle.seek(0)
             data = handle.read()
             keep = data.rfind(b"\n") + 1
             if keep == len(data):

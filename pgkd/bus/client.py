@@ -26,7 +26,8 @@ LAG_SCAN = 100_000  # undelivered entries counted at most where Redis does not r
 EXAMPLES, CHECKPOINTS, REPORTS, DEAD_LETTERS = "examples", "checkpoints", "reports", "dead_letters"
 SELECTION = "selection"  # SelectionScore per version: read by the evaluator and the report, never by a teacher
 RETRYABLE = (redis.ConnectionError, redis.TimeoutError, ConnectionError, OSError)
-ONCE_TTL_S = 14 * 24 * 3600  # how long a write's id is remembered: longer than any run's retries
+ONCE_TTL_S = 14 * 24 * 3600  # how long a named write's id is remembered: a restarted producer may come back with it
+MAX_LUA_ARGS = 4000  # Redis's Lua unpacks at most ~8000 values at once: larger writes go in parts
 
 # Runs the commands (each: its argument count, then the arguments) as one atomic step, unless the operation's
 # key says it ran already; then it answers what the first run answered. A reply lost on the way back and the
@@ -79,16 +80,25 @@ class Bus:
         id, however often a lost reply makes `call` send them again; a repeat returns the first run's replies.
         The commands are sent whole on every attempt (a redis-py pipeline empties itself when it fails). Give a
         stable id where the same logical write may come again from a restarted process; None: a fresh one."""
-        args: list = [ONCE_TTL_S]
+        # a fresh id can only come back within this call's retries: keep it a little longer than they last
+        args: list = [ONCE_TTL_S if operation else int(max(600, 5 * self.retry_seconds))]
         for command in commands:
             args += [len(command), *command]
         key = self.key(f"once:{operation or uuid.uuid4().hex}")
         return self.call(self._once, keys=[key], args=args)
 
+    def append_command(self, stream: str, message: BaseModel) -> tuple:
+        """The XADD of a message, for `once` (with other writes that must happen with it, or not at all)."""
+        return ("XADD", self.key(stream), "*", "json", message.model_dump_json())
+
+    def count_commands(self, name: str, counts: dict[str, float]) -> list[tuple]:
+        """The increments of counters of a hash, for `once`."""
+        return [("HINCRBYFLOAT", self.key(name), field, value) for field, value in counts.items()]
+
     # ---- streams
     def publish(self, stream: str, message: BaseModel, operation: str | None = None) -> str:
         """Append a message; once only, even when the reply is lost and the append is retried (see `once`)."""
-        return self.once(operation, ("XADD", self.key(stream), "*", "json", message.model_dump_json()))[0]
+        return self.once(operation, self.append_command(stream, message))[0]
 
     def ensure_group(self, stream: str, group: str) -> None:
         try:
@@ -195,7 +205,7 @@ class Bus:
     def add_counts(self, name: str, counts: dict[str, float], operation: str | None = None) -> None:
         """Add to counters of a hash, all or none, once (a retried increment would count twice)."""
         if counts:
-            self.once(operation, *(("HINCRBYFLOAT", self.key(name), field, value) for field, value in counts.items()))
+            self.once(operation, *self.count_commands(name, counts))
 
     def next_number(self, name: str) -> int:
         """0, 1, 2, ... across every process of the run (an atomic counter)."""
@@ -221,7 +231,7 @@ def entries_to_models(bus: Bus, stream: str, group: str, entries: list, model: t
         except (ValidationError, ValueError, json.JSONDecodeError) as exc:
             log.warning("rejected malformed %s entry %s: %s", stream, entry_id, str(exc)[:200])
             bus.once(f"dead:{stream}:{entry_id}", ("XADD", bus.key(DEAD_LETTERS), "*", "stream", stream, "id",
-                                                   entry_id, "error", str(exc)[:500], "raw", str(fields)[:2000]))
-            bus.add_counts("stats:bus", {f"rejected_{stream}": 1})
+                                                   entry_id, "error", str(exc)[:500], "raw", str(fields)[:2000]),
+                     *bus.count_commands("stats:bus", {f"rejected_{stream}": 1}))  # a redelivery counts once
             bus.ack(stream, group, [entry_id])
     return good

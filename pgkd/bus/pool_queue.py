@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 
-from pgkd.bus.client import Bus
+from pgkd.bus.client import MAX_LUA_ARGS, Bus
 from pgkd.bus.messages import PoolHint
 
 QUEUE, HINTS, LABELLED, CLAIMED = "pool:queue", "pool:hints", "pool:labelled", "pool:claimed"
@@ -26,9 +26,12 @@ def offer(bus: Bus, hints: list[PoolHint], claim_ttl_s: float = CLAIM_TTL_S) -> 
     fresh = [h for h in hints if h.id not in done]
     if not fresh:
         return 0
-    queue = [item for h in fresh for item in (h.uncertainty, h.id)]
-    hints = [item for h in fresh for item in (h.id, h.model_dump_json())]
-    bus.once(None, ("ZADD", bus.key(QUEUE), "GT", *queue), ("HSET", bus.key(HINTS), *hints))
+    part = MAX_LUA_ARGS // 2  # two values per hint in each command
+    for start in range(0, len(fresh), part):
+        chunk = fresh[start:start + part]
+        queue = [item for h in chunk for item in (h.uncertainty, h.id)]
+        hints = [item for h in chunk for item in (h.id, h.model_dump_json())]
+        bus.once(None, ("ZADD", bus.key(QUEUE), "GT", *queue), ("HSET", bus.key(HINTS), *hints))
     return len(fresh)
 
 
