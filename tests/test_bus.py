@@ -218,3 +218,24 @@ def test_the_embedded_server_dies_with_a_driver_killed_by_sigkill(tmp_path):
     for process in alive:
         process.kill()
     assert not alive, "the redis-server outlived its driver"
+
+
+def test_a_group_that_acks_between_the_two_reads_of_the_trim_does_not_break_it(bus, tmp_path, monkeypatch):
+    """CI once failed here: XINFO said one entry pending, the student acked it before XPENDING ran, and XPENDING's
+    empty summary (min None) went into the id parser. The floor is then the group's last-delivered id + 1."""
+    from pgkd.bus.archive import StreamArchive, acked_floor, archive_and_trim, stream_id
+
+    bus.ensure_group(EXAMPLES, "student:a")
+    for i in range(3):
+        bus.publish(EXAMPLES, batch(i))
+    read = bus.read_group(EXAMPLES, "student:a", "a", ExampleBatch, count=3, pending_first=False)
+    real_xpending = bus.client.xpending
+
+    def ack_first(name, group):  # the student's ack lands between XINFO GROUPS and XPENDING
+        bus.ack(EXAMPLES, "student:a", [entry_id for entry_id, _ in read])
+        return real_xpending(name, group)
+
+    monkeypatch.setattr(bus.client, "xpending", ack_first)
+    last = stream_id(read[-1][0])
+    assert acked_floor(bus) == (last[0], last[1] + 1)
+    assert archive_and_trim(bus, StreamArchive(tmp_path)) == 3

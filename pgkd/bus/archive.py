@@ -122,8 +122,10 @@ def acked_floor(bus: Bus, stream: str = EXAMPLES) -> tuple[int, int] | None:
         last = stream_id(group["last-delivered-id"])
         needed = (last[0], last[1] + 1)
         if int(group.get("pending") or 0):
+            # read apart from XINFO: the group may have acked everything in between (min is then None)
             summary = bus.call(bus.client.xpending, bus.key(stream), group["name"])
-            needed = min(needed, stream_id(summary["min"]))
+            if summary.get("min"):
+                needed = min(needed, stream_id(summary["min"]))
         floor = needed if floor is None else min(floor, needed)
     return floor
 
