@@ -1,4 +1,5 @@
-"""pgkd command line: demo, run, status, stop, scale, resume, audit, predict, export."""
+"""pgkd command line: demo, run, status, stop, scale, resume, audit, predict, export. A thin layer over the
+Python API (pgkd/api.py) where one exists: parse, call, print, exit code."""
 from __future__ import annotations
 
 import argparse
@@ -13,8 +14,6 @@ from pgkd.basics.errors import BusUnavailable, InputError
 from pgkd.basics.logs import quiet_http_clients
 from pgkd.session import Interrupted
 
-REPO = Path(__file__).resolve().parents[1]
-DEMO_CONFIG = REPO / "ray_configs" / "demo.yaml"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -92,22 +91,15 @@ def parser() -> argparse.ArgumentParser:
 
 
 def cmd_demo(args) -> int:
-    from pgkd.basics.demo_dataset import main as make_demo
+    from pgkd import api
 
-    make_demo()
-    return run_config(DEMO_CONFIG, args.set, None, args.verbose)
+    return exit_code(api.demo(args.set, verbose=args.verbose))
 
 
 def cmd_run(args) -> int:
-    return run_config(Path(args.config), args.set, args.run_id, args.verbose)
+    from pgkd import api
 
-
-def run_config(path: Path, overrides: list[str], run_id: str | None, verbose: bool = False) -> int:
-    from pgkd.config import load_config
-    from pgkd.driver import run
-
-    config = load_config(path, overrides)
-    return exit_code(run(config, run_id=run_id, verbose=verbose))
+    return exit_code(api.run(Path(args.config), args.set, run_id=args.run_id, verbose=args.verbose))
 
 
 EXIT_NOTHING_SCORED, EXIT_STOPPED_BY_ERROR = 1, 3  # the README's exit codes; 2: bad input, 128 + N: a signal
@@ -136,37 +128,23 @@ def _bus_for(args):
 
 
 def cmd_status(args) -> int:
-    from pgkd.config import load_config
-    from pgkd.live_status import collect_status, format_status
+    from pgkd import api
+    from pgkd.live_status import format_status
+    from pgkd.runs import run_folder
 
-    bus, run_dir, _ = _bus_for(args)
-    config = load_config(run_dir / "config.yaml")
-    try:
-        print(format_status(collect_status(bus, config)))
-    except BusUnavailable:
-        report = run_dir / "report.md"
+    live = api.status(args.run_id, args.runs_dir)
+    if live is None:
+        report = run_folder(args.run_id, args.runs_dir) / "report.md"
         print(f"run {args.run_id} is not live (its bus is gone)" + (f"; report: {report}" if report.exists() else ""))
+    else:
+        print(format_status(live))
     return 0
 
 
 def cmd_stop(args) -> int:
-    from pgkd.bus.control import request_stop
-    from pgkd.runs import driver_alive
+    from pgkd import api
 
-    bus, _, info = _bus_for(args)
-    try:
-        first = request_stop(bus, "user", "pgkd stop")
-    except BusUnavailable:
-        if driver_alive(info):
-            raise
-        print(f"run {args.run_id} is not live: its driver and its bus are gone, nothing to stop "
-              f"(`pgkd resume {args.run_id}` continues it)")
-        return 0
-    print("stop requested" if first else "run was already stopping")
-    if info.get("embedded_redis") and not driver_alive(info):  # a crashed driver left its bus running
-        bus.call(bus.client.shutdown)
-        print(f"its driver is gone: stopped the run's embedded Redis (data kept; `pgkd resume {args.run_id}` "
-              f"continues the run)")
+    print(api.stop(args.run_id, args.runs_dir))
     return 0
 
 
@@ -203,9 +181,9 @@ def split_count(value: str) -> tuple[str, int]:
 
 
 def cmd_resume(args) -> int:
-    from pgkd.resume import resume
+    from pgkd import api
 
-    return exit_code(resume(args.run_id, args.runs_dir, args.set, verbose=args.verbose))
+    return exit_code(api.resume(args.run_id, args.runs_dir, args.set, verbose=args.verbose))
 
 
 def cmd_audit(args) -> int:

@@ -13,6 +13,7 @@ from pgkd.basics.settings import Settings, check_safe_name
 from pgkd.basics.yaml_lines import DuplicateKey, TooLarge, load_with_lines, nearest_line
 from pgkd.bus.config import RedisConfig
 from pgkd.cluster.config import RayConfig
+from pgkd.tracking.config import TrackingConfig
 from pgkd.evaluator.config import EvaluatorConfig, LoopConfig
 from pgkd.student.base import STUDENT_KINDS
 from pgkd.teacher.backends.base import TEACHER_BACKENDS
@@ -33,6 +34,7 @@ class RunConfig(Settings):
     loop: LoopConfig = Field(default_factory=lambda: LoopConfig())
     redis: RedisConfig = Field(default_factory=lambda: RedisConfig())
     ray: RayConfig = Field(default_factory=lambda: RayConfig())
+    tracking: TrackingConfig = Field(default_factory=lambda: TrackingConfig())
 
     @field_validator("name")
     @classmethod
@@ -70,14 +72,27 @@ def parse_override(text: str) -> tuple[list, object]:
     if "=" not in text:
         raise InputError("expected dotted.key=value", field=text)
     key, raw = text.split("=", 1)
-    path = [int(p) if p.isdigit() else p for p in key.strip().split(".")]
-    if any(p == "" for p in path):
-        raise InputError("empty part in the dotted key", field=key)
     try:
         value = yaml.safe_load(raw)
     except yaml.YAMLError as exc:
         raise InputError(f"value is not valid YAML: {str(exc).splitlines()[0]}", field=key.strip()) from exc
-    return path, value
+    return parse_key(key), value
+
+
+def parse_key(key: str) -> list:
+    """'students.0.alpha' -> ['students', 0, 'alpha']."""
+    path = [int(p) if p.isdigit() else p for p in key.strip().split(".")]
+    if any(p == "" for p in path):
+        raise InputError("empty part in the dotted key", field=key)
+    return path
+
+
+def overrides_as_pairs(overrides: list[str] | dict | None) -> list[tuple[str, list, object]]:
+    """(as given, key path, value) from --set strings (values read as YAML) or a dict (values taken as they are:
+    {"loop.time_budget_s": 120, "students.0.kind": "ngram"})."""
+    if isinstance(overrides, dict):
+        return [(f"{key}={value!r}", parse_key(str(key)), value) for key, value in overrides.items()]
+    return [(text, *parse_override(text)) for text in overrides or ()]
 
 
 def apply_override(data: dict, path: list, value: object) -> None:
@@ -108,8 +123,9 @@ def read_text_file(path: Path) -> str:
                          file=str(path), line=line) from exc
 
 
-def load_config(path: str | Path, overrides: list[str] = ()) -> RunConfig:
-    """Load and validate a run config; errors name the file, line and field."""
+def load_config(path: str | Path, overrides: list[str] | dict | None = ()) -> RunConfig:
+    """Load and validate a run config, with overrides as --set strings or a dict of dotted keys; errors name the
+    file, line and field."""
     path = Path(path)
     if not path.is_file():
         raise InputError("config file not found", file=str(path))
@@ -124,8 +140,7 @@ def load_config(path: str | Path, overrides: list[str] = ()) -> RunConfig:
     data = data or {}
     if not isinstance(data, dict):
         raise InputError("top level must be a mapping", file=str(path), line=1)
-    for override in overrides:
-        keys, value = parse_override(override)
+    for override, keys, value in overrides_as_pairs(overrides):
         try:
             apply_override(data, keys, value)
         except (IndexError, TypeError, KeyError, AttributeError) as exc:

@@ -32,10 +32,11 @@ from pgkd.bus.server import EmbeddedRedis
 from pgkd.cluster.cpu import cpu_info, dtype_refusal
 from pgkd.cluster.placement import local_cluster_cpus
 from pgkd.console import quiet_terminal
-from pgkd.finish import finish_run
+from pgkd.finish import finish_run, write_report
 from pgkd.runs import new_run_id, write_run_file
 from pgkd.session import RunSession
 from pgkd.teacher.audit import audit_sample
+from pgkd.track import RunTracking
 
 log = logging.getLogger("pgkd.driver")
 DEFAULT_AUDIT_PER_CLASS = 5
@@ -299,13 +300,17 @@ def drive(session: RunSession, config: RunConfig, data, inputs, bus: Bus, embedd
                                                       f" --runs-dir {config.runs_dir}")
              + ("" if verbose else f" · logs: {run_dir / 'logs'}/"))
     prepare_pool(config, inputs, run_dir)
+    tracking = RunTracking(config, run_id, progress)
     started = time.time()
-    stop = supervise(session, config, inputs, bus, run_id, run_dir, progress, verbose)
-    return finish_run(config, data, inputs, bus, run_id, run_dir, stop, time.time() - started, progress)
+    stop = supervise(session, config, inputs, bus, run_id, run_dir, progress, verbose, tracking)
+    report = finish_run(config, data, inputs, bus, run_id, run_dir, stop, time.time() - started, progress)
+    example = [row["text"] for row in (inputs.validation or inputs.seeds)[:1]]
+    tracking.finish(bus, report, run_dir, example, lambda changed: write_report(changed, run_dir))
+    return report
 
 
 def supervise(session: RunSession, config: RunConfig, inputs, bus: Bus, run_id: str, run_dir: Path,
-              progress, verbose: bool = False) -> Stop:
+              progress, verbose: bool = False, tracking: RunTracking | None = None) -> Stop:
     from pgkd.launch import RunContext, kill_all, launch_all
     from pgkd.watch import Watcher
 
@@ -314,7 +319,7 @@ def supervise(session: RunSession, config: RunConfig, inputs, bus: Bus, run_id: 
                                      str((run_dir / "logs").resolve()), archive_dir,
                                      actor_output="terminal" if verbose else "file"))
     session.running(lambda signum: request_stop(bus, "user", f"signal {signum}"))
-    watcher = Watcher(config, bus, launched, progress, StreamArchive(archive_dir))
+    watcher = Watcher(config, bus, launched, progress, StreamArchive(archive_dir), tracking)
     try:
         stop = watcher.until_stopped()
         watcher.drain()

@@ -60,10 +60,14 @@ def finish_run(config: RunConfig, data, inputs, bus: Bus, run_id: str, run_dir: 
         "checkpoints": [checkpoint_row(c) for c in checkpoints],
         "bus": bus_block,
     }
-    write_atomic(run_dir / "report.json", json.dumps(report, indent=2))
-    write_markdown(report, run_dir)
+    write_report(report, run_dir)
     progress(f"report: {run_dir / 'report.md'}")
     return report
+
+
+def write_report(report: dict, run_dir: Path) -> None:
+    write_atomic(run_dir / "report.json", json.dumps(report, indent=2))
+    write_markdown(report, run_dir)
 
 
 def pool_block(bus: Bus, inputs) -> dict | None:

@@ -47,6 +47,7 @@ def write_markdown(report: dict, run_dir: Path) -> Path:
     lines += teacher_section(report["teacher"])
     lines += sources_section(report.get("examples", {}))
     lines += pool_section(report.get("pool"))
+    lines += tracking_section(report.get("tracking"))
     lines += ["## Versions", "", "| student | version | examples | from teacher | val accuracy | val macro-F1 |",
               "|---|---:|---:|---:|---:|---:|"]
     lines += [f"| {v['student']} | {v['version']} | {v['examples_seen']} | {v['generated_seen']} | "
@@ -56,6 +57,20 @@ def write_markdown(report: dict, run_dir: Path) -> Path:
     path = run_dir / "report.md"
     write_atomic(path, "\n".join(lines) + "\n")
     return path
+
+
+def tracking_section(tracking: dict | None) -> list[str]:
+    if not tracking:
+        return []
+    where = f"{tracking['backend']} run `{tracking.get('run_id')}` in experiment `{tracking['experiment']}` at " \
+            f"`{tracking['uri']}`"
+    if tracking["state"] != "ok":
+        sent = f"What was sent before is in the {where}" if tracking.get("run_id") else \
+            f"Nothing reached `{tracking['uri']}`"
+        return ["## Tracking", "", f"**Tracking was {tracking['state']}**: {tracking['error']}. {sent}; this "
+                f"report and the run's folder hold everything.", ""]
+    model = f"; the student: `{tracking['model_uri']}`" if tracking.get("model_uri") else ""
+    return ["## Tracking", "", f"Sent to the {where}{model}.", ""]
 
 
 def best_section(best: dict | None) -> list[str]:

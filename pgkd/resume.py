@@ -16,7 +16,7 @@ from pgkd.runs import find_run, refuse_if_live, write_run_file
 from pgkd.session import RunSession
 
 
-def resume(run_id: str, runs_dir: str | Path, overrides: list[str] = (), progress=print,
+def resume(run_id: str, runs_dir: str | Path, overrides: list[str] | dict | None = (), progress=print,
            verbose: bool = False) -> dict:
     """Continue a run that was stopped or crashed: its bus (restarted from its append-only file when it was the
     embedded one), its checkpoints on disk and its saved config, plus any --set overrides (e.g. a larger

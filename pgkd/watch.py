@@ -27,8 +27,10 @@ DRAIN_SAY_EVERY_S = 5.0  # how often a stopping run says what it still waits for
 
 
 class Watcher:
-    def __init__(self, config: RunConfig, bus: Bus, launched, progress, archive: StreamArchive | None = None):
+    def __init__(self, config: RunConfig, bus: Bus, launched, progress, archive: StreamArchive | None = None,
+                 tracking=None):
         self.config, self.bus, self.launched, self.archive = config, bus, launched, archive
+        self.tracking = tracking  # a RunTracking (pgkd/track.py), or None
         self.last_trim = 0.0
         self.started = time.time()
         self.bar = TerminalBar(config.loop.time_budget_s)
@@ -50,6 +52,8 @@ class Watcher:
             self._check_budgets()
             self._check_quiescent()
             self._trim_examples()
+            if self.tracking is not None:
+                self.tracking.poll(self.bus)
             self._announce_audit()
             self._report_progress()
             time.sleep(self.config.loop.poll_interval_s)

@@ -16,6 +16,7 @@ LAYERS = {
     "bus": 2,  # the wire: Redis client and server, typed messages, run keys, roster
     "teacher": 3, "student": 3, "evaluator": 3,  # the three roles, Ray-free
     "cluster": 4, "actors": 4,  # placement; the only @ray.remote code
+    "tracking": 4,  # experiment tracking (MLflow): a sink the driver feeds, Ray-free
     "config": 5,  # pgkd/config.py: composes the blocks each layer owns into the run's config and loads YAML
     "top": 6,  # pgkd/*.py: CLI, driver, launch, watching, finishing, resume, scaling, status, report, Python API
 }

@@ -17,6 +17,8 @@ def redact(url: str) -> str:
     except ValueError:
         return HIDDEN
     netloc = parts.netloc
+    if not netloc and not parts.query:  # sqlite:///path, file:///path: nothing to hide, and urlunsplit drops '//'
+        return url
     if parts.username is not None or parts.password is not None:
         netloc = f"{HIDDEN}@{parts.hostname or ''}" + (f":{port}" if port else "")
     query = parts.query
