@@ -133,8 +133,10 @@ class RunTracking:
             self.outbox.put("sending the teacher audit", lambda: self._send_audit(audit))
 
     def _send_audit(self, audit: TeacherAudit) -> None:
-        at = int(audit.created * 1000)
-        figures = {k: getattr(audit, k) for k in ("accuracy", "macro_f1", "ece", "kept_share", "threshold")}
+        at = self.tracker.started_ms  # written once per run: the same point whichever session sends it
+        figures = audit.model_dump(include={"accuracy", "macro_f1", "ece", "kept_share", "threshold",
+                                            "precision_at_threshold", "student_accuracy", "student_macro_f1",
+                                            "min_confidence", "kd_alpha"})
         self.tracker.log_points([Point(f"audit/{k}", float(v), 0, at) for k, v in figures.items() if v is not None])
         self.tracker.log_json(audit.model_dump(), "audit.json")
 

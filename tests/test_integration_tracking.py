@@ -39,12 +39,16 @@ def test_the_python_api_runs_the_demo_config_into_mlflow_and_the_logged_student_
     from mlflow.tracking import MlflowClient
 
     lines: list[str] = []
-    report = pgkd.run(REPO / "ray_configs" / "demo.yaml", overrides=overrides(tmp_path / "runs"), run_id="tracked",
-                      progress=lines.append)
-    assert report["best_student"] and report["simulated_teacher"]
+    first = pgkd.run(REPO / "ray_configs" / "demo.yaml", run_id="tracked", progress=lines.append,
+                     overrides=overrides(tmp_path / "runs", **{"tracking.register_as": "demo-intents"}))
+    assert first["best_student"] and first["simulated_teacher"] and first["tracking"]["state"] == "ok"
+    # a second session continues the same MLflow run: its history again, nothing doubled, a new model version
+    report = pgkd.resume("tracked", tmp_path / "runs", {"teacher.max_batches": 18}, progress=lines.append)
+    assert len(report["versions"]) > len(first["versions"])
     where = report["tracking"]
+    assert where["run_id"] == first["tracking"]["run_id"]
     assert where["state"] == "ok" and where["uri"] == f"sqlite:///{tmp_path / 'runs' / 'mlflow.db'}"
-    client = MlflowClient(where["uri"])
+    client = MlflowClient(where["uri"], registry_uri=where["uri"])
     run = client.get_run(where["run_id"])
     assert run.info.status == "FINISHED" and run.info.run_name == "tracked"
     assert run.data.params["students.0.kind"] == "ngram" and run.data.params["teacher.backend"] == "simulated"
@@ -59,7 +63,9 @@ def test_the_python_api_runs_the_demo_config_into_mlflow_and_the_logged_student_
     assert {"config.yaml", "learning_curve.png", "report.json", "report.md"} <= artifacts
     logged = json.loads(Path(client.download_artifacts(run.info.run_id, "report.json", str(tmp_path))).read_text())
     assert logged["tracking"]["run_id"] == run.info.run_id  # the report sent last says where it is
-    assert any(line.startswith("tracking: mlflow run ") for line in lines)
+    assert sum(line.startswith("tracking: mlflow run ") for line in lines) == 2
+    versions = client.search_model_versions("name='demo-intents'")
+    assert sorted(int(v.version) for v in versions) == [1, 2] and {v.run_id for v in versions} == {run.info.run_id}
 
     mlflow.set_tracking_uri(where["uri"])  # where runs:/ is looked up, as a user sets it
     try:

@@ -99,3 +99,41 @@ def test_the_mlflow_backend_continues_its_run_and_doubles_nothing_sent_twice(tmp
     assert run.data.params["teacher.max_batches"] == "8"  # MLflow params never change: the tag says which did
     assert run.data.tags["pgkd.params_changed_on_resume"] == "teacher.max_batches"
     assert (tmp_path / "mlflow.db").is_file() and again.where()["uri"] == f"sqlite:///{tmp_path / 'mlflow.db'}"
+
+
+def test_the_driver_sends_each_version_the_teacher_and_the_audit_once_however_often_it_polls(bus, tmp_path):
+    """RunTracking against a real bus and a real SQLite MLflow store: what actors wrote to Redis reaches the run."""
+    pytest.importorskip("mlflow")
+    from pgkd.bus.client import CHECKPOINTS, REPORTS, SELECTION
+    from pgkd.bus.control import TEACHER_AUDIT, teacher_stats_key
+    from pgkd.bus.messages import Checkpoint, EvalReport, SelectionScore, TeacherAudit
+    from pgkd.bus.roster import teacher_names
+    from pgkd.config import validate_config
+    from pgkd.track import RunTracking
+
+    config = validate_config({"dataset": {"path": str(tmp_path)}, "runs_dir": str(tmp_path / "runs"),
+                              "teacher": {"backend": "simulated"}, "tracking": {"backend": "mlflow"}})
+    for version, f1 in ((0, 0.5), (1, 0.7)):
+        common = dict(student="s-0", version=version)
+        bus.publish(REPORTS, EvalReport(**common, examples_seen=10 + version, generated_seen=version,
+                                        teacher_generated=version, accuracy=f1, macro_f1=f1, per_class_f1={},
+                                        confusion_pairs=[], hard_negatives=[], eval_seconds=0.1))
+        bus.publish(SELECTION, SelectionScore(**common, macro_f1=f1 - 0.1, accuracy=f1, predictions=[]))
+        bus.publish(CHECKPOINTS, Checkpoint(**common, path="/x", examples_seen=10, generated_seen=0, train_seconds=2.5))
+    bus.client.hset(bus.key(teacher_stats_key(teacher_names(config)[0])), mapping={"generated": 40, "kept": 30})
+    bus.set_once(TEACHER_AUDIT, TeacherAudit(texts=20, candidates=4, accuracy=0.9, macro_f1=0.88, ece=0.05,
+                                             target_precision=0.9, threshold=0.6, precision_at_threshold=0.93,
+                                             kept_share=0.8, reliability=[{"bin": 0.9, "accuracy": 0.92}]))
+    lines = []
+    tracking = RunTracking(config, "poll-run", lines.append)
+    for _ in range(3):
+        tracking.poll(bus, force=True)
+    assert tracking.outbox.close(30) and tracking.outbox.lost is None and lines == []
+    client, run_id = tracking.tracker.client, tracking.tracker.run_id
+    steps = lambda key: sorted((m.step, m.value) for m in client.get_metric_history(run_id, key))  # noqa: E731
+    assert steps("s-0/steering_macro_f1") == [(0, 0.5), (1, 0.7)]
+    assert steps("s-0/selection_macro_f1") == [(0, 0.4), (1, pytest.approx(0.6))]
+    assert steps("s-0/train_seconds") == [(0, 2.5), (1, 2.5)]
+    assert [v for _, v in steps("teacher/generated")] == [40.0] and steps("teacher/kept_ratio")[0][1] == 0.75
+    assert steps("audit/accuracy") == [(0, 0.9)] and steps("audit/threshold") == [(0, 0.6)]
+    assert {a.path for a in client.list_artifacts(run_id)} == {"audit.json"}
