@@ -26,6 +26,7 @@ from pgkd.basics.atomic_files import write_atomic
 from pgkd.basics.redact import redact, redact_urls
 from pgkd.bus.client import EXAMPLES, Bus
 from pgkd.bus.control import request_stop
+from pgkd.bus.lease import DriverLease, LeaseHeld
 from pgkd.bus.messages import SEEDS_PRODUCER, Example, ExampleBatch, Stop
 from pgkd.bus.roster import student_names
 from pgkd.bus.server import EmbeddedRedis
@@ -267,12 +268,32 @@ def run(config: RunConfig, run_id: str | None = None, progress=print, verbose: b
     run_dir = Path(config.runs_dir) / run_id
     with RunSession(run_dir, progress, fresh=True) as session:
         bus, embedded = open_bus(session, config, run_dir, run_id, url)
+        hold_run(session, bus, run_id, config)
         write_run_file(run_dir, run_id, bus.url, embedded is not None)
         save_config(config, run_dir / "config.yaml")
         progress(f"run {run_id}: {len(data.labels)} labels, {len(inputs.seeds)} seeds, "
                  f"{len(inputs.validation)} validation texts; bus {redact(bus.url)}; folder {run_dir}")
         publish_seeds(bus, inputs.seeds)
         return drive(session, config, data, inputs, bus, embedded, run_id, run_dir, progress, verbose)
+
+
+def hold_run(session: RunSession, bus: Bus, run_id: str, config: RunConfig,
+             lease: DriverLease | None = None) -> DriverLease:
+    """Take the run's lease in Redis (or keep the one taken already), renew it while the session lasts, release
+    it on the way out. Another live driver, on any machine, is named and refused."""
+    if lease is None:
+        lease = DriverLease(bus, config.redis.driver_lease_s)
+        try:
+            lease.acquire()
+        except LeaseHeld as exc:
+            raise InputError(f"run '{run_id}' is driven by {exc}; `pgkd stop {run_id}` it, or wait for it",
+                             field="run_id") from None
+    session.own(lease.release)
+    lease.keep(on_lost=lambda: session.progress("this driver's lease on the run was taken by another driver "
+                                                "(it could not reach Redis for longer than redis.driver_lease_s): "
+                                                "stopping without touching the run"))
+    session.lease = lease
+    return lease
 
 
 def checked_bus(url: str, run_id: str, config: RunConfig) -> Bus:
@@ -303,6 +324,9 @@ def drive(session: RunSession, config: RunConfig, data, inputs, bus: Bus, embedd
     tracking = RunTracking(config, run_id, progress)
     started = time.time()
     stop = supervise(session, config, inputs, bus, run_id, run_dir, progress, verbose, tracking)
+    if session.lease is not None and session.lease.lost.is_set():  # the run is another driver's now: hands off
+        raise BusUnavailable(f"another driver took run '{run_id}' over; this one stopped its own actors and wrote "
+                             f"nothing (see `pgkd status {run_id}`)")
     report = finish_run(config, data, inputs, bus, run_id, run_dir, stop, time.time() - started, progress)
     example = [row["text"] for row in (inputs.validation or inputs.seeds)[:1]]
     tracking.finish(bus, report, run_dir, example, lambda changed: write_report(changed, run_dir))
@@ -319,10 +343,11 @@ def supervise(session: RunSession, config: RunConfig, inputs, bus: Bus, run_id: 
                                      str((run_dir / "logs").resolve()), archive_dir,
                                      actor_output="terminal" if verbose else "file"))
     session.running(lambda signum: request_stop(bus, "user", f"signal {signum}"))
-    watcher = Watcher(config, bus, launched, progress, StreamArchive(archive_dir), tracking)
+    watcher = Watcher(config, bus, launched, progress, StreamArchive(archive_dir), tracking, session.lease)
     try:
         stop = watcher.until_stopped()
-        watcher.drain()
+        if session.lease is None or not session.lease.lost.is_set():
+            watcher.drain()
     finally:
         kill_all(launched)
     return stop

@@ -11,7 +11,8 @@ from pgkd.bus.client import CHECKPOINTS, EXAMPLES, Bus
 from pgkd.bus.control import clear_stop
 from pgkd.bus.roster import restart_roster, student_names, teacher_names
 from pgkd.bus.server import EmbeddedRedis
-from pgkd.driver import checked_bus, drive, prepare_inputs, probe_teacher, publish_seeds, save_config
+from pgkd.bus.lease import DriverLease, LeaseHeld
+from pgkd.driver import checked_bus, drive, hold_run, prepare_inputs, probe_teacher, publish_seeds, save_config
 from pgkd.runs import find_run, refuse_if_live, write_run_file
 from pgkd.session import RunSession
 
@@ -29,7 +30,9 @@ def resume(run_id: str, runs_dir: str | Path, overrides: list[str] | dict | None
     data, inputs = prepare_inputs(config)
     probe_teacher(config, progress)
     with RunSession(run_dir, progress, fresh=False) as session:  # the folder is the run's: never removed
+        lease = claim_live_bus(info["bus_url"], run_id, config)  # before adopting a server another driver owns
         bus, embedded = reopen_bus(config, run_dir, run_id, info, own=session.own)
+        hold_run(session, bus, run_id, config, lease)
         write_run_file(run_dir, run_id, bus.url, info.get("embedded_redis", False))
         save_config(config, run_dir / "config.yaml")
         previous = clear_stop(bus)
@@ -40,6 +43,25 @@ def resume(run_id: str, runs_dir: str | Path, overrides: list[str] | dict | None
         if bus.stream_length(EXAMPLES) == 0 and StreamArchive(run_dir / "data").last_id() is None:  # no seeds out
             publish_seeds(bus, inputs.seeds)
         return drive(session, config, data, inputs, bus, embedded, run_id, run_dir, progress, verbose)
+
+
+def claim_live_bus(url: str, run_id: str, config: RunConfig) -> DriverLease | None:
+    """The run's lease, taken on its bus if that answers now (another driver, on any machine, is refused here,
+    before anything of the run is touched); None where the bus is down (a stopped embedded server: the lease is
+    taken once it is restarted, and nobody can hold it meanwhile)."""
+    bus = Bus(url, run_id, retry_seconds=1)
+    try:
+        bus.ping()
+    except BusUnavailable:
+        return None
+    lease = DriverLease(bus, config.redis.driver_lease_s)
+    try:
+        lease.acquire()
+    except LeaseHeld as exc:
+        raise InputError(f"run '{run_id}' is driven by {exc}; `pgkd stop {run_id}` it (or wait for it) before "
+                         f"resuming", field="run_id") from None
+    lease.bus = checked_bus(url, run_id, config)  # renewals ride out outages like every other call
+    return lease
 
 
 def refuse_redacted(config: RunConfig, path: Path) -> None:

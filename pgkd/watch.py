@@ -28,9 +28,10 @@ DRAIN_SAY_EVERY_S = 5.0  # how often a stopping run says what it still waits for
 
 class Watcher:
     def __init__(self, config: RunConfig, bus: Bus, launched, progress, archive: StreamArchive | None = None,
-                 tracking=None):
+                 tracking=None, lease=None):
         self.config, self.bus, self.launched, self.archive = config, bus, launched, archive
         self.tracking = tracking  # a RunTracking (pgkd/track.py), or None
+        self.lease = lease  # the driver's DriverLease: once another driver took the run, this one stops watching
         self.last_trim = 0.0
         self.started = time.time()
         self.bar = TerminalBar(config.loop.time_budget_s)
@@ -42,6 +43,9 @@ class Watcher:
 
     def until_stopped(self) -> Stop:
         while True:
+            if self.lease is not None and self.lease.lost.is_set():  # never a stop on the bus: the run goes on
+                self.bar.close()
+                return Stop(reason="error", detail="another driver took this run over")
             stop = stop_requested(self.bus)
             if stop is not None:
                 self.bar.close()

@@ -25,6 +25,9 @@ class RedisConfig(Settings):
     archive_every_s: float = Field(5.0, ge=0, description="how often the driver moves example batches every "
                                    "student has trained on from Redis to runs/<id>/data/ (0: never; Redis then "
                                    "holds the whole run)")
+    driver_lease_s: float = Field(15, gt=0, description="how long a driver's lease on its run lives in Redis "
+                                  "unless renewed (every third of it): another driver may take the run over after "
+                                  "that, from any machine")
     startup_timeout_s: float = Field(10, gt=0, description="how long the driver tries to reach Redis at start "
                                      "before it refuses to start")
 
