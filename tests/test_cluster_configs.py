@@ -111,3 +111,58 @@ def test_driver_env_vars_leave_out_what_the_job_already_sets(monkeypatch):
     job = {"runtime_env": {"env_vars": {"HF_HUB_OFFLINE": "1"}, "working_dir": "gcs://x.zip"}}
     monkeypatch.setenv("RAY_JOB_CONFIG_JSON_ENV_VAR", json.dumps(job))
     assert set(driver_env_vars()) == {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"}  # ray.init would refuse a duplicate
+
+
+def test_kuberay_redis_takes_its_password_from_a_secret_persists_and_admits_only_the_ray_pods():
+    docs = {doc["kind"]: doc for doc in yaml.safe_load_all((CONFIGS / "kuberay-rayjob.yaml").read_text())}
+    secret = {"secretKeyRef": {"name": "pgkd-redis", "key": "password"}}
+    redis = docs["Deployment"]["spec"]["template"]["spec"]
+    container = redis["containers"][0]
+    assert {"name": "REDIS_PASSWORD", "valueFrom": secret} in container["env"]
+    args = " ".join(container["args"])
+    assert "--requirepass $(REDIS_PASSWORD)" in args and "--appendonly yes" in args and "--dir /data" in args
+    volume = {v["name"]: v for v in redis["volumes"]}[container["volumeMounts"][0]["name"]]
+    claims = [d for d in yaml.safe_load_all((CONFIGS / "kuberay-rayjob.yaml").read_text())
+              if d["kind"] == "PersistentVolumeClaim"]
+    assert volume["persistentVolumeClaim"]["claimName"] in {c["metadata"]["name"] for c in claims}
+    policy = docs["NetworkPolicy"]["spec"]
+    assert policy["podSelector"] == {"matchLabels": {"app": "pgkd-redis"}} and policy["policyTypes"] == ["Ingress"]
+    admitted = policy["ingress"][0]["from"][0]["podSelector"]["matchLabels"]
+    cluster = docs["RayJob"]["spec"]["rayClusterSpec"]
+    for template in [cluster["headGroupSpec"]["template"]] + [g["template"] for g in cluster["workerGroupSpecs"]]:
+        assert template["metadata"]["labels"].items() >= admitted.items()  # every Ray pod, and only those labels
+        env = template["spec"]["containers"][0]["env"]
+        assert {"name": "PGKD_REDIS_PASSWORD", "valueFrom": secret} in env
+    multi = load_config(CONFIGS / "multi_node.yaml")
+    assert multi.redis.password_env == "PGKD_REDIS_PASSWORD" and "@" not in multi.redis.url
+
+
+def test_launcher_redis_on_the_head_has_a_password_from_a_file_and_persists():
+    config = read("cluster-aws.yaml")
+    assert config["file_mounts"]["/home/ubuntu/.pgkd_redis_password"] == "~/.pgkd/redis_password"
+    setup = "\n".join(config["head_setup_commands"])
+    assert "requirepass %s" in setup and "--appendonly yes" in setup and "--port 6380" in setup
+    assert "--requirepass" not in setup  # never on a command line
+    for commands in (config["head_start_ray_commands"], config["worker_start_ray_commands"]):
+        assert 'export PGKD_REDIS_PASSWORD="$(cat ~/.pgkd_redis_password)"' in commands[-1]
+
+
+def test_redis_password_from_the_environment_goes_into_the_url_and_is_refused_when_missing(monkeypatch, tmp_path):
+    from urllib.parse import urlsplit
+
+    from pgkd.bus.config import RedisConfig, redis_url_from_env
+
+    monkeypatch.setenv("PGKD_TEST_REDIS_PW", "p@ss:w/rd")
+    url = redis_url_from_env(RedisConfig(url="redis://pgkd-redis:6379/0", password_env="PGKD_TEST_REDIS_PW"))
+    assert urlsplit(url).hostname == "pgkd-redis" and urlsplit(url).port == 6379
+    import redis
+
+    assert redis.Redis.from_url(url).connection_pool.connection_kwargs["password"] == "p@ss:w/rd"
+    monkeypatch.delenv("PGKD_TEST_REDIS_PW")
+    with pytest.raises(InputError) as err:
+        redis_url_from_env(RedisConfig(url="redis://pgkd-redis:6379/0", password_env="PGKD_TEST_REDIS_PW"))
+    assert err.value.field == "redis.password_env" and "PGKD_TEST_REDIS_PW is not set" in str(err.value)
+    path = tmp_path / "run.yaml"
+    path.write_text("dataset: {path: data}\nredis:\n  url: redis://:pw@h:6379/0\n  password_env: X\n")
+    with pytest.raises(InputError, match="keep one"):
+        load_config(path)
