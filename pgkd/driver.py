@@ -31,6 +31,7 @@ from pgkd.bus.messages import SEEDS_PRODUCER, Example, ExampleBatch, Stop
 from pgkd.bus.roster import student_names
 from pgkd.bus.server import EmbeddedRedis
 from pgkd.cluster.cpu import cpu_info, dtype_refusal
+from pgkd.cluster.ray_auth import guard_token
 from pgkd.cluster.placement import local_cluster_cpus
 from pgkd.console import quiet_terminal
 from pgkd.finish import finish_run, write_report
@@ -213,7 +214,8 @@ def start_ray(config: RunConfig, verbose: bool = False) -> str | None:
     context = ray.init(address="local", num_cpus=cpus, namespace=config.ray.namespace,
                        include_dashboard=config.ray.dashboard, dashboard_host=config.ray.dashboard_host,
                        runtime_env=runtime_env, log_to_driver=verbose)
-    return dashboard_url(context)
+    url = dashboard_url(context)
+    return f"{url} ({guard_token()})" if url else None
 
 
 def pool_cpus(config: RunConfig) -> int:

@@ -266,7 +266,8 @@ redis:
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert foreign_lines(proc.stdout + proc.stderr) == []
     first = proc.stdout.splitlines()[:3]  # the run line, then where to watch it
-    assert any(re.match(r"dashboard: http://127\.0\.0\.1:\d+ · live status: pgkd status sim-1", line) for line in first)
+    assert any(re.match(r"dashboard: http://127\.0\.0\.1:\d+ \(Ray token authentication on \(the dashboard asks for "
+                        r"the token in .*auth_token\)\) · live status: pgkd status sim-1", line) for line in first)
     run_dir = tmp_path / "runs" / "sim-1"
     report = json.loads((run_dir / "report.json").read_text())
     assert report["simulated_teacher"].startswith("simulated teacher (error_rate 0.1")
