@@ -129,13 +129,14 @@ def _bus_for(args):
 
 def cmd_status(args) -> int:
     from pgkd import api
+    from pgkd.basics.storage import exists
     from pgkd.live_status import format_status
-    from pgkd.runs import run_folder
+    from pgkd.place import RunPlace
 
     live = api.status(args.run_id, args.runs_dir)
     if live is None:
-        report = run_folder(args.run_id, args.runs_dir) / "report.md"
-        print(f"run {args.run_id} is not live (its bus is gone)" + (f"; report: {report}" if report.exists() else ""))
+        report = RunPlace.of(args.runs_dir, args.run_id).stored("report.md")
+        print(f"run {args.run_id} is not live (its bus is gone)" + (f"; report: {report}" if exists(report) else ""))
     else:
         print(format_status(live))
     return 0
@@ -207,10 +208,12 @@ def cmd_audit(args) -> int:
 
 
 def cmd_predict(args) -> int:
+    from pgkd.basics.storage import is_uri
     from pgkd.student.registry import open_saved_student
     from pgkd.student.saved import check_meta
 
-    check_meta(args.student)  # before reading stdin: a wrong folder is said at once
+    if not is_uri(args.student):
+        check_meta(args.student)  # before reading stdin: a wrong folder is said at once
     texts = args.texts or [line.strip() for line in sys.stdin if line.strip()]
     if not texts:
         raise InputError("no texts given", field="texts")
@@ -221,15 +224,29 @@ def cmd_predict(args) -> int:
 
 
 def cmd_export(args) -> int:
+    import shutil
+
+    from pgkd.basics.storage import fetch_folder as fetched_folder, upload_folder
     from pgkd.cluster.placement import cpu_device
+    from pgkd.place import RunPlace
     from pgkd.runs import run_folder
+    from pgkd.student.commit import commit_folder
     from pgkd.student.base import STUDENT_KINDS
     from pgkd.student.export import export_student
     from pgkd.student.registry import open_saved_student
     from pgkd.student.saved import META_FILE, check_meta
 
-    run_dir = run_folder(args.run_id, args.runs_dir)
-    source = run_dir / "best_student"
+    place = RunPlace.of(args.runs_dir, args.run_id)
+    if place.remote:  # the stored best student, fetched and checked against its manifest
+        try:
+            source = fetched_folder(place.stored("best_student"))
+        except (OSError, ValueError) as exc:
+            raise InputError(f"no saved best student here (has the run finished?): {str(exc)[:200]}",
+                             file=place.stored("best_student")) from None
+        run_dir = place.local
+    else:
+        run_dir = run_folder(args.run_id, args.runs_dir)
+        source = run_dir / "best_student"
     if not (source / META_FILE).is_file():
         raise InputError("no saved best student here (has the run finished?)", file=str(source / META_FILE))
     if check_meta(source)["kind"] not in STUDENT_KINDS.names():
@@ -240,6 +257,9 @@ def cmd_export(args) -> int:
                              cpu_device())  # traced on the CPU: the file runs anywhere
     except NotImplementedError as exc:
         raise InputError(str(exc), field="--format") from exc
+    if place.remote and not args.out:  # beside the run, where it was asked for
+        commit_folder(lambda temp: shutil.copytree(out, temp, dirs_exist_ok=True), out)  # gives it a manifest
+        out = upload_folder(out, place.stored(f"export-{args.format}"))
     print(out)
     return 0
 

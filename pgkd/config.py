@@ -10,6 +10,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from pgkd.basics.dataset_config import DatasetConfig
 from pgkd.basics.errors import InputError
 from pgkd.basics.settings import Settings, check_safe_name
+from pgkd.basics.storage import check_uri, is_uri
 from pgkd.basics.yaml_lines import DuplicateKey, TooLarge, load_with_lines, nearest_line
 from pgkd.bus.config import RedisConfig
 from pgkd.cluster.config import RayConfig
@@ -26,7 +27,8 @@ FAMILIES = {family.tag: family for family in (STUDENT_KINDS, TEACHER_BACKENDS)} 
 
 class RunConfig(Settings):
     name: str = "pgkd"
-    runs_dir: Path = Path("runs")
+    runs_dir: Path | str = Field(Path("runs"), description="a local folder, or a URI pyarrow.fs reaches "
+                                 "(s3://bucket/prefix?endpoint_override=host:port&scheme=http&region=...)")
     dataset: DatasetConfig
     teacher: TeacherConfig = Field(default_factory=teacher_settings)
     students: list[StudentConfig] = Field(default_factory=lambda: [STUDENT_KINDS.default_settings()], min_length=1)
@@ -41,12 +43,16 @@ class RunConfig(Settings):
     def _name_is_safe(cls, value: str) -> str:
         return check_safe_name(value)
 
-    @field_validator("runs_dir")
+    @field_validator("runs_dir", mode="before")
     @classmethod
-    def _runs_dir_is_a_folder(cls, value: Path) -> Path:
+    def _runs_dir_is_a_folder_or_a_uri(cls, value) -> Path | str:
+        if is_uri(str(value)):
+            return check_uri(str(value))  # StorageError is a ValueError: named as runs_dir
+        value = Path(value)
         if value.exists() and not value.is_dir():
             raise ValueError(f"'{value}' exists and is not a folder")
         return value
+
 
     @model_validator(mode="after")
     def _unique_student_names(self) -> "RunConfig":

@@ -9,7 +9,8 @@ from pathlib import Path
 from pgkd.config import RunConfig, dump_config
 
 from pgkd.teacher.config import teacher_kind
-from pgkd.bus.archive import StreamArchive, full_history
+from pgkd.basics import storage
+from pgkd.bus.archive import full_history, open_archive
 from pgkd.basics.atomic_files import write_atomic
 from pgkd.basics.redact import redact_urls
 from pgkd.bus.client import CHECKPOINTS, DEAD_LETTERS, EXAMPLES, REPORTS, SELECTION, Bus
@@ -18,6 +19,7 @@ from pgkd.bus.messages import SEEDS_PRODUCER, Checkpoint, EvalReport, ExampleBat
 from pgkd.bus.roster import actor_names, teacher_names
 from pgkd.evaluator.scoring import score
 from pgkd.live_status import pool_status, teacher_totals
+from pgkd.place import RunPlace
 from pgkd.report import write_markdown
 from pgkd.teacher.accounting import teacher_accounting
 
@@ -25,17 +27,19 @@ log = logging.getLogger("pgkd.driver")
 
 
 def finish_run(config: RunConfig, data, inputs, bus: Bus, run_id: str, run_dir: Path, stop: Stop, elapsed: float,
-               progress) -> dict:
+               progress, place: RunPlace | None = None) -> dict:
+    """The report, written in the run's folder (and published to run storage by URI with the exported student)."""
+    place = place or RunPlace.of(config.runs_dir, run_id)
     bus_block = bus_stats(bus)  # first: the run's own traffic, not the reads below
     reports = bus.read_all(REPORTS, EvalReport)
     checkpoints = bus.read_all(CHECKPOINTS, Checkpoint)
-    batches = full_history(bus, StreamArchive(run_dir / "data"), ExampleBatch)
+    batches = full_history(bus, open_archive(place.shared("data")), ExampleBatch)
     write_data(run_dir / "data", batches)
     write_metrics(run_dir / "metrics.jsonl", reports)
     totals, per_teacher = teacher_totals(bus, actor_names(bus, "teacher", teacher_names(config)))
     kept_mismatch = reconcile_kept(totals, per_teacher, batches)
     best = bus.get_model(BEST, Checkpoint)
-    best_block = score_best(best, reports, data, run_dir, progress) if best else None
+    best_block = score_best(best, reports, data, run_dir, progress, place) if best else None
     if best_block is not None:
         best_block |= selection_block(bus, best)
     report = {
@@ -60,14 +64,17 @@ def finish_run(config: RunConfig, data, inputs, bus: Bus, run_id: str, run_dir: 
         "checkpoints": [checkpoint_row(c) for c in checkpoints],
         "bus": bus_block,
     }
-    write_report(report, run_dir)
-    progress(f"report: {run_dir / 'report.md'}")
+    write_report(report, run_dir, place)
+    place.publish("metrics.jsonl", "data/examples.jsonl")
+    progress(f"report: {place.stored('report.md') if place.remote else run_dir / 'report.md'}")
     return report
 
 
-def write_report(report: dict, run_dir: Path) -> None:
+def write_report(report: dict, run_dir: Path, place: RunPlace | None = None) -> None:
     write_atomic(run_dir / "report.json", json.dumps(report, indent=2))
     write_markdown(report, run_dir)
+    if place is not None:
+        place.publish("report.json", "report.md", "learning_curve.png")
 
 
 def pool_block(bus: Bus, inputs) -> dict | None:
@@ -95,7 +102,8 @@ def selection_block(bus: Bus, best: Checkpoint) -> dict:
                        "margin": float(why.get("margin", 0))}}
 
 
-def score_best(best: Checkpoint, reports: list[EvalReport], data, run_dir: Path, progress) -> dict:
+def score_best(best: Checkpoint, reports: list[EvalReport], data, run_dir: Path, progress,
+               place: RunPlace | None = None) -> dict:
     """Test scores of the best student and of the same student's seeds-only version, and the export."""
     from pgkd.student.commit import commit_copy
     from pgkd.student.registry import load_student
@@ -105,15 +113,18 @@ def score_best(best: Checkpoint, reports: list[EvalReport], data, run_dir: Path,
     student = load_student(best.path)
     test = score(student, texts, gold, names, 0)
     export = run_dir / "best_student"
-    commit_copy(best.path, export)  # checked against its manifest, then replaced whole
+    source = storage.fetch_folder(best.path) if storage.is_uri(best.path) else best.path
+    commit_copy(source, export)  # checked against its manifest, then replaced whole
+    if place is not None and place.remote:
+        export = place.publish_folder("best_student")
     validation = next(r for r in reports if r.student == best.student and r.version == best.version)
     block = {"student": best.student, "version": best.version, "path": str(export),
              "examples_seen": best.examples_seen, "generated_seen": best.generated_seen,
              "validation": {"accuracy": validation.accuracy, "macro_f1": validation.macro_f1},
              "test": {"accuracy": test["accuracy"], "macro_f1": test["macro_f1"]},
              "test_per_class_f1": test["per_class_f1"]}
-    seeds_only = Path(best.path).parent / "v0000"
-    if best.version > 0 and seeds_only.is_dir():
+    seeds_only = storage.join(storage.parent(best.path), "v0000")
+    if best.version > 0 and storage.exists(seeds_only):
         baseline = load_student(seeds_only)
         baseline.share_cache(student)
         base = score(baseline, texts, gold, names, 0)

@@ -6,7 +6,9 @@ from pathlib import Path
 from pgkd.basics.errors import BusUnavailable, InputError
 from pgkd.basics.redact import HIDDEN, redact
 from pgkd.config import RunConfig, dump_config, load_config
-from pgkd.bus.archive import StreamArchive
+from pgkd.basics import storage
+from pgkd.bus.archive import open_archive
+from pgkd.place import RunPlace
 from pgkd.bus.client import CHECKPOINTS, EXAMPLES, Bus
 from pgkd.bus.control import clear_stop
 from pgkd.bus.roster import restart_roster, student_names, teacher_names
@@ -23,24 +25,27 @@ def resume(run_id: str, runs_dir: str | Path, overrides: list[str] | dict | None
     embedded one), its checkpoints on disk and its saved config, plus any --set overrides (e.g. a larger
     teacher.max_batches). Actors come back under the same names and resume their own state from Redis."""
     run_dir, info = find_run(run_id, runs_dir)
+    place = RunPlace.of(runs_dir, run_id)
     refuse_if_live(run_id, info)
     config = load_config(run_dir / "config.yaml", overrides)
     refuse_redacted(config, run_dir / "config.yaml")
-    config.runs_dir = Path(runs_dir)
+    config.runs_dir = runs_dir if storage.is_uri(str(runs_dir)) else Path(runs_dir)
     data, inputs = prepare_inputs(config)
     probe_teacher(config, progress)
+    run_dir.mkdir(parents=True, exist_ok=True)  # a run in storage by URI resumed on another machine
     with RunSession(run_dir, progress, fresh=False) as session:  # the folder is the run's: never removed
+        session.place = place
         lease = claim_live_bus(info["bus_url"], run_id, config)  # before adopting a server another driver owns
         bus, embedded = reopen_bus(config, run_dir, run_id, info, own=session.own)
         hold_run(session, bus, run_id, config, lease)
-        write_run_file(run_dir, run_id, bus.url, info.get("embedded_redis", False))
-        save_config(config, run_dir / "config.yaml")
+        write_run_file(run_dir, run_id, bus.url, info.get("embedded_redis", False), place, config.redis.password_env)
+        save_config(config, run_dir / "config.yaml", place)
         previous = clear_stop(bus)
         restart_roster(bus, launched_names(config))
         progress(f"resuming run {run_id} (last stopped by {previous.reason if previous else 'a crash'}): "
                  f"{bus.stream_length(EXAMPLES)} example batches and {bus.stream_length(CHECKPOINTS)} checkpoints "
                  f"on the bus {redact(bus.url)}")
-        if bus.stream_length(EXAMPLES) == 0 and StreamArchive(run_dir / "data").last_id() is None:  # no seeds out
+        if bus.stream_length(EXAMPLES) == 0 and open_archive(place.shared("data")).last_id() is None:  # no seeds out
             publish_seeds(bus, inputs.seeds)
         return drive(session, config, data, inputs, bus, embedded, run_id, run_dir, progress, verbose)
 

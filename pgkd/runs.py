@@ -7,12 +7,17 @@ import secrets
 import socket
 import time
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 from pgkd.basics.atomic_files import write_atomic
 from pgkd.basics.errors import InputError
 from pgkd.basics.json_files import read_json_file
 from pgkd.basics.settings import check_safe_name
-from pgkd.bus.config import check_redis_url
+from pgkd.basics import storage
+from pgkd.basics.redact import HIDDEN, redact
+from pgkd.basics.storage import StorageError
+from pgkd.bus.config import check_redis_url, with_password
+from pgkd.place import RunPlace
 
 RUN_FILE = "run.json"
 
@@ -21,11 +26,15 @@ def new_run_id(name: str) -> str:
     return f"{name}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
 
 
-def write_run_file(run_dir: Path, run_id: str, bus_url: str, embedded: bool) -> None:
-    """run.json holds the bus URL (with its password) for `pgkd status/stop`: readable by the owner only."""
-    text = json.dumps({"run_id": run_id, "bus_url": bus_url, "embedded_redis": embedded, "driver_pid": os.getpid(),
-                       "driver_host": socket.gethostname(), "started": time.time()}, indent=2)
-    write_private(run_dir / RUN_FILE, text)
+def write_run_file(run_dir: Path, run_id: str, bus_url: str, embedded: bool, place=None,
+                   password_env: str | None = None) -> None:
+    """run.json holds the bus URL (with its password) for `pgkd status/stop`: readable by the owner only. In run
+    storage by URI a copy without the password goes there too (it says which environment variable holds it)."""
+    info = {"run_id": run_id, "bus_url": bus_url, "embedded_redis": embedded, "driver_pid": os.getpid(),
+            "driver_host": socket.gethostname(), "started": time.time(), "password_env": password_env}
+    write_private(run_dir / RUN_FILE, json.dumps(info, indent=2))
+    if place is not None and place.remote:
+        storage.write_bytes(place.stored(RUN_FILE), json.dumps(info | {"bus_url": redact(bus_url)}, indent=2))
 
 
 def write_private(path: Path, text: str) -> None:
@@ -47,7 +56,10 @@ def run_folder(run_id: str, runs_dir: str | Path = "runs") -> Path:
 
 
 def find_run(run_id: str, runs_dir: str | Path = "runs") -> tuple[Path, dict]:
-    """The run's folder and its run.json, checked: a damaged file is named, never a traceback."""
+    """The run's folder and its run.json, checked: a damaged file is named, never a traceback. A run in storage
+    by URI: this machine's folder of it, with its config fetched, and the bus password from the environment."""
+    if storage.is_uri(str(runs_dir)):
+        return find_stored_run(RunPlace.of(str(runs_dir), run_id))
     run_dir = run_folder(run_id, runs_dir)
     path = run_dir / RUN_FILE
     if not path.is_file():
@@ -60,6 +72,41 @@ def find_run(run_id: str, runs_dir: str | Path = "runs") -> tuple[Path, dict]:
     except ValueError as exc:
         raise InputError(f"damaged: {exc}", file=str(path), field="bus_url") from None
     return run_dir, info
+
+
+def find_stored_run(place: RunPlace) -> tuple[Path, dict]:
+    try:
+        info = place.read_json(RUN_FILE)
+        place.fetch("config.yaml")
+    except (OSError, StorageError) as exc:
+        raise InputError(f"cannot read the run from storage: {exc}", file=place.stored(RUN_FILE)) from None
+    local = place.local / RUN_FILE  # this machine drove it: its private run.json has the password
+    if local.is_file():
+        own = read_json_file(local)
+        if isinstance(own, dict) and redact(str(own.get("bus_url", ""))) == info.get("bus_url"):
+            info["bus_url"] = own["bus_url"]
+    info["bus_url"] = bus_url_with_password(info, place.stored(RUN_FILE))
+    return place.local, info
+
+
+def bus_url_with_password(info: dict, where: str) -> str:
+    """A stored run.json's bus URL with the password put back: from its password_env variable, or
+    PGKD_REDIS_URL; a URL that had none is used as it is."""
+    url = str(info.get("bus_url", ""))
+    if HIDDEN not in url:
+        return url
+    variable = info.get("password_env")
+    if variable and os.environ.get(variable):
+        return with_password(without_credentials(url), os.environ[variable], variable)
+    if os.environ.get("PGKD_REDIS_URL"):
+        return os.environ["PGKD_REDIS_URL"]
+    raise InputError(f"the run's Redis password is not stored with the run: set {variable or 'PGKD_REDIS_URL'} "
+                     f"in the environment", file=where, field="bus_url")
+
+
+def without_credentials(url: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc.rpartition("@")[2], parts.path, parts.query, parts.fragment))
 
 
 def driver_alive(info: dict) -> bool:

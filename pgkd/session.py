@@ -94,6 +94,7 @@ class RunSession:
         self.launched = False  # actors started: from here a failure keeps the folder (resume needs it)
         self.urgent: list = []  # stops that must run before a second signal kills the children
         self.lease = None  # the driver's lease on the run in Redis (pgkd/bus/lease.py), once taken
+        self.place = None  # the run's RunPlace (pgkd/place.py): its store and this machine's folder
 
     def __enter__(self) -> "RunSession":
         self.stack.__enter__()

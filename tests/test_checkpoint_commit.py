@@ -163,7 +163,7 @@ def test_a_restarted_student_resumes_from_the_version_before_a_torn_one(bus, tmp
     assert "v0001 cannot be loaded" in caplog.text and "resumed from version 0" in caplog.text
     assert (resumed.version, resumed.trained_upto, resumed.new_since_version, resumed.fitted) == (1, 4, 4, True)
     assert resumed.ready()  # the examples v0 had not seen train again at once, as version 2 (never a second v1)
-    assert resumed.train_version().path == tmp_path / "checkpoints" / "v0002"
+    assert resumed.train_version().path == str(tmp_path / "checkpoints" / "v0002")
 
 
 def test_a_restarted_student_with_no_loadable_version_trains_afresh_under_the_next_number(bus, tmp_path):

@@ -46,16 +46,17 @@ def test_preload_finds_tcmalloc_and_iomp_once_each(tmp_path):
 
 def test_a_dtype_this_cpu_cannot_run_is_refused_before_anything_starts(tmp_path, tiny_dataset, monkeypatch):
     import pgkd.driver
+    import pgkd.prepare
     from pgkd.config import load_config
     from pgkd.basics.errors import InputError
 
     path = tmp_path / "run.yaml"
     path.write_text(f"dataset:\n  path: {tiny_dataset}\n  seeds_per_class: 1\nteacher:\n  dtype: bfloat16\n")
-    monkeypatch.setattr(pgkd.driver, "cpu_info", lambda: AVX2)
+    monkeypatch.setattr(pgkd.prepare, "cpu_info", lambda: AVX2)
     if "x86_64" in __import__("platform").machine():
         with pytest.raises(InputError, match="teacher.dtype") as caught:
             pgkd.driver.prepare_inputs(load_config(path))
         assert caught.value.field == "teacher.dtype"
-    monkeypatch.setattr(pgkd.driver, "cpu_info", lambda: AVX512_BF16)
+    monkeypatch.setattr(pgkd.prepare, "cpu_info", lambda: AVX512_BF16)
     pgkd.driver.prepare_inputs(load_config(path))
 

@@ -5,14 +5,13 @@ what it had not yet trained on (and skips ids it already has)."""
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 import ray
 
 from pgkd.actors.common import setup_actor
 from pgkd.actors.metrics import record_queue, record_version
 from pgkd.student.config import student_settings
-from pgkd.bus.archive import StreamArchive, first_id, trimmed_history
+from pgkd.bus.archive import open_archive, first_id, trimmed_history
 from pgkd.bus.client import CHECKPOINTS, EXAMPLES
 from pgkd.bus.control import TEACHER_AUDIT, set_status, stop_requested, teachers_done
 from pgkd.bus.messages import Checkpoint, ExampleBatch, TeacherAudit
@@ -27,7 +26,7 @@ class StudentActor:
     def __init__(self, name: str, bus_url: str, run_id: str, config: dict, labels: list[str], checkpoint_dir: str,
                  poll_seconds: float, validation: list[dict], archive_dir: str | None = None):
         from pgkd.student.registry import make_student
-        from pgkd.student.trainer import StudentTrainer, seed_everything
+        from pgkd.student.trainer import StudentTrainer, checkpoint_places, seed_everything
 
         self.name, self.poll_ms = name, int(poll_seconds * 1000)
         self.config = student_settings(**config)
@@ -35,11 +34,12 @@ class StudentActor:
         register_actor(self.bus, "student", name)
         seed_everything(self.config.seed)
         student = make_student(labels, self.config, torch_device(self.config.gpus))
-        self.trainer = StudentTrainer(student, self.config, Path(checkpoint_dir) / name, validation)
+        local, store = checkpoint_places(checkpoint_dir, run_id, name)
+        self.trainer = StudentTrainer(student, self.config, local, validation, store)
         self.group = f"student:{name}"
         self.bus.ensure_group(EXAMPLES, self.group)
         self.staged: list[str] = []
-        self.archive = StreamArchive(archive_dir) if archive_dir else None  # what was trimmed from the stream
+        self.archive = open_archive(archive_dir) if archive_dir else None  # what was trimmed from the stream
         self._resume()
 
     def run(self) -> int:
@@ -109,8 +109,8 @@ class StudentActor:
         published = sorted((c for c in self.bus.read_all(CHECKPOINTS, Checkpoint) if c.student == self.name),
                            key=lambda c: c.version, reverse=True)
         if published:  # a checkpoint saved but never published was not scored: it is trained again
-            newest, by_path = published[0], {Path(c.path): c for c in reversed(published)}  # newest wins a tie
-            student, path = newest_loadable(list(dict.fromkeys(Path(c.path) for c in published)),
+            newest, by_path = published[0], {c.path: c for c in reversed(published)}  # newest wins a tie
+            student, path = newest_loadable(list(dict.fromkeys(c.path for c in published)),
                                             lambda p: load_student(p, torch_device(self.config.gpus)))
             trained = [e for batch in self._acked_history() for e in batch.examples]
             loaded = by_path.get(path)

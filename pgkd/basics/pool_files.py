@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterator
 
+from pgkd.basics import storage
 from pgkd.basics.dataset import normalize_text, text_problem
 from pgkd.basics.errors import InputError
 
@@ -115,6 +116,11 @@ def _parquet_shards(path: Path, rows: int) -> list[PoolShard]:
     return shards
 
 
+def local_copy(file: str) -> str:
+    """A pool file in run storage by URI is read from this node's copy of it (fetched once)."""
+    return str(storage.fetch_file(file)) if storage.is_uri(file) else file
+
+
 def read_shard(shard: PoolShard, skip_ids: frozenset[str] = frozenset()) -> Iterator[dict]:
     """Rows {"id", "text", "bad"} of one shard. A bad row has id "" and `bad` = "file:line: why"; a text whose
     id is in skip_ids (a seed, validation or test text) has id "" and bad "" (left out, not an error)."""
@@ -128,7 +134,7 @@ def read_shard(shard: PoolShard, skip_ids: frozenset[str] = frozenset()) -> Iter
 
 
 def _jsonl_texts(shard: PoolShard) -> Iterator[tuple[int, str, str]]:
-    with open(shard.file, "rb") as handle:
+    with open(local_copy(shard.file), "rb") as handle:
         handle.seek(shard.start)
         line = shard.first_line
         while handle.tell() < shard.end:
@@ -162,7 +168,7 @@ def _parquet_texts(shard: PoolShard) -> Iterator[tuple[int, str, str]]:
     import pyarrow.parquet as pq
 
     row = shard.first_line
-    for batch in pq.ParquetFile(shard.file).iter_batches(row_groups=range(shard.start, shard.end), columns=["text"]):
+    for batch in pq.ParquetFile(local_copy(shard.file)).iter_batches(row_groups=range(shard.start, shard.end), columns=["text"]):
         for value in batch.column(0).to_pylist():
             text, problem = _checked_text(value)
             yield row, text, problem

@@ -9,6 +9,9 @@ it can read what was trimmed before it existed from the archive without a race.
 
 A writer killed mid-append leaves a torn last line. Nothing was trimmed for it (trimming follows the fsync), so
 readers ignore it and the next append cuts it off first and writes those entries again.
+
+Run storage by URI (object storage has no append) keeps the archive as segments instead: each archiving step puts
+one whole object named by its first entry id (SegmentArchive); readers list and read them in id order.
 """
 from __future__ import annotations
 
@@ -21,6 +24,7 @@ from typing import TypeVar
 import redis
 from pydantic import BaseModel
 
+from pgkd.basics import storage
 from pgkd.bus.client import EXAMPLES, Bus
 
 log = logging.getLogger(__name__)
@@ -103,6 +107,52 @@ class StreamArchive:
         return found
 
 
+class SegmentArchive:
+    """The archive in run storage by URI: data/examples.stream/<first id>.jsonl, each segment written whole
+    (an object store puts an object at once: no torn tail), the same lines as StreamArchive's."""
+
+    def __init__(self, folder: str, name: str = ARCHIVE_FILE.removesuffix(".jsonl")):
+        self.location = storage.join(folder, name)
+        self._last: str | None = None
+
+    def segments(self) -> list[str]:
+        names = [n for n in storage.list_names(self.location) if n.endswith(".jsonl")]
+        return sorted(names, key=lambda n: stream_id(n.removesuffix(".jsonl")))
+
+    def _lines(self, segment: str) -> list[bytes]:
+        return storage.read_bytes(storage.join(self.location, segment)).splitlines()
+
+    def last_id(self) -> str | None:
+        if self._last is None:
+            segments = self.segments()
+            self._last = json.loads(self._lines(segments[-1])[-1])["id"] if segments else None
+        return self._last
+
+    def append(self, entries: list[tuple[str, dict]]) -> None:
+        if not entries:
+            return
+        blob = "".join(json.dumps({"id": entry_id, "json": fields.get("json", "")}) + "\n"
+                       for entry_id, fields in entries)
+        storage.write_bytes(storage.join(self.location, f"{entries[0][0]}.jsonl"), blob)
+        self._last = entries[-1][0]
+
+    def read(self, model: type[M], before: str | None = None) -> list[tuple[str, M]]:
+        limit = stream_id(before) if before else None
+        found = []
+        for segment in self.segments():
+            for line in self._lines(segment):
+                row = json.loads(line)
+                if limit is not None and stream_id(row["id"]) >= limit:
+                    return found
+                found.append((row["id"], model.model_validate_json(row["json"])))
+        return found
+
+
+def open_archive(folder: str | Path) -> StreamArchive | SegmentArchive:
+    """The archive of a run's data folder: a file in a local folder, segments in run storage by URI."""
+    return SegmentArchive(str(folder)) if storage.is_uri(str(folder)) else StreamArchive(folder)
+
+
 def first_id(bus: Bus, stream: str = EXAMPLES) -> str | None:
     """The oldest entry still in Redis; None when the stream is empty."""
     entries = bus.call(bus.client.xrange, bus.key(stream), "-", "+", count=1)
@@ -130,7 +180,7 @@ def acked_floor(bus: Bus, stream: str = EXAMPLES) -> tuple[int, int] | None:
     return floor
 
 
-def archive_and_trim(bus: Bus, archive: StreamArchive, stream: str = EXAMPLES) -> int:
+def archive_and_trim(bus: Bus, archive: StreamArchive | SegmentArchive, stream: str = EXAMPLES) -> int:
     """Append the entries the archive lacks, then trim from Redis those every group acked. Returns how many."""
     last = archive.last_id()
     archive.append(bus.call(bus.client.xrange, bus.key(stream), f"({last}" if last else "-", "+"))

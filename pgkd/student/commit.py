@@ -19,6 +19,7 @@ import tempfile
 from pathlib import Path
 from typing import Callable, TypeVar
 
+from pgkd.basics import storage
 from pgkd.basics.atomic_files import current_umask, fsync_folder, write_atomic
 from pgkd.basics.errors import InputError
 
@@ -104,9 +105,11 @@ def newest_loadable(paths: list[Path], load: Callable[[Path], T]) -> tuple[T | N
     return None, None
 
 
-def sound_version(path: str | Path) -> Path:
+def sound_version(path: str | Path) -> str | Path:
     """`path` if it verifies, else the newest older vNNNN beside it that does (logging why each newer one
-    failed); an InputError when none does."""
+    failed); an InputError when none does. In run storage by URI, verifying is fetching (storage.py)."""
+    if storage.is_uri(str(path)):
+        return _sound_stored_version(str(path))
     path = Path(path)
     number = _number(path)
     siblings = path.parent.iterdir() if number is not None and path.parent.is_dir() else []
@@ -157,3 +160,18 @@ def _drop_leftovers(final: Path) -> None:
 
 def glob_escape(name: str) -> str:
     return re.sub(r"([*?\[])", r"[\1]", name)
+
+
+def _sound_stored_version(location: str) -> str:
+    number = _number(Path(storage.name(location)))
+    siblings = [storage.join(storage.parent(location), n) for n in storage.list_names(storage.parent(location))]
+    older = sorted((s for s in siblings if (_number(Path(storage.name(s))) or 0) < (number or 0)),
+                   key=lambda s: _number(Path(storage.name(s))) or 0, reverse=True)
+    for candidate in [location, *older]:
+        try:
+            storage.fetch_folder(candidate)
+            return candidate
+        except (OSError, ValueError) as exc:
+            log.warning("checkpoint %s cannot be fetched whole (%s); falling back to the version before it",
+                        candidate, exc)
+    raise InputError("no version of this student fetches whole", file=location)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import torch
 
+from pgkd.basics import storage
 from pgkd.basics.errors import InputError
 from pgkd.student.base import STUDENT_KINDS, Student, StudentSettings
 from pgkd.student.commit import verify
@@ -29,7 +30,10 @@ def make_student(labels: list[str], settings: StudentSettings, device) -> Studen
 def load_student(folder: str | Path, device: str | None = None) -> Student:
     """Load any saved student: `load_student(path).predict(texts)`; without a device, on torch's default one.
     Safe on a folder from anywhere (saved.py states the rule); a folder with a manifest must match it
-    (commit.py), else an InputError names the torn file."""
+    (commit.py), else an InputError names the torn file. A URI (s3://bucket/runs/RUN_ID/best_student) is
+    fetched into node-local scratch first, each file checked against the folder's manifest."""
+    if storage.is_uri(str(folder)):
+        folder = storage.fetch_folder(str(folder))
     folder = Path(folder)
     meta_path = folder / META_FILE
     if not meta_path.is_file():
@@ -43,6 +47,12 @@ def open_saved_student(folder: str | Path, device: str | None = None) -> Student
     """load_student for a folder a user named: anything wrong with the folder is an InputError naming it.
     Loading reads files the user gave (weights, tokenizer, ONNX graph): whatever fails there is taken as a
     damaged folder; `pgkd --verbose` shows the traceback."""
+    if storage.is_uri(str(folder)):
+        try:
+            folder = storage.fetch_folder(str(folder))
+        except (OSError, ValueError) as exc:  # no manifest (not a committed student), a torn file, no access
+            raise InputError(f"cannot fetch a student from here ({type(exc).__name__}: {str(exc)[:300]})",
+                             file=str(folder)) from exc
     check_meta(folder)
     try:
         return load_student(folder, device)

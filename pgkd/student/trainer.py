@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pgkd.bus.messages import Example
+from pgkd.basics import storage
 from pgkd.student.commit import commit_folder
 
 log = logging.getLogger(__name__)
@@ -17,13 +18,21 @@ log = logging.getLogger(__name__)
 @dataclass
 class VersionResult:
     version: int
-    path: Path
+    path: str  # where every reader loads it: the local folder, or its copy in run storage
     examples_seen: int
     generated_seen: int
     train_seconds: float
     train_loss: float
     epochs: int
     validation_loss: float | None
+
+
+def checkpoint_places(checkpoint_dir: str, run_id: str, name: str) -> tuple[Path, str | None]:
+    """(local folder a student commits its versions to, run storage they are published to or None). With run
+    storage by URI the local folder is this node's scratch."""
+    if storage.is_uri(checkpoint_dir):
+        return storage.scratch_root() / "runs" / run_id / "checkpoints" / name, storage.join(checkpoint_dir, name)
+    return Path(checkpoint_dir) / name, None
 
 
 def seed_everything(seed: int) -> None:
@@ -70,10 +79,12 @@ class ValidationStop:
 
 
 class StudentTrainer:
-    def __init__(self, student, config, checkpoint_dir: Path, validation: list[dict] | None = None):
+    def __init__(self, student, config, checkpoint_dir: Path, validation: list[dict] | None = None,
+                 store: str | None = None):
         self.student, self.config = student, config
         self.validation = validation or []
         self.checkpoint_dir = Path(checkpoint_dir)
+        self.store = store  # run storage (a URI): each version is committed locally, then published there
         self.examples: list[Example] = []
         self._ids: set[str] = set()
         self.new_since_version = 0
@@ -146,13 +157,15 @@ class StudentTrainer:
         loss = self.student.fit(self.training_set(), self.config, on_epoch=stopper)
         # committed whole (commit.py): a crash mid-save leaves no vNNNN, and this trainer's state as it was
         path = commit_folder(self.student.save, self.checkpoint_dir / f"v{self.version + 1:04d}")
+        if self.store:  # manifest last: readers on other nodes trust the version once it is whole
+            path = storage.upload_folder(path, storage.join(self.store, path.name))
         self.version, self.fitted = self.version + 1, True
         self.trained_upto = len(self.examples)
         self.new_since_version = 0
         generated = sum(e.source != "seed" for e in self.examples)
         epochs = stopper.stopped_at or self.config.epochs
         best = stopper.best if stopper.best < float("inf") else None
-        result = VersionResult(self.version, path, len(self.examples), generated, time.monotonic() - started, loss,
+        result = VersionResult(self.version, str(path), len(self.examples), generated, time.monotonic() - started, loss,
                                epochs, best)
         log.info("version %d: %d examples (%d from the teacher), %d epochs, loss %.4f, validation loss %s, %.1fs",
                  result.version, result.examples_seen, generated, epochs, loss,
