@@ -211,4 +211,18 @@ def check_writable(location: str) -> None:
                                          "InvalidAccessKeyId", "SignatureDoesNotMatch")):
             raise StorageError(f"cannot write to '{location}': access denied or no credentials ({text[:200]}); "
                                f"give them through the environment or the instance role") from None
-        raise StorageError(f"cannot write to '{location}': {text[:300]}") from None
+        raise StorageError(f"cannot write to '{location}': {text[:300]}{credentials_hint(location)}") from None
+
+
+def credentials_hint(location: str) -> str:
+    """Said with a failed write to S3 where this process has no credentials pyarrow could have found (an
+    instance role is not seen from here: then the hint is absent)."""
+    if urlsplit(location).scheme != "s3":
+        return ""
+    found = any(os.environ.get(k) for k in ("AWS_ACCESS_KEY_ID", "AWS_PROFILE", "AWS_WEB_IDENTITY_TOKEN_FILE",
+                                             "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "AWS_CONTAINER_CREDENTIALS_FULL_URI"))
+    files = os.environ.get("AWS_SHARED_CREDENTIALS_FILE") or str(Path.home() / ".aws" / "credentials")
+    if found or Path(files).is_file():
+        return ""
+    return " (no AWS credentials in the environment or ~/.aws/credentials: give them there, or run where an " \
+           "instance role gives them)"
