@@ -96,6 +96,7 @@ def launch_student(launched: Launched, student: StudentSettings, replica: int) -
 def launch_evaluator(launched: Launched) -> str:
     c = launched.context
     options = actor_options("evaluator", c.config.ray.namespace, c.config.evaluator.threads, extra_env=c.env(),
+                            resources=c.config.ray.evaluator_resources,
                             max_restarts=c.config.ray.max_restarts)  # it rebuilds its state from the reports
     launched.start("evaluator", EvaluatorActor.options(**options).remote(
         c.bus_url, c.run_id, c.config.evaluator.model_dump(mode="json"), c.config.loop.model_dump(mode="json"),
@@ -107,6 +108,7 @@ def launch_evaluator(launched: Launched) -> str:
 def launch_pool_scorer(launched: Launched) -> str:
     c = launched.context
     options = actor_options(POOL_SCORER, c.config.ray.namespace, 1, extra_env=c.env(),
+                            resources=c.config.ray.evaluator_resources,
                             max_restarts=c.config.ray.max_restarts)  # it goes on from its state on the bus
     launched.start(POOL_SCORER, PoolScorerActor.options(**options).remote(
         c.bus_url, c.run_id, [s.model_dump(mode="json") for s in c.config.students], c.inputs.pool_shards,

@@ -57,10 +57,17 @@ def setup_logging(name: str, log_dir: str | None) -> None:
         logging.getLogger().addHandler(handler)
 
 
+def ray_node_id() -> str:
+    import ray
+
+    return ray.get_runtime_context().get_node_id() if ray.is_initialized() else ""
+
+
 def setup_actor(name: str, bus_url: str, run_id: str, threads: int) -> Bus:
     setup_logging(name, os.environ.get("PGKD_LOG_DIR"))
     set_thread_budget(threads)
     bus = Bus(bus_url, run_id, retry_seconds=float(os.environ.get("PGKD_BUS_RETRY_S", "120")))
     bus.ping()
-    set_status(bus, name, pid=os.getpid(), host=socket.gethostname(), started=time.time())  # for operators
+    set_status(bus, name, pid=os.getpid(), host=socket.gethostname(), node=ray_node_id(),
+               started=time.time())  # for operators: where it runs now (a restart elsewhere changes it)
     return bus

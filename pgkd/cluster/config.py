@@ -18,8 +18,11 @@ class RayConfig(Settings):
     teacher_resources: dict[str, float] = Field(default_factory=dict, description="custom resources per teacher")
     max_restarts: int = Field(3, ge=0, description="times Ray restarts a failed teacher or student actor")
     student_resources: dict[str, float] = Field(default_factory=dict, description="custom resources per student")
+    evaluator_resources: dict[str, float] = Field(default_factory=dict, description="custom resources of the "
+                                                  "evaluator and the pool scorer (e.g. a CPU node's), so they never "
+                                                  "take a slot of the GPU pools")
 
-    @field_validator("teacher_resources", "student_resources")
+    @field_validator("teacher_resources", "student_resources", "evaluator_resources")
     @classmethod
     def _custom_only(cls, value: dict[str, float]) -> dict[str, float]:
         builtin = sorted(set(value) & {"CPU", "GPU", "memory", "object_store_memory"})
