@@ -106,8 +106,10 @@ def read_bytes(location: str) -> bytes:
         return Path(location).read_bytes()
     fs, path = resolve(location)
     try:
-        with fs.open_input_stream(path) as stream:
-            return stream.read()
+        # a random-access file reads the whole object in one go; a stream's read() of it was measured 100x slower
+        # (91 MB from a local S3 server: 15 s against 0.13 s)
+        with fs.open_input_file(path) as handle:
+            return handle.read()
     except FileNotFoundError:
         raise
     except OSError as exc:
