@@ -59,7 +59,7 @@ def demo(overrides: dict | list[str] | None = None, progress=print, verbose: boo
 def resume(run_id: str, runs_dir: str | Path = "runs", overrides: dict | list[str] | None = None, progress=print,
            verbose: bool = False) -> dict:
     """Continue a stopped or crashed run from its bus, checkpoints and saved config; returns the new report."""
-    from pgkd.resume import resume as resume_run
+    from pgkd.resuming import resume as resume_run
 
     _offline()
     return resume_run(run_id, runs_dir, overrides, progress=progress, verbose=verbose)

@@ -195,7 +195,10 @@ def cmd_audit(args) -> int:
     from pgkd.console import quiet_terminal, terminal
 
     config = load_config(Path(args.config), args.set)
-    log_file = Path(config.runs_dir) / "audits" / f"{config.name}-{time.strftime('%Y%m%d-%H%M%S')}.log"
+    from pgkd.basics.storage import is_uri, scratch_root
+
+    logs = scratch_root() if is_uri(str(config.runs_dir)) else Path(config.runs_dir)  # a log is this machine's
+    log_file = logs / "audits" / f"{config.name}-{time.strftime('%Y%m%d-%H%M%S')}.log"
     say = lambda text: print(text, file=terminal(), flush=True)  # noqa: E731
     with quiet_terminal(log_file, args.verbose, stdout_too=True):
         audit = audit_teacher(config, say)

@@ -55,6 +55,13 @@ class RunConfig(Settings):
 
 
     @model_validator(mode="after")
+    def _tracking_store_every_machine_reaches(self) -> "RunConfig":
+        if self.tracking.enabled and self.tracking.uri is None and is_uri(str(self.runs_dir)):
+            raise ValueError("tracking.uri is needed when runs_dir is object storage: the default SQLite store "
+                             "lives in a local runs folder; give an MLflow server every machine reaches")
+        return self
+
+    @model_validator(mode="after")
     def _unique_student_names(self) -> "RunConfig":
         names = [s.name for s in self.students]
         if len(set(names)) != len(names):

@@ -144,6 +144,7 @@ def run(config: RunConfig, run_id: str | None = None, progress=print, verbose: b
     run_dir = place.local
     with RunSession(run_dir, progress, fresh=True) as session:
         session.place = place
+        session.stack.callback(lambda: session.launched or forget_stored_start(place))
         bus, embedded = open_bus(session, config, run_dir, run_id, url)
         hold_run(session, bus, run_id, config)
         write_run_file(run_dir, run_id, bus.url, embedded is not None, place, config.redis.password_env)
@@ -166,12 +167,21 @@ def hold_run(session: RunSession, bus: Bus, run_id: str, config: RunConfig,
         except LeaseHeld as exc:
             raise InputError(f"run '{run_id}' is driven by {exc}; `pgkd stop {run_id}` it, or wait for it",
                              field="run_id") from None
-    session.own(lease.release)
+        session.own(lease.release)  # a lease taken earlier (resume) was given to the session when taken
     lease.keep(on_lost=lambda: session.progress("this driver's lease on the run was taken by another driver "
                                                 "(it could not reach Redis for longer than redis.driver_lease_s): "
                                                 "stopping without touching the run"))
     session.lease = lease
     return lease
+
+
+def forget_stored_start(place: RunPlace) -> None:
+    """A start that failed before any actor ran leaves nothing in run storage, so the same run id may be tried
+    again (the local folder goes the same way, RunSession)."""
+    try:
+        place.remove_stored(RUN_FILE, "config.yaml")
+    except (OSError, StorageError) as exc:
+        log.warning("could not take the failed start's files out of %s: %s", place.store, exc)
 
 
 def check_run_storage(place: RunPlace, url: str | None) -> None:

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pgkd.basics import storage
+from pgkd.basics.atomic_files import write_atomic
 from pgkd.basics.errors import InputError
 from pgkd.basics.settings import check_safe_name
 
@@ -26,7 +27,7 @@ class RunPlace:
         except ValueError as exc:
             raise InputError(str(exc), field="run_id") from None
         if storage.is_uri(str(runs_dir)):
-            return cls(run_id, storage.join(str(runs_dir), run_id), storage.scratch_root() / "runs" / run_id)
+            return cls(run_id, storage.join(str(runs_dir), run_id), storage.scratch_path() / "runs" / run_id)
         return cls(run_id, str(Path(runs_dir) / run_id), Path(runs_dir) / run_id)
 
     @property
@@ -74,5 +75,11 @@ class RunPlace:
             return self.local / relative
         path = self.local / relative
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(storage.read_bytes(self.stored(relative)))
+        write_atomic(path, storage.read_bytes(self.stored(relative)))  # a live driver of this machine reads it
         return path
+
+    def remove_stored(self, *relative: str) -> None:
+        """Take files of a start that failed back out of the store (a retry with the same run id may go on)."""
+        if self.remote:
+            for rel in relative:
+                storage.remove(self.stored(rel))

@@ -98,10 +98,18 @@ def bus_url_with_password(info: dict, where: str) -> str:
     variable = info.get("password_env")
     if variable and os.environ.get(variable):
         return with_password(without_credentials(url), os.environ[variable], variable)
-    if os.environ.get("PGKD_REDIS_URL"):
-        return os.environ["PGKD_REDIS_URL"]
+    given = os.environ.get("PGKD_REDIS_URL") or ""
+    if given and same_server(given, url):  # never another Redis: a resume there would start the run over
+        return given
     raise InputError(f"the run's Redis password is not stored with the run: set {variable or 'PGKD_REDIS_URL'} "
-                     f"in the environment", file=where, field="bus_url")
+                     f"in the environment (PGKD_REDIS_URL must name the run's own server, {redact(url)})",
+                     file=where, field="bus_url")
+
+
+def same_server(a: str, b: str) -> bool:
+    pa, pb = urlsplit(a), urlsplit(b)
+    return (pa.hostname, pa.port or 6379, pa.path.strip("/") or "0") == (pb.hostname, pb.port or 6379,
+                                                                         pb.path.strip("/") or "0")
 
 
 def without_credentials(url: str) -> str:

@@ -135,6 +135,12 @@ def test_kuberay_redis_takes_its_password_from_a_secret_persists_and_admits_only
         assert {"name": "PGKD_REDIS_PASSWORD", "valueFrom": secret} in env
     multi = load_config(CONFIGS / "multi_node.yaml")
     assert multi.redis.password_env == "PGKD_REDIS_PASSWORD" and "@" not in multi.redis.url
+    assert str(multi.runs_dir).startswith("s3://")  # object storage, not a volume every pod mounts
+    runs_volumes = [d for d in yaml.safe_load_all((CONFIGS / "kuberay-rayjob.yaml").read_text())
+                    if d["kind"] == "PersistentVolumeClaim" and "ReadWriteMany" in d["spec"]["accessModes"]]
+    assert not runs_volumes
+    for template in [cluster["headGroupSpec"]["template"]] + [g["template"] for g in cluster["workerGroupSpecs"]]:
+        assert template["spec"]["serviceAccountName"] == docs["ServiceAccount"]["metadata"]["name"]
 
 
 def test_launcher_redis_on_the_head_has_a_password_from_a_file_and_persists():

@@ -47,7 +47,7 @@ def test_a_run_in_object_storage_runs_stops_resumes_elsewhere_and_its_student_lo
     parts = urlsplit(redis_server.url)
     bare = f"redis://{parts.hostname}:{parts.port}/0"  # the password comes from the environment only
     config = tmp_path / "run.yaml"
-    config.write_text(CONFIG.format(runs=runs, data=REPO / "examples" / "demo_bank", batches=60, redis=bare))
+    config.write_text(CONFIG.format(runs=runs, data=REPO / "examples" / "demo_bank", batches=200, redis=bare))
     first_node = env_for(tmp_path, credentials, "node-a", parts.password)
     driver = subprocess.Popen(PGKD + ["run", str(config), "--run-id", "s3-1"], env=first_node, cwd=REPO,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -77,7 +77,7 @@ def test_a_run_in_object_storage_runs_stops_resumes_elsewhere_and_its_student_lo
 
     shutil.rmtree(tmp_path / "node-a")
     second_node = env_for(tmp_path, credentials, "node-b", parts.password)
-    resumed = pgkd(["resume", "s3-1", "--runs-dir", runs, "--set", "teacher.max_batches=90"], second_node)
+    resumed = pgkd(["resume", "s3-1", "--runs-dir", runs, "--set", "teacher.max_batches=215"], second_node)
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     report = json.loads(storage.read_bytes(stored("report.json")))
     assert report["stopped_by"]["reason"] in {"teacher_done", "patience"} and len(report["earlier_sessions"]) == 1

@@ -197,7 +197,7 @@ def test_resume_reopens_a_stopped_embedded_bus_from_its_append_only_file(tmp_pat
     from pgkd.bus.client import Bus
     from pgkd.bus.messages import Stop
     from pgkd.bus.server import EmbeddedRedis
-    from pgkd.resume import reopen_bus
+    from pgkd.resuming import reopen_bus
 
     config = validate_config({"dataset": {"path": str(tmp_path)}})
     first = EmbeddedRedis(tmp_path / "redis").start()
@@ -268,7 +268,7 @@ def test_credentials_in_urls_never_reach_the_saved_config_and_resume_asks_for_th
     from pgkd.basics.errors import InputError
     from pgkd.config import load_config
     from pgkd.driver import save_config
-    from pgkd.resume import refuse_redacted
+    from pgkd.resuming import refuse_redacted
 
     (tmp_path / "run.yaml").write_text(f"dataset: {{path: {tmp_path}}}\nteacher:\n  backend: openai\n"
                                        f"  base_url: https://user:s3cret@gateway.example/v1?api_key=k3y\n"

@@ -30,6 +30,10 @@ class StorageError(ValueError):
     """A URI that cannot be used: its message says why (scheme, bucket, credentials)."""
 
 
+class TornFolder(StorageError):
+    """A stored folder whose files do not match its manifest."""
+
+
 def is_uri(location: str | Path) -> bool:
     return isinstance(location, str) and "://" in location and not location.startswith("file://")
 
@@ -127,6 +131,18 @@ def exists(location: str) -> bool:
     return fs.get_file_info(path).type != pafs.FileType.NotFound
 
 
+def remove(location: str) -> None:
+    """Delete one file; none there is fine."""
+    if not is_uri(location):
+        Path(location).unlink(missing_ok=True)
+        return
+    fs, path = resolve(location)
+    try:
+        fs.delete_file(path)
+    except FileNotFoundError:
+        pass
+
+
 def list_names(location: str) -> list[str]:
     """Names directly inside a folder (files and folders), sorted; [] when there is none."""
     if not is_uri(location):
@@ -150,45 +166,70 @@ def upload_folder(local: str | Path, location: str) -> str:
 
 def fetch_folder(location: str, cache: str | Path | None = None) -> Path:
     """A local copy of a stored folder, checked against its manifest, cached by its digest (a folder written
-    again under the same name is fetched again). A folder without a manifest is incomplete: FileNotFoundError."""
+    again under the same name is fetched again). No manifest: FileNotFoundError (not committed, or not whole
+    yet); a file that does not match it: TornFolder. Other errors (the store away) are raised as they come."""
     manifest_raw = read_bytes(join(location, MANIFEST))
-    manifest = json.loads(manifest_raw)
+    try:
+        files = json.loads(manifest_raw)["files"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise TornFolder(f"{join(location, MANIFEST)} does not parse ({exc})") from None
     digest = hashlib.sha256(location.partition("?")[0].encode() + manifest_raw).hexdigest()[:24]
-    target = Path(cache or scratch_root()) / "fetched" / digest
+    target = (Path(cache) if cache else scratch_root()) / "fetched" / digest
     if (target / MANIFEST).is_file():
         return target
     temp = Path(tempfile.mkdtemp(prefix=".fetch.", dir=_mkdirs(target.parent)))
     try:
-        for rel, expected in manifest["files"].items():
+        for rel, expected in files.items():
             if Path(rel).is_absolute() or ".." in Path(rel).parts:
-                raise OSError(f"{join(location, MANIFEST)} names {rel!r}, outside the folder")
+                raise TornFolder(f"{join(location, MANIFEST)} names {rel!r}, outside the folder")
             data = read_bytes(join(location, rel))
             if len(data) != expected["size"] or hashlib.sha256(data).hexdigest() != expected["sha256"]:
-                raise OSError(f"{join(location, rel)} does not match {MANIFEST} (torn or changed after commit)")
+                raise TornFolder(f"{join(location, rel)} does not match {MANIFEST} (torn or changed after commit)")
             out = temp / rel
             out.parent.mkdir(parents=True, exist_ok=True)
             out.write_bytes(data)
         (temp / MANIFEST).write_bytes(manifest_raw)
-        os.replace(temp, target) if not target.exists() else shutil.rmtree(temp)
-    except BaseException:
+        try:
+            os.replace(temp, target)
+        except OSError:  # another process of this node fetched the same folder first: theirs is as good
+            if not (target / MANIFEST).is_file():
+                raise
+    finally:
         shutil.rmtree(temp, ignore_errors=True)
-        raise
     return target
 
 
 def fetch_file(location: str, cache: str | Path | None = None) -> Path:
-    """A local copy of a stored file that does not change once written (a run's pool file), fetched once per
-    node."""
-    target = Path(cache or scratch_root()) / "fetched" / hashlib.sha256(location.encode()).hexdigest()[:24] / name(location)
+    """A local copy of a stored file, fetched once per node and version of the file (its size and modification
+    time are part of the cache key: a resumed run that writes its pool file again is fetched again)."""
+    fs, path = resolve(location)
+    info = fs.get_file_info(path)
+    key = f"{location.partition('?')[0]}|{info.size}|{info.mtime_ns}"
+    target = (Path(cache) if cache else scratch_root()) / "fetched" / hashlib.sha256(key.encode()).hexdigest()[:24]
+    target = target / name(location)
     if not target.is_file():
         target.parent.mkdir(parents=True, exist_ok=True)
         write_atomic(target, read_bytes(location))
     return target
 
 
-def scratch_root() -> Path:
-    """Node-local scratch for fetched folders and a URI run's local files: PGKD_SCRATCH, else the temp folder."""
+def scratch_path() -> Path:
+    """Where this node's scratch is (PGKD_SCRATCH, else /tmp/pgkd-<uid>), without making it."""
     return Path(os.environ.get("PGKD_SCRATCH") or Path(tempfile.gettempdir()) / f"pgkd-{os.getuid()}")
+
+
+def scratch_root() -> Path:
+    """Node-local scratch for fetched folders and a URI run's local files, made if missing. Owner-only: fetched
+    weights and pool texts are the user's, and a folder someone else made (in a shared /tmp) could hold planted
+    files, so it is refused."""
+    root = scratch_path()
+    root.mkdir(mode=0o700, parents=True, exist_ok=True)
+    status = root.stat()
+    if status.st_uid != os.getuid():
+        raise StorageError(f"scratch folder {root} belongs to another user: set PGKD_SCRATCH to a folder of yours")
+    if status.st_mode & 0o077:
+        root.chmod(0o700)
+    return root
 
 
 def _mkdirs(folder: Path) -> Path:

@@ -57,6 +57,20 @@ def holder_text(holder: dict, ttl_ms: int) -> str:
             f"{age:.0f} s); its lease expires within {max(ttl_ms, 0) / 1000:.0f} s unless it renews it")
 
 
+def pid_namespace() -> str:
+    """The PID namespace this process sees (containers on one host may share a hostname, never this)."""
+    try:
+        return str(os.stat("/proc/self/ns/pid").st_ino)
+    except OSError:
+        return ""
+
+
+def same_pid_space(holder: dict) -> bool:
+    """Whether the holder's PID means the same process here: same host and same PID namespace."""
+    return (holder.get("host") == socket.gethostname() and isinstance(holder.get("pid"), int)
+            and holder.get("pidns", "") == pid_namespace())
+
+
 def pid_is_dead(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -71,7 +85,7 @@ class DriverLease:
     def __init__(self, bus: Bus, ttl_s: float):
         self.bus, self.ttl_ms = bus, int(ttl_s * 1000)
         self.value = json.dumps({"token": secrets.token_hex(8), "host": socket.gethostname(), "pid": os.getpid(),
-                                 "since": time.time()})
+                                 "pidns": pid_namespace(), "since": time.time()})
         self.lost = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -91,8 +105,7 @@ class DriverLease:
         """Take the run, or raise LeaseHeld naming the driver that has it. A holder on this host whose process
         is dead (a killed driver) is taken over at once rather than after its TTL."""
         holder, raw, ttl = self.holder()
-        stale = raw if holder and holder.get("host") == socket.gethostname() and isinstance(holder.get("pid"), int) \
-            and pid_is_dead(holder["pid"]) else ""
+        stale = raw if holder and same_pid_space(holder) and pid_is_dead(holder["pid"]) else ""
         taken = self.bus.call(self.bus.client.eval, TAKE, 1, self.bus.key(LEASE), self.value, self.ttl_ms, stale)
         if not taken:
             holder, _, ttl = self.holder()

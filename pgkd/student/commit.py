@@ -171,7 +171,8 @@ def _sound_stored_version(location: str) -> str:
         try:
             storage.fetch_folder(candidate)
             return candidate
-        except (OSError, ValueError) as exc:
+        except (FileNotFoundError, storage.TornFolder) as exc:  # not whole: an older one will do; the store away
+            # is raised as it is (the caller retries), never taken for a torn version
             log.warning("checkpoint %s cannot be fetched whole (%s); falling back to the version before it",
                         candidate, exc)
     raise InputError("no version of this student fetches whole", file=location)

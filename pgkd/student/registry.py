@@ -33,7 +33,10 @@ def load_student(folder: str | Path, device: str | None = None) -> Student:
     (commit.py), else an InputError names the torn file. A URI (s3://bucket/runs/RUN_ID/best_student) is
     fetched into node-local scratch first, each file checked against the folder's manifest."""
     if storage.is_uri(str(folder)):
-        folder = storage.fetch_folder(str(folder))
+        try:
+            folder = storage.fetch_folder(str(folder))
+        except storage.TornFolder as exc:  # as a torn local folder is: an InputError naming the file
+            raise InputError(str(exc), file=str(folder)) from None
     folder = Path(folder)
     meta_path = folder / META_FILE
     if not meta_path.is_file():

@@ -36,6 +36,8 @@ def resume(run_id: str, runs_dir: str | Path, overrides: list[str] | dict | None
     with RunSession(run_dir, progress, fresh=False) as session:  # the folder is the run's: never removed
         session.place = place
         lease = claim_live_bus(info["bus_url"], run_id, config)  # before adopting a server another driver owns
+        if lease is not None:
+            session.own(lease.release)  # whatever fails from here, the run is not left held
         bus, embedded = reopen_bus(config, run_dir, run_id, info, own=session.own)
         hold_run(session, bus, run_id, config, lease)
         write_run_file(run_dir, run_id, bus.url, info.get("embedded_redis", False), place, config.redis.password_env)
