@@ -22,7 +22,7 @@ CONFIG = """
 name: nodes
 runs_dir: "{runs}"
 dataset: {{path: {data}, seeds_per_class: 2, max_validation: 60}}
-teacher: {{backend: simulated, error_rate: 0.0, classes_per_batch: 2, examples_per_class: 3, max_batches: 45,
+teacher: {{backend: simulated, error_rate: 0.0, classes_per_batch: 2, examples_per_class: 3, max_batches: 36,
           seconds_per_example: 0.1, allow_repeats: true}}
 students:
   - {{name: a, kind: ngram, min_new_examples: 6}}

@@ -1,7 +1,8 @@
 """Run storage by URI end to end, against a local S3-compatible server (moto) and a real redis-server: run, status,
 stop, resume on "another machine" (a fresh node-local scratch folder: everything comes from the object store),
-predict, export and load_student from s3:// URIs, with the simulated teacher (a measuring instrument). Bad storage
-is refused before anything starts, naming runs_dir. About 60 s on 2 cores."""
+predict, export and load_student from s3:// URIs, with the simulated teacher (a measuring instrument). While the
+run is live its lease in Redis refuses a second driver, from another runs folder and from another machine that
+cannot see its PID. Bad storage is refused before anything starts, naming runs_dir. About 60 s on 2 cores."""
 import json
 import os
 import re
@@ -57,6 +58,18 @@ def test_a_run_in_object_storage_runs_stops_resumes_elsewhere_and_its_student_lo
                                                                          first_node)).stdout):
             assert driver.poll() is None and time.time() < deadline, status.stdout + status.stderr
             time.sleep(1)
+        # while it runs, its lease refuses a second driver: one from a local runs folder on this machine, and a
+        # resume from another machine (its own empty scratch: it cannot see the first driver's PID)
+        elsewhere = tmp_path / "local.yaml"
+        elsewhere.write_text(config.read_text().replace(f'runs_dir: "{runs}"', f"runs_dir: {tmp_path / 'local-runs'}"))
+        second = pgkd(["run", str(elsewhere), "--run-id", "s3-1"], first_node)
+        assert second.returncode == 2 and "run 's3-1' is driven by a driver on host" in second.stderr, second.stderr
+        assert not (tmp_path / "local-runs" / "s3-1").exists()
+        other_machine = env_for(tmp_path, credentials, "node-c", parts.password)
+        hide_the_driver_host(storage_uri(runs, "s3-1", "run.json"), credentials)  # as another host reads it
+        refused = pgkd(["resume", "s3-1", "--runs-dir", runs], other_machine)
+        assert refused.returncode == 2 and f"(process {driver.pid}," in refused.stderr, refused.stderr
+        assert driver.poll() is None  # the live run never noticed
         assert pgkd(["stop", "s3-1", "--runs-dir", runs], first_node).stdout.startswith("stop requested")
         out, _ = driver.communicate(timeout=180)
     finally:
@@ -77,7 +90,7 @@ def test_a_run_in_object_storage_runs_stops_resumes_elsewhere_and_its_student_lo
 
     shutil.rmtree(tmp_path / "node-a")
     second_node = env_for(tmp_path, credentials, "node-b", parts.password)
-    resumed = pgkd(["resume", "s3-1", "--runs-dir", runs, "--set", "teacher.max_batches=215"], second_node)
+    resumed = pgkd(["resume", "s3-1", "--runs-dir", runs, "--set", "teacher.max_batches=205"], second_node)
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     report = json.loads(storage.read_bytes(stored("report.json")))
     assert report["stopped_by"]["reason"] in {"teacher_done", "patience"} and len(report["earlier_sessions"]) == 1
@@ -100,6 +113,22 @@ def test_a_run_in_object_storage_runs_stops_resumes_elsewhere_and_its_student_lo
     exported = pgkd(["export", "s3-1", "--runs-dir", runs, "--format", "hf"], second_node)
     assert exported.returncode == 0 and exported.stdout.strip() == stored("export-hf"), exported.stderr
     assert load_student(stored("export-hf")).predict(["I lost my card"])[0][0] == label
+
+
+def storage_uri(runs: str, *parts: str) -> str:
+    from pgkd.basics import storage
+
+    return storage.join(runs, *parts)
+
+
+def hide_the_driver_host(location: str, credentials: dict) -> None:
+    """run.json as a machine other than the driver's sees it: a host that is not this one, so no PID check can
+    tell the driver is alive; only the lease can."""
+    from pgkd.basics import storage
+
+    os.environ.update(credentials)
+    info = json.loads(storage.read_bytes(location))
+    storage.write_bytes(location, json.dumps(info | {"driver_host": "another-node"}))
 
 
 @pytest.mark.integration
