@@ -122,9 +122,9 @@ class DriverLease:
             while not self._stop.wait(self.ttl_ms / 3000):
                 try:
                     if not self.renew():
-                        self.lost.set()
                         log.error("this driver's lease on the run was taken by another driver: stopping")
                         on_lost()
+                        self.lost.set()  # last: whoever waits on it finds on_lost done
                         return
                 except Exception as exc:  # Redis away longer than its retries: try again next time
                     log.warning("could not renew the driver's lease: %s", exc)
