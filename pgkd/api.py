@@ -65,20 +65,13 @@ def resume(run_id: str, runs_dir: str | Path = "runs", overrides: dict | list[st
     return resume_run(run_id, runs_dir, overrides, progress=progress, verbose=verbose)
 
 
-def _bus_of(run_id: str, runs_dir: str | Path):
-    from pgkd.bus.client import Bus
-    from pgkd.runs import find_run
-
-    run_dir, info = find_run(run_id, runs_dir)
-    return Bus(info["bus_url"], run_id, retry_seconds=3), run_dir, info
-
-
 def status(run_id: str, runs_dir: str | Path = "runs") -> dict | None:
     """The live state of a run, read from its bus: teachers, students, scores, queues, the best so far. None
     when the run is not live (its bus is gone); its report.json then tells how it ended."""
     from pgkd.live_status import collect_status
+    from pgkd.runs import run_bus
 
-    bus, run_dir, _ = _bus_of(run_id, runs_dir)
+    bus, run_dir, _ = run_bus(run_id, runs_dir)
     config = load_config(run_dir / "config.yaml")
     try:
         return collect_status(bus, config)
@@ -90,9 +83,9 @@ def stop(run_id: str, runs_dir: str | Path = "runs") -> str:
     """Ask a run to stop cleanly (it still writes its report and exports its best student). Returns what
     happened, in words: stop requested, already stopping, or not live."""
     from pgkd.bus.control import request_stop
-    from pgkd.runs import driver_alive
+    from pgkd.runs import driver_alive, run_bus
 
-    bus, _, info = _bus_of(run_id, runs_dir)
+    bus, _, info = run_bus(run_id, runs_dir)
     try:
         first = request_stop(bus, "user", "pgkd stop")
     except BusUnavailable:

@@ -119,14 +119,6 @@ def exit_code(report: dict) -> int:
     return 0
 
 
-def _bus_for(args):
-    from pgkd.bus.client import Bus
-    from pgkd.runs import find_run
-
-    run_dir, info = find_run(args.run_id, args.runs_dir)
-    return Bus(info["bus_url"], args.run_id, retry_seconds=3), run_dir, info
-
-
 def cmd_status(args) -> int:
     from pgkd import api
     from pgkd.basics.storage import exists
@@ -153,13 +145,14 @@ def cmd_scale(args) -> int:
     from pgkd.config import load_config
     from pgkd.bus.control import CONTROL
     from pgkd.bus.messages import ScaleRequest
+    from pgkd.runs import run_bus
     from pgkd.scaling import check_request
 
     if args.teachers is not None and args.teachers < 0:
         raise InputError(f"expected 0 or more teachers, got {args.teachers}", field="--teachers")
     for value in args.students:  # the arguments before the run: a typo is named first
         split_count(value)
-    bus, run_dir, _ = _bus_for(args)
+    bus, run_dir, _ = run_bus(args.run_id, args.runs_dir)
     names = [s.name for s in load_config(run_dir / "config.yaml").students]
     request = ScaleRequest(teachers=args.teachers, students=parse_student_counts(args.students, names))
     check_request(request, names)

@@ -74,6 +74,14 @@ def find_run(run_id: str, runs_dir: str | Path = "runs") -> tuple[Path, dict]:
     return run_dir, info
 
 
+def run_bus(run_id: str, runs_dir: str | Path = "runs"):
+    """(the run's Bus, its folder, its run.json) for the commands that talk to a run: status, stop, scale."""
+    from pgkd.bus.client import Bus
+
+    run_dir, info = find_run(run_id, runs_dir)
+    return Bus(info["bus_url"], run_id, retry_seconds=3), run_dir, info
+
+
 def find_stored_run(place: RunPlace) -> tuple[Path, dict]:
     try:
         info = place.read_json(RUN_FILE)
