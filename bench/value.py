@@ -270,8 +270,12 @@ class Scorer:
         self.candidates.append((result.generated_seen, candidate))
         test_pred = self.student.predict_proba([r["text"] for r in self.test]).argmax(1)
         test = macro_f1([r["label"] for r in self.test], [self.labels[i] for i in test_pred], self.labels)
+        index = {label: i for i, label in enumerate(self.labels)}
         return {"version": result.version, "generated_seen": result.generated_seen, "report": report,
-                "steering_f1": steer["macro_f1"], "selection_f1": candidate.macro_f1, "test_f1": test}
+                "steering_f1": steer["macro_f1"], "selection_f1": candidate.macro_f1, "test_f1": test,
+                "train_seconds": round(result.train_seconds, 3),
+                # label indices, so bench/selection_rules.py can replay any export rule on this run
+                "steering_pred": [index[p] for p in steer["predictions"]], "selection_pred": chosen.tolist()}
 
     def pool_pick(self, pool_texts, teacher, strategy, k, seed):
         """The pool texts the current student would offer (unused ones only), as the teacher receives them."""
@@ -312,8 +316,17 @@ def summarize(name, args, row, draw, error, versions, scorer, n_labels, seconds,
             "chosen_test": by_key[decided.best.key]["test_f1"], "choice_reason": decided.reason,
             "last_test": versions[-1]["test_f1"], "best_by_steering_test": steering_best["test_f1"],
             "oracle_test": max(v["test_f1"] for v in versions), "curve": curve,
-            "trajectory": [{k: v[k] for k in ("version", "generated_seen", "steering_f1", "selection_f1", "test_f1")}
-                           for v in versions]}
+            "trajectory": [{k: v[k] for k in ("version", "generated_seen", "steering_f1", "selection_f1", "test_f1",
+                                              "steering_pred", "selection_pred")} for v in versions],
+            "student": {k: v for k, v in student_config(args, draw).model_dump().items() if k.startswith("replay")},
+            "last_train_seconds": versions[-1]["train_seconds"],
+            "labels": scorer.labels, "steering_gold": gold_indices(scorer.steering, scorer.labels),
+            "selection_gold": gold_indices(scorer.selection, scorer.labels)}
+
+
+def gold_indices(rows: list[dict], labels: list[str]) -> list[int]:
+    index = {label: i for i, label in enumerate(labels)}
+    return [index[r["label"]] for r in rows]
 
 
 # ---- the table

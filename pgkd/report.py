@@ -44,7 +44,7 @@ def write_markdown(report: dict, run_dir: Path) -> Path:
               f"{d['validation']} validation{held} and {d['test']} test texts.", ""]
     lines += best_section(report.get("best_student"))
     lines += audit_section(report.get("teacher_audit"))
-    lines += teacher_section(report["teacher"])
+    lines += teacher_section(report["teacher"], simulated=bool(report.get("simulated_teacher")))
     lines += sources_section(report.get("examples", {}))
     lines += pool_section(report.get("pool"))
     lines += tracking_section(report.get("tracking"))
@@ -114,17 +114,22 @@ def audit_section(audit: dict | None) -> list[str]:
     return lines
 
 
-def teacher_section(teacher: dict) -> list[str]:
+def teacher_section(teacher: dict, simulated: bool = False) -> list[str]:
     t = teacher["totals"]
     ratio = teacher["kept_ratio"]
-    lines = ["## Teacher", "",
-             f"Generated {t.get('generated', 0):.0f}, kept {t.get('kept', 0):.0f}"
-             + (f" ({ratio:.0%})" if ratio is not None else "")
-             + f"; {t.get('prompt_tokens', 0):.0f} prompt and {t.get('completion_tokens', 0):.0f} completion tokens "
-             f"in {t.get('busy_seconds', 0):.0f} busy seconds over {t.get('batches', 0):.0f} batches "
-             f"({teacher['kept_per_busy_second'] or 0:.2f} kept examples per busy second; "
-             f"cost ${teacher['cost_usd']:.4f} at the configured prices).", ""]
-    if teacher.get("engine_busy_share") is not None:
+    kept = (f"Generated {t.get('generated', 0):.0f}, kept {t.get('kept', 0):.0f}"
+            + (f" ({ratio:.0%})" if ratio is not None else ""))
+    if simulated:  # it reads labelled texts from a reservoir and sleeps as configured: no rate of it is a finding
+        lines = ["## Teacher", "", f"{kept} over {t.get('batches', 0):.0f} batches. The simulated teacher takes its "
+                 "texts from a labelled reservoir at the pace it is set to, so it has no tokens, cost or speed to "
+                 "report; what this run measures is the loop (students, evaluator, steering, selection).", ""]
+    else:
+        lines = ["## Teacher", "",
+                 f"{kept}; {t.get('prompt_tokens', 0):.0f} prompt and {t.get('completion_tokens', 0):.0f} completion "
+                 f"tokens in {t.get('busy_seconds', 0):.0f} busy seconds over {t.get('batches', 0):.0f} batches "
+                 f"({teacher['kept_per_busy_second'] or 0:.2f} kept examples per busy second; "
+                 f"cost ${teacher['cost_usd']:.4f} at the configured prices).", ""]
+    if teacher.get("engine_busy_share") is not None and not simulated:
         lines[-1:] = [f"Engine ready after {t.get('engine_load_seconds', 0):.0f} s; then busy "
                       f"{teacher['engine_busy_share']:.0%} of the {t['wall_seconds']:.0f} s it was up "
                       f"({teacher['kept_per_wall_second']:.2f} kept examples per second of that time).", ""]

@@ -113,9 +113,12 @@ def test_every_example_and_report_says_simulated(tmp_path):
     assert note.startswith("simulated teacher (error_rate 0.1")
     report_dict = {"run_id": "r", "simulated_teacher": note, "stopped_by": {"reason": "user"}, "elapsed_seconds": 1,
                    "dataset": {"path": "x", "labels": 3, "seeds": 3, "validation": 3, "test": 3},
-                   "teacher": {"totals": {}, "kept_ratio": None, "kept_per_busy_second": None, "cost_usd": 0,
-                               "dropped": {}}, "versions": []}
-    assert "**Teacher: simulated teacher (error_rate 0.1" in write_markdown(report_dict, tmp_path).read_text()
+                   "teacher": {"totals": {"generated": 900, "kept": 900, "busy_seconds": 0.02}, "kept_ratio": 1.0,
+                               "kept_per_busy_second": 45000.0, "cost_usd": 0, "dropped": {}}, "versions": []}
+    text = write_markdown(report_dict, tmp_path).read_text()
+    assert "**Teacher: simulated teacher (error_rate 0.1" in text
+    # a reservoir read at a configured pace has no speed or cost worth printing (issue 27: "45000 per busy second")
+    assert "kept 900" in text and "per busy second" not in text and "no tokens, cost or speed" in text
     assert simulated_note(RunConfig.model_validate({"dataset": {"path": "x"}})) is None
 
 

@@ -108,6 +108,28 @@ def test_a_version_replays_a_bounded_sample_of_old_examples(tmp_path):
     assert len(trainer.training_set()) == len(TRAIN) + 2
 
 
+def test_the_replay_keeps_each_class_share_when_the_new_batch_lacks_it():
+    """A steered batch of one class must not push the other classes out of the replay (issue 27: a random replay
+    let version 6 of a perfect-teacher run forget the classes its batch lacked)."""
+    import random
+    from collections import Counter
+
+    from pgkd.student.trainer import replay_per_class
+
+    old = [Example(text=f"a{i}", label="a", source="generated") for i in range(600)] + [
+        Example(text=f"b{i}", label="b", source="generated") for i in range(400)]
+    new = [Example(text=f"new{i}", label="a", source="generated") for i in range(500)]
+    picked = replay_per_class(old, new, 400, random.Random(0))
+    assert len(picked) == 400 and len({e.id for e in picked}) == 400 and {e.id for e in picked} <= {e.id for e in old}
+    mix = Counter(e.label for e in picked + new)
+    # every example so far: a 1100 of 1500, b 400 of 1500; the training set of 900 keeps b's share (240)
+    assert mix["b"] == 240 and mix["a"] == 660
+    randomly = Counter(e.label for e in random.Random(0).sample(old, 400))
+    assert randomly["b"] < 200  # what the random replay gave b: its share of the old examples only
+    short = replay_per_class(old[:600] + old[600:610], new, 400, random.Random(0))  # b is rare: its share
+    assert len(short) == 400 and Counter(e.label for e in short)["b"] == 8  # 900 x 10 / 1110
+
+
 def test_a_version_leaves_out_teacher_labels_the_student_is_sure_are_wrong(tmp_path):
     config = student_settings(kind="ngram", epochs=40, label_filter=0.2, min_new_examples=1)
     trainer = StudentTrainer(make_student(LABELS, config, "cpu"), config, tmp_path)

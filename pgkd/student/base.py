@@ -53,8 +53,11 @@ class StudentSettings(Settings):
     threads: int = Field(1, ge=1)
     gpus: float = Field(0, ge=0)
     replicas: int = Field(1, ge=1)
-    replay: int | None = Field(4096, ge=0, description="old examples replayed per version at most (a random "
-                               "sample; the new ones always train): a version costs the new data plus this; null: all")
+    replay: int | None = Field(4096, ge=0, description="old examples replayed per version at most (the new ones "
+                               "always train): a version costs the new data plus this; null: all")
+    replay_by: Literal["class", "random"] = Field("class", description="class: the replay keeps every class's share "
+                                                  "of all examples so far, whatever the new batch lacks; random: a "
+                                                  "random sample (a skewed batch pushes out the classes it lacks)")
     pool_queries: int = Field(32, ge=0, description="each pool scoring round with this student's checkpoint offers "
                               "the teachers this many of the pool texts it is least sure of (pool_strategy); 0: none")
     pool_strategy: Literal["margin", "entropy", "diverse_margin", "random"] = Field(

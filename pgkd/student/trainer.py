@@ -1,10 +1,12 @@
 """Continual training of one student as examples stream in: each version warm-starts from the last and trains
-on the new examples plus a replay of the old ones (all of them up to `replay`, else a random sample of that many),
+on the new examples plus a replay of the old ones (all of them up to `replay`, else that many drawn per class),
 so a version costs about its new data however long the run. No Ray here."""
 from __future__ import annotations
 
 import logging
+import random
 import time
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,8 +39,6 @@ def checkpoint_places(checkpoint_dir: str, run_id: str, name: str) -> tuple[Path
 
 def seed_everything(seed: int) -> None:
     """Same seed, same initial head: versions and runs are comparable."""
-    import random
-
     import numpy as np
     import torch
 
@@ -125,13 +125,15 @@ class StudentTrainer:
         return flush or self.version < 0 or self.new_since_version >= self.config.min_new_examples
 
     def training_set(self) -> list[Example]:
-        """The new examples and a replay of the old: all of them, or a random `replay` of them when more."""
-        import random
-
+        """The new examples and a replay of the old: all of them, or `replay` of them when more, drawn per class
+        (replay_by: class) so the set's class mix is that of every example so far, or at random (replay_by:
+        random). A steered batch is skewed by design; a random replay let it push out the classes it lacked."""
         old, new = self.examples[:self.trained_upto], self.examples[self.trained_upto:]
         limit = self.config.replay
         if limit is not None and len(old) > limit:
-            old = random.Random(f"{self.config.seed}:{self.version + 1}").sample(old, limit)
+            draw = random.Random(f"{self.config.seed}:{self.version + 1}")
+            old = (replay_per_class(old, new, limit, draw) if self.config.replay_by == "class"
+                   else draw.sample(old, limit))
         return self.trusted(old + new)
 
     def trusted(self, examples: list[Example]) -> list[Example]:
@@ -171,3 +173,38 @@ class StudentTrainer:
                  result.version, result.examples_seen, generated, epochs, loss,
                  "-" if best is None else f"{best:.4f}", result.train_seconds)
         return result
+
+
+def replay_per_class(old: list[Example], new: list[Example], limit: int, draw: random.Random) -> list[Example]:
+    """`limit` old examples chosen so that old + new has, per class, about the share that class has among all
+    examples (old and new): a class the new batch lacks keeps its place; one it floods replays less. Whatever a
+    class cannot use (too few old ones) goes to the others in proportion, so the replay is `limit` long."""
+    by_class: dict[str, list[Example]] = defaultdict(list)
+    for example in old:
+        by_class[example.label].append(example)
+    new_count = Counter(e.label for e in new)
+    total, size = len(old) + len(new), limit + len(new)
+    want = {label: max(0.0, size * (len(rows) + new_count[label]) / total - new_count[label])
+            for label, rows in by_class.items()}
+    quota = fill_quota(want, {label: len(rows) for label, rows in by_class.items()}, limit)
+    picked = [e for label, rows in by_class.items() for e in draw.sample(rows, quota[label])]
+    return sorted(picked, key=lambda e: e.id)  # draw order must not depend on dict order; ids are stable
+
+
+def fill_quota(want: dict[str, float], have: dict[str, int], limit: int) -> dict[str, int]:
+    """Integer quotas close to `want`, each within `have`, summing to min(limit, sum(have))."""
+    quota = {label: min(have[label], int(w)) for label, w in want.items()}
+    left = min(limit, sum(have.values())) - sum(quota.values())
+    while left > 0:  # rounding and caps: give the rest to the classes furthest below what they want, with room
+        open_ = [label for label in quota if quota[label] < have[label]]
+        if not open_:
+            break
+        open_.sort(key=lambda label: (quota[label] - want[label], label))
+        for label in open_[:left]:
+            quota[label] += 1
+        left = min(limit, sum(have.values())) - sum(quota.values())
+    while left < 0:  # want over-asked (cannot happen with limit < len(old), kept for safety)
+        label = max(quota, key=lambda label: (quota[label] - want[label], label))
+        quota[label] -= 1
+        left += 1
+    return quota
