@@ -68,16 +68,54 @@ def test_with_selection_texts_the_judge_counts_their_score_not_the_steering_one(
     assert judge.best().best.key == "s@v1"
 
 
+def test_the_judge_weighs_all_of_validation_and_only_the_newest_version():
+    """Issue 27's rule: the steering half joins the held-out half to decide, and the challenger is each student's
+    newest version (named before any score is read), not the best of many noisy scores."""
+    gold = ["a", "b"] * 20
+    judge = Judge(LoopConfig(), ["a", "b"], ["s"], gold, steering_gold=gold)
+    judge.record(report("s", 0, 0.5), selection("s", 0, gold, wrong=12, steering_wrong=12))
+    # v1: better on held-out texts only, by 3 of 40 (inside the noise there), and as good as v0 on steering
+    judge.record(report("s", 1, 0.5), selection("s", 1, gold, wrong=0, steering_wrong=12))
+    v2 = selection("s", 2, gold, wrong=4, steering_wrong=2)  # the newest: better on both halves
+    judge.record(report("s", 2, 0.5), v2)
+    decided = judge.best()
+    assert decided.best.key == "s@v2" and decided.reason.startswith("its newest version s@v2 beats seeds-only")
+    judge.record(report("s", 3, 0.5), selection("s", 3, gold, wrong=12, steering_wrong=12))  # newest, no gain
+    decided = judge.best()
+    assert decided.best.key == "s@v0" and "newest version s@v3" in decided.reason
+    old_rule = Judge(LoopConfig(selection_texts="held_out", selection_challengers="best"), ["a", "b"], ["s"], gold,
+                     steering_gold=gold)
+    for version, wrong in enumerate([12, 0, 4, 12]):
+        old_rule.record(report("s", version, 0.5), selection("s", version, gold, wrong=wrong, steering_wrong=0))
+    assert old_rule.best().best.key == "s@v1"  # held-out half, best first: v1's 12 of 40
+
+
+def test_a_resumed_run_without_steering_predictions_is_judged_on_the_held_out_half():
+    gold = ["a", "b"] * 20
+    judge = Judge(LoopConfig(), ["a", "b"], ["s"], gold, steering_gold=gold)
+    judge.record(report("s", 0, 0.5), selection("s", 0, gold, wrong=16))  # published before issue 27
+    judge.record(report("s", 1, 0.5), selection("s", 1, gold, wrong=0, steering_wrong=20))
+    assert judge.best().best.key == "s@v1"  # on the held-out half alone: 16 of 40 better, far beyond noise
+
+
 def report(student: str, version: int, macro_f1: float) -> EvalReport:
     return EvalReport(student=student, version=version, examples_seen=1, generated_seen=0, teacher_generated=0,
                       macro_f1=macro_f1, accuracy=macro_f1, per_class_f1={}, confusion_pairs=[], hard_negatives=[],
                       eval_seconds=0.0)
 
 
-def selection(student: str, version: int, gold: list[str], wrong: int) -> SelectionScore:
-    predictions = [("b" if g == "a" else "a") if i < wrong else g for i, g in enumerate(gold)]
+def selection(student: str, version: int, gold: list[str], wrong: int, steering_wrong: int | None = None
+              ) -> SelectionScore:
+    """`wrong` of the held-out texts wrong (the first ones); with steering_wrong, predictions on steering texts
+    (the same gold) too."""
+    def flipped(n: int) -> list[str]:
+        return [("b" if g == "a" else "a") if i < n else g for i, g in enumerate(gold)]
+
+    predictions = flipped(wrong)
     f1 = macro_f1(gold, predictions, ["a", "b"])
-    return SelectionScore(student=student, version=version, macro_f1=f1, accuracy=f1, predictions=predictions)
+    steering = [] if steering_wrong is None else flipped(steering_wrong)
+    return SelectionScore(student=student, version=version, macro_f1=f1, accuracy=f1, predictions=predictions,
+                          steering_predictions=steering)
 
 
 def test_a_teacher_batch_that_kept_nothing_records_without_error():

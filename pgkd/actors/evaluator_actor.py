@@ -34,7 +34,7 @@ class EvaluatorActor:
         self.gold = [row["label"] for row in validation]
         self.selection_texts = [row["text"] for row in selection]  # choosing: the teacher never sees these
         self.selection_gold = [row["label"] for row in selection]
-        self.judge = Judge(self.loop, labels, student_names, self.selection_gold)
+        self.judge = Judge(self.loop, labels, student_names, self.selection_gold, self.gold)
         self.device = torch_device(gpus)
         self.loaded: dict[str, object] = {}
         self.scored: set[str] = set()
@@ -99,7 +99,7 @@ class EvaluatorActor:
                             examples_seen=checkpoint.examples_seen, generated_seen=checkpoint.generated_seen,
                             teacher_generated=self._teacher_generated(),
                             **{k: v for k, v in scores.items() if k in EvalReport.model_fields})
-        selected = self._score_selection(student, checkpoint)
+        selected = self._score_selection(student, checkpoint, scores["predictions"])
         self.bus.publish(REPORTS, report)
         self.bus.set_model(LATEST_REPORT, report)
         self.judge.record(report, selected)
@@ -112,12 +112,13 @@ class EvaluatorActor:
                  self._best_line())
         return report
 
-    def _score_selection(self, student, checkpoint: Checkpoint) -> SelectionScore | None:
+    def _score_selection(self, student, checkpoint: Checkpoint, steering: list[str]) -> SelectionScore | None:
         if not self.selection_texts:
             return None
         scores = score(student, self.selection_texts, self.selection_gold, self.labels, 0)
         selected = SelectionScore(student=checkpoint.student, version=checkpoint.version, macro_f1=scores["macro_f1"],
-                                  accuracy=scores["accuracy"], predictions=scores["predictions"])
+                                  accuracy=scores["accuracy"], predictions=scores["predictions"],
+                                  steering_predictions=steering)
         self.bus.publish(SELECTION, selected)
         return selected
 

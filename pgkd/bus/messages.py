@@ -89,6 +89,9 @@ class SelectionScore(Message):
     macro_f1: float
     accuracy: float
     predictions: list[str]
+    # on the steering texts too: the final choice may weigh all of validation (loop.selection_texts); empty in
+    # messages from before they were published
+    steering_predictions: list[str] = Field(default_factory=list)
     created: float = Field(default_factory=time.time)
 
     @property

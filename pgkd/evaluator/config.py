@@ -1,6 +1,8 @@
 """The evaluator's blocks: how it scores (evaluator) and when the run stops and which version it exports (loop)."""
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 
 from pgkd.basics.settings import Settings
@@ -20,5 +22,12 @@ class LoopConfig(Settings):
     max_generated: int | None = Field(None, ge=1)
     poll_interval_s: float = Field(0.5, gt=0)
     selection_z: float = Field(1.0, ge=0, description="a later version replaces the seeds-only one only when it "
-                               "beats it on the selection texts by more than this many standard errors of the paired "
-                               "difference (bootstrap); 0: the highest score wins")
+                               "beats it by more than this many standard errors of the paired difference (bootstrap)")
+    # bench/selection_rules.py measured these (bench/README.md, issue 27): the defaults halve the gains the rule
+    # before them missed, with no more exports below seeds-only
+    selection_texts: Literal["validation", "held_out"] = Field(
+        "validation", description="the texts that choose the exported student: all of validation (steering and "
+        "held-out halves; the teacher reads only per-class scores of the steering half) or only the held-out half")
+    selection_challengers: Literal["newest", "best"] = Field(
+        "newest", description="which later versions may replace seeds-only: each student's newest (fixed before "
+        "any score is read: no best-of-many bias) or any that scores above it, best first")

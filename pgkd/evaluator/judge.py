@@ -5,33 +5,57 @@ from __future__ import annotations
 
 from pgkd.bus.messages import EvalReport, SelectionScore
 from pgkd.evaluator.config import LoopConfig
+from pgkd.evaluator.metrics import macro_f1
 from pgkd.evaluator.selection import BestChoice, Candidate, Choice
 from pgkd.evaluator.stopping import RunStopping
 
 
 class Judge:
-    def __init__(self, loop: LoopConfig, labels: list[str], students: list[str], selection_gold: list[str]):
-        """With selection texts (held out from steering) they choose the best, and a later version must beat the
-        seeds-only one by `loop.selection_z` standard errors; without them the highest steering score wins."""
-        self.loop = loop
+    def __init__(self, loop: LoopConfig, labels: list[str], students: list[str], selection_gold: list[str],
+                 steering_gold: list[str] = ()):
+        """With selection texts (held out from steering) a later version must beat the seeds-only one by
+        `loop.selection_z` standard errors on the texts `loop.selection_texts` names; without them the highest
+        steering score wins."""
+        self.loop, self.labels = loop, labels
         self.with_selection = bool(selection_gold)
-        self.choice = BestChoice(selection_gold, labels, loop.selection_z if selection_gold else 0.0)
+        self.selection_gold, self.steering_gold = list(selection_gold), list(steering_gold)
+        self.scored: dict[str, tuple[EvalReport, SelectionScore | None]] = {}
         self.stopping = RunStopping(loop.patience, loop.min_delta, loop.max_versions, students)
         self.best_by_student: dict[str, float] = {}
+        self._choice: BestChoice | None = None
 
     def record(self, report: EvalReport, selected: SelectionScore | None) -> None:
-        """One scored version. With selection texts, patience and the best count the selection score, never the
+        """One scored version. With selection texts, patience and the best count the held-out score, never the
         steering one the teacher has seen."""
         score = selected.macro_f1 if selected is not None else report.macro_f1
         if selected is not None or not self.with_selection:  # a candidate needs the texts that choose
-            predictions = selected.predictions if selected is not None else []
-            self.choice.add(Candidate(report.key, report.version, score, predictions))
+            self.scored[report.key] = (report, selected)
+            self._choice = None
         self.best_by_student[report.student] = max(score, self.best_by_student.get(report.student, 0.0))
         self.stopping.update(report.student, score)
 
     def best(self) -> Choice | None:
         """The run's best student so far: the version that `pgkd` exports."""
-        return self.choice.choose()
+        if self._choice is None:
+            self._choice = self._build_choice()
+        return self._choice.choose()
+
+    def _build_choice(self) -> BestChoice:
+        if not self.with_selection:
+            choice = BestChoice([], self.labels, 0.0)
+            for report, _ in self.scored.values():
+                choice.add(Candidate(report.key, report.version, report.macro_f1, []))
+            return choice
+        # all of validation when every version carries its steering predictions (a run resumed from before they
+        # were published has only the held-out half for its old versions: then all are compared on that half)
+        both = self.loop.selection_texts == "validation" and self.steering_gold and all(
+            len(s.steering_predictions) == len(self.steering_gold) for _, s in self.scored.values())
+        gold = self.steering_gold + self.selection_gold if both else self.selection_gold
+        choice = BestChoice(gold, self.labels, self.loop.selection_z, challengers=self.loop.selection_challengers)
+        for report, selected in self.scored.values():
+            predictions = selected.steering_predictions + selected.predictions if both else selected.predictions
+            choice.add(Candidate(report.key, report.version, macro_f1(gold, predictions, self.labels), predictions))
+        return choice
 
     def stop(self) -> tuple[str, str] | None:
         """(reason, detail) when the run should stop, else None."""
