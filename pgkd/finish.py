@@ -98,7 +98,8 @@ def selection_block(bus: Bus, best: Checkpoint) -> dict:
         return {}
     why = bus.get_fields(BEST_CHOICE)
     return {"selection": {"accuracy": scores[-1].accuracy, "macro_f1": scores[-1].macro_f1},
-            "choice": {"reason": why.get("reason", ""), "gain_over_seeds_only": float(why.get("gain_over_seeds_only", 0)),
+            "choice": {"reason": why.get("reason", ""), "rule": why.get("rule", ""),
+                       "gain_over_seeds_only": float(why.get("gain_over_seeds_only", 0)),
                        "margin": float(why.get("margin", 0))}}
 
 

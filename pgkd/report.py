@@ -86,7 +86,13 @@ def best_section(best: dict | None) -> list[str]:
             f"| test | {best['test']['accuracy']:.4f} | {best['test']['macro_f1']:.4f} |",
             f"| test, same student on seeds only | {best['seeds_only_test']['accuracy']:.4f} | "
             f"{best['seeds_only_test']['macro_f1']:.4f} |", "",
-            *([f"Chosen because: {best['choice']['reason']}.", ""] if best.get("choice") else [])]
+            *([choice_line(best["choice"]), ""] if best.get("choice") else [])]
+
+
+def choice_line(choice: dict) -> str:
+    """Which rule chose the exported student and why, in one line."""
+    rule = f" (rule: {choice['rule']})" if choice.get("rule") else ""
+    return f"Chosen{rule}: {choice['reason']}."
 
 
 def audit_line(audit: dict) -> str:

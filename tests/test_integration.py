@@ -271,7 +271,10 @@ redis:
     run_dir = tmp_path / "runs" / "sim-1"
     report = json.loads((run_dir / "report.json").read_text())
     assert report["simulated_teacher"].startswith("simulated teacher (error_rate 0.1")
-    assert "**Teacher: simulated teacher" in (run_dir / "report.md").read_text()
+    markdown = (run_dir / "report.md").read_text()
+    assert "**Teacher: simulated teacher" in markdown and "per busy second" not in markdown
+    chosen = [line for line in markdown.splitlines() if line.startswith("Chosen")]
+    assert len(chosen) == 1 and "(rule: each student's newest version against seeds-only on all" in chosen[0]
     rows = [json.loads(line) for line in (run_dir / "data" / "examples.jsonl").read_text().splitlines()]
     written = [r for r in rows if r["source"] != "seed"]
     seeds = {r["text"] for r in rows if r["source"] == "seed"}

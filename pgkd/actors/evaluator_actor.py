@@ -138,10 +138,10 @@ class EvaluatorActor:
             log.info("best student now %s: %s", best.key, choice.reason)
             self.chosen = best.key
         self.bus.set_model(BEST, best)
-        if self.judge.with_selection:  # why, in selection terms (the report's "chosen because")
+        if self.judge.with_selection:  # why, in selection terms (the report's "Chosen" line)
             self.bus.set_fields(BEST_CHOICE, {"key": best.key, "selection_macro_f1": choice.best.macro_f1,
                                               "gain_over_seeds_only": choice.gain, "margin": choice.margin,
-                                              "reason": choice.reason})
+                                              "reason": choice.reason, "rule": self.judge.rule()})
 
     def _teacher_generated(self) -> int:
         return int(sum(float(self.bus.get_fields(teacher_stats_key(t)).get("generated", 0))

@@ -21,7 +21,7 @@ class LoopConfig(Settings):
     time_budget_s: float = Field(1800, gt=0)
     max_generated: int | None = Field(None, ge=1)
     poll_interval_s: float = Field(0.5, gt=0)
-    selection_z: float = Field(1.0, ge=0, description="a later version replaces the seeds-only one only when it "
+    selection_z: float = Field(0.75, ge=0, description="a later version replaces the seeds-only one only when it "
                                "beats it by more than this many standard errors of the paired difference (bootstrap)")
     # bench/selection_rules.py measured these (bench/README.md, issue 27): the defaults halve the gains the rule
     # before them missed, with no more exports below seeds-only

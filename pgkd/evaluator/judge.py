@@ -40,6 +40,21 @@ class Judge:
             self._choice = self._build_choice()
         return self._choice.choose()
 
+    def rule(self) -> str:
+        """The export rule in words, as the report prints it."""
+        if not self.with_selection:
+            return "the highest steering macro-F1 (no held-out texts)"
+        loop = self._choice_texts_used()
+        who = ("each student's newest version" if self.loop.selection_challengers == "newest"
+               else "any later version, best first")
+        return f"{who} against seeds-only on {loop}, beyond {self.loop.selection_z:g} paired SE"
+
+    def _choice_texts_used(self) -> str:
+        if self._choice is None:
+            self._choice = self._build_choice()
+        n = len(self._choice.gold)
+        return f"all {n} validation texts" if n > len(self.selection_gold) else f"the {n} held-out texts"
+
     def _build_choice(self) -> BestChoice:
         if not self.with_selection:
             choice = BestChoice([], self.labels, 0.0)
