@@ -250,6 +250,7 @@ class Scorer:
         self.student, self.labels = student, labels
         self.steering, self.selection, self.test = steering, selection, test
         self.candidates = []
+        self.reports = {}  # version -> its steering report, as the judge records it
 
     def version(self, result) -> dict:
         from pgkd.bus.messages import EvalReport
@@ -265,9 +266,10 @@ class Scorer:
         gold = [r["label"] for r in self.selection]
         chosen = self.student.predict_proba([r["text"] for r in self.selection]).argmax(1)
         predictions = [self.labels[i] for i in chosen]
-        candidate = Candidate(f"v{result.version}", result.version, macro_f1(gold, predictions, self.labels),
+        candidate = Candidate(f"s@v{result.version}", result.version, macro_f1(gold, predictions, self.labels),
                               predictions)
-        self.candidates.append((result.generated_seen, candidate))
+        self.reports[result.version] = report.model_copy(update={"student": "s"})
+        self.candidates.append((result.generated_seen, candidate, steer["predictions"]))
         test_pred = self.student.predict_proba([r["text"] for r in self.test]).argmax(1)
         test = macro_f1([r["label"] for r in self.test], [self.labels[i] for i in test_pred], self.labels)
         index = {label: i for i, label in enumerate(self.labels)}
@@ -291,17 +293,23 @@ class Scorer:
         return [PoolText(pool_texts[i], top) for i, _, top in picked]
 
     def choose(self, max_generated: int | None = None):
-        from pgkd.evaluator.selection import BestChoice
+        """pgkd's export rule with its defaults (evaluator/judge.py, loop.selection_*), on all of validation."""
+        from pgkd.evaluator.config import LoopConfig
+        from pgkd.evaluator.judge import Judge
+        from pgkd.bus.messages import SelectionScore
 
-        choice = BestChoice([r["label"] for r in self.selection], self.labels, z=1.0)
-        for generated, candidate in self.candidates:
+        judge = Judge(LoopConfig(), self.labels, ["s"], [r["label"] for r in self.selection],
+                      [r["label"] for r in self.steering])
+        for generated, candidate, steering in self.candidates:
             if max_generated is None or generated <= max_generated:
-                choice.add(candidate)
-        return choice.choose()
+                judge.record(self.reports[candidate.version], SelectionScore(
+                    student="s", version=candidate.version, macro_f1=candidate.macro_f1, accuracy=0.0,
+                    predictions=candidate.predictions, steering_predictions=steering))
+        return judge.best()
 
 
 def summarize(name, args, row, draw, error, versions, scorer, n_labels, seconds, written) -> dict:
-    by_key = {f"v{v['version']}": v for v in versions}
+    by_key = {f"s@v{v['version']}": v for v in versions}
     decided = scorer.choose()
     curve = {}
     for per_class in CURVE:
@@ -314,6 +322,7 @@ def summarize(name, args, row, draw, error, versions, scorer, n_labels, seconds,
             "written": written, "versions": len(versions), "seconds": round(seconds, 1),
             "seeds_only_test": versions[0]["test_f1"], "chosen": decided.best.key,
             "chosen_test": by_key[decided.best.key]["test_f1"], "choice_reason": decided.reason,
+            "choice_rule": "newest version, all validation, z 0.75 (pgkd's default since issue 27)",
             "last_test": versions[-1]["test_f1"], "best_by_steering_test": steering_best["test_f1"],
             "oracle_test": max(v["test_f1"] for v in versions), "curve": curve,
             "trajectory": [{k: v[k] for k in ("version", "generated_seen", "steering_f1", "selection_f1", "test_f1",
