@@ -123,8 +123,10 @@ def audit_section(audit: dict | None) -> list[str]:
 def teacher_section(teacher: dict, simulated: bool = False) -> list[str]:
     t = teacher["totals"]
     ratio = teacher["kept_ratio"]
-    kept = (f"Generated {t.get('generated', 0):.0f}, kept {t.get('kept', 0):.0f}"
-            + (f" ({ratio:.0%})" if ratio is not None else ""))
+    pool = t.get("pool_labelled", 0)
+    kept = (f"Generated {t.get('generated', 0):.0f}, kept {t.get('kept', 0) - pool:.0f}"
+            + (f" ({ratio:.0%})" if ratio is not None else "")
+            + (f"; labelled {pool:.0f} of {t.get('pool_offered', 0):.0f} pool texts offered" if pool else ""))
     if simulated:  # it reads labelled texts from a reservoir and sleeps as configured: no rate of it is a finding
         lines = ["## Teacher", "", f"{kept} over {t.get('batches', 0):.0f} batches. The simulated teacher takes its "
                  "texts from a labelled reservoir at the pace it is set to, so it has no tokens, cost or speed to "

@@ -184,6 +184,8 @@ def test_accounting_prices_busy_time_and_tokens():
     acc = teacher_accounting(totals, config)
     assert acc["cost_usd"] == pytest.approx(1.0 + 1.0 + 1.5)
     assert acc["kept_ratio"] == 0.5 and acc["cost_usd_per_1k_kept"] == pytest.approx(70.0)
+    with_pool = teacher_accounting(totals | {"kept": 80.0, "pool_labelled": 30.0}, config)
+    assert with_pool["kept_ratio"] == 0.5  # of the texts it wrote; the 30 pool labels were not written
 
 
 def test_a_report_older_than_one_already_used_is_stale():

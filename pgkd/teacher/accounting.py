@@ -11,7 +11,8 @@ def teacher_accounting(totals: dict[str, float], config: TeacherSettings) -> dic
             + totals.get("prompt_tokens", 0.0) / 1e6 * config.price_per_million_prompt_tokens
             + totals.get("completion_tokens", 0.0) / 1e6 * config.price_per_million_completion_tokens)
     return {
-        "kept_ratio": kept / generated if generated else None,
+        # of the texts it wrote, the share kept (kept also counts labelled pool texts, which it did not write)
+        "kept_ratio": (kept - totals.get("pool_labelled", 0.0)) / generated if generated else None,
         "generated_per_busy_second": generated / busy if busy else None,
         "kept_per_busy_second": kept / busy if busy else None,
         "completion_tokens_per_busy_second": totals.get("completion_tokens", 0.0) / busy if busy else None,

@@ -13,7 +13,7 @@ from pgkd.teacher.audit import LabelPolicy
 @dataclass
 class BatchStats:
     generated: int = 0
-    kept: int = 0
+    kept: int = 0  # examples the batch publishes: generated texts that passed the filters and labelled pool texts
     relabelled: int = 0
     dropped: Counter = field(default_factory=Counter)
     prompt_tokens: int = 0

@@ -85,8 +85,8 @@ class Teacher(BatchTeacher):
         drafts = self._generate(plan, stats, plan_rng)
         stats.generate_seconds = time.monotonic() - started
         examples = self._label(drafts, stats, report)
-        stats.kept = len(examples)
         examples = self._label_pool(list(pool), stats, report) + examples
+        stats.kept = len(examples)  # what the batch publishes, pool labels included: the archive counts the same
         stats.label_seconds = time.monotonic() - started - stats.generate_seconds
         stats.busy_seconds = time.monotonic() - started
         self.batches += 1
