@@ -44,12 +44,11 @@ class Judge:
         """The export rule in words, as the report prints it."""
         if not self.with_selection:
             return "the highest steering macro-F1 (no held-out texts)"
-        loop = self._choice_texts_used()
         who = ("each student's newest version" if self.loop.selection_challengers == "newest"
                else "any later version, best first")
-        return f"{who} against seeds-only on {loop}, beyond {self.loop.selection_z:g} paired SE"
+        return f"{who} against seeds-only on {self._texts_deciding()}, beyond {self.loop.selection_z:g} paired SE"
 
-    def _choice_texts_used(self) -> str:
+    def _texts_deciding(self) -> str:
         if self._choice is None:
             self._choice = self._build_choice()
         n = len(self._choice.gold)
