@@ -155,3 +155,36 @@ def test_diverse_margin_spreads_one_batch_over_different_confusions():
     assert picked == most_uncertain(probs, labels, 3, "diverse_margin", seed=1)
     assert [i for i, _, _ in most_uncertain(probs, labels, 3, "diverse_margin", skip={0, 10})][0] == 1
     assert len(most_uncertain(probs[:2], labels, 3, "diverse_margin")) == 2  # fewer candidates than k: all of them
+
+
+def test_a_labelling_only_teacher_waits_for_pool_texts_instead_of_drawing_empty_batches(bus):
+    """Issue 27's runs: with `generate: false` and nothing offered, the teacher loop drew 27,197 empty batches in
+    a 6-minute run, spinning on Redis beside the students. It must wait, then label what is offered. The actor's
+    own loop, on a real redis-server, without Ray."""
+    import threading
+    import time
+
+    from pgkd.actors.teacher_actor import BATCH_COUNTER, TeacherActor
+    from pgkd.bus.client import EXAMPLES
+    from pgkd.bus.control import request_stop, teacher_stats_key
+    from pgkd.bus.messages import ExampleBatch
+    from tests.test_simulated_teacher import simulated
+
+    teacher = simulated(generate=False, pool_labelling=True, pool_per_batch=2)
+    assert not teacher.writes_unprompted
+    actor = TeacherActor.__ray_metadata__.modified_class.__new__(TeacherActor.__ray_metadata__.modified_class)
+    actor.name, actor.bus, actor.config = "teacher-0", bus, teacher.config
+    loop = threading.Thread(target=actor._loop, args=(teacher,), daemon=True)
+    loop.start()
+    time.sleep(1.5)
+    assert bus.client.get(bus.key(BATCH_COUNTER)) is None  # no batch number drawn
+    assert bus.get_fields("status:teacher-0")["state"] == "waiting for pool texts"
+    pool_queue.offer(bus, [PoolHint(id="p1", text="a1", uncertainty=0.9, student="s", version=0, top_labels=["a"])])
+    deadline = time.time() + 10
+    while not bus.read_all(EXAMPLES, ExampleBatch) and time.time() < deadline:
+        time.sleep(0.1)
+    request_stop(bus, "user")
+    loop.join(10)
+    batches = bus.read_all(EXAMPLES, ExampleBatch)
+    assert [e.text for b in batches for e in b.examples] == ["a1"] and not loop.is_alive()
+    assert float(bus.get_fields(teacher_stats_key("teacher-0"))["batches"]) == 1

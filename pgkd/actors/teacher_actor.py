@@ -26,6 +26,7 @@ log = logging.getLogger("pgkd.teacher")
 BATCH_COUNTER = "teacher:batch_counter"
 AUDIT_WAIT_S = 900  # replicas after the first wait this long for its audit
 STUDENT_WAIT_S = 120  # the audit waits this long for a seeds-only checkpoint to compare with
+POOL_WAIT_S = 0.5  # a labelling-only teacher with no pool texts offered looks again after this long
 
 
 @ray.remote
@@ -139,15 +140,21 @@ class TeacherActor:
                 set_status(self.bus, self.name, state="retired", finished=time.time())
                 return
             self._wait_for_students()
-            number = self.bus.next_number(BATCH_COUNTER)  # run-wide: replicas never plan the same batch
-            if teacher.done or (self.config.max_batches is not None and number >= self.config.max_batches):
+            if teacher.done or not (teacher.writes_unprompted or teacher.policy.pool_labelling):
                 break
+            claimed = self._claim_pool(teacher)
+            if not claimed and not teacher.writes_unprompted:  # labelling only: an empty batch would spin
+                set_status(self.bus, self.name, state="waiting for pool texts")
+                time.sleep(POOL_WAIT_S)
+                continue
+            number = self.bus.next_number(BATCH_COUNTER)  # run-wide: replicas never plan the same batch
+            if self.config.max_batches is not None and number >= self.config.max_batches:
+                break  # texts it claimed are offered again once the claim is stale
             report = latest_report(self.bus)
             if report is not None and is_newer(report, used):
                 current, used[report.student] = report, report.version
-            set_status(self.bus, self.name, state="generating", batch=number,
-                       steered_by=current.key if current else "none")
-            claimed = self._claim_pool(teacher)
+            set_status(self.bus, self.name, state="generating" if teacher.writes_unprompted else "labelling",
+                       batch=number, steered_by=current.key if current else "none")
             examples, stats = teacher.write_batch(current, number, [PoolText(h.text, h.top_labels) for h in claimed])
             counts = stats.as_counts() | {"batches": 1, "wall_seconds": round(time.time() - since, 3)}
             since = time.time()

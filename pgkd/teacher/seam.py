@@ -65,6 +65,12 @@ class BatchTeacher(ABC):
         """Nothing more to write. A model can always write more: the budget (max_batches) ends it."""
         return False
 
+    @property
+    def writes_unprompted(self) -> bool:
+        """Whether a batch writes anything without pool texts to label (generation or rewording is on). One that
+        does not waits for pool texts instead of drawing empty batches."""
+        return True
+
     @abstractmethod
     def write_batch(self, report: EvalReport | None, batch: int | None = None,
                     pool: list[PoolText] = ()) -> tuple[list[Example], BatchStats]:

@@ -74,6 +74,10 @@ class Teacher(BatchTeacher):
     def close(self) -> None:
         self.backend.close()
 
+    @property
+    def writes_unprompted(self) -> bool:
+        return self.config.generate or self.config.augmentation
+
     def write_batch(self, report: EvalReport | None, batch: int | None = None,
                     pool: list[PoolText] = ()) -> tuple[list[Example], BatchStats]:
         """Replicas sharing one report draw different batch numbers, so they never write the same request twice."""

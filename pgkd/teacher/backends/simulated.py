@@ -94,6 +94,10 @@ class SimulatedTeacher(TeacherKind, BatchTeacher):
         """Every class's reservoir is spent (never with allow_repeats): nothing more to write."""
         return not self.config.allow_repeats and not self._open_labels() and self.config.generate
 
+    @property
+    def writes_unprompted(self) -> bool:
+        return self.config.generate
+
     def write_batch(self, report: EvalReport | None, batch: int | None = None,
                     pool: list[PoolText] = ()) -> tuple[list[Example], BatchStats]:
         started, stats = time.monotonic(), BatchStats()
