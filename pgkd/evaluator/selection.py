@@ -59,7 +59,8 @@ class BestChoice:
         base = next((c for c in ranked if c.version == 0), None)
         if base is None or (self.z == 0 and self.challengers == "best") or ranked[0] is base:
             gain = 0.0 if base is None else ranked[0].macro_f1 - base.macro_f1
-            return Choice(ranked[0], base, gain, 0.0, "highest macro-F1")
+            return Choice(ranked[0], base, gain, 0.0, "kept seeds-only: no later version scored higher"
+                          if ranked[0] is base and len(ranked) > 1 else "highest macro-F1")
         challengers = [c for c in self.challenging(ranked) if c.macro_f1 > base.macro_f1]
         what = "newest version" if self.challengers == "newest" else "version"
         for candidate in challengers:
