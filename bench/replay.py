@@ -33,8 +33,9 @@ def arm_of(run: dict) -> str | None:
     return f"replay 4096 by {student.get('replay_by', 'class')}"
 
 
-def step_drops(run: dict) -> list[float]:
-    """Per step v(i) -> v(i+1): the selection F1 change divided by its paired bootstrap SE (pgkd's BestChoice)."""
+def steps(run: dict) -> list[tuple[float, float, float]]:
+    """Per step v(i) -> v(i+1): (selection F1 change, that change over the paired bootstrap SE of the step, that
+    change over the SE of one version's selection F1), with pgkd's BestChoice resampling."""
     from pgkd.evaluator.selection import BestChoice, Candidate
 
     labels = [str(i) for i in range(len(run["labels"]))]
@@ -43,8 +44,10 @@ def step_drops(run: dict) -> list[float]:
              for v in run["trajectory"]]
     out = []
     for a, b in zip(cands, cands[1:]):
-        se = choice.paired_se(a, b)
-        out.append((b.macro_f1 - a.macro_f1) / se if se > 0 else 0.0)
+        paired = choice.paired_se(a, b)
+        alone = float(choice._resampled[a.key].std(ddof=1))
+        change = b.macro_f1 - a.macro_f1
+        out.append((change, change / paired if paired > 0 else 0.0, change / alone if alone > 0 else 0.0))
     return out
 
 
@@ -53,32 +56,34 @@ def main() -> int:
     p.add_argument("dataset")
     p.add_argument("--budget", type=int, required=True)
     p.add_argument("--seeds-per-class", type=int, default=10)
+    p.add_argument("--min-new", type=int, default=128, help="examples per version (bench/value.py --student "
+                   "min_new_examples=N; 128 when not given)")
     args = p.parse_args()
     runs = [json.loads(line) for line in (OUT / f"{args.dataset}.jsonl").read_text().splitlines()]
     runs = [r for r in runs if r["budget_per_class"] == args.budget and r["error_rate"] == 0 and r["row"] == "default"
-            and r["seeds_per_class"] == args.seeds_per_class and "selection_gold" in r and "student" in r]
+            and r["seeds_per_class"] == args.seeds_per_class and "selection_gold" in r and "student" in r
+            and r["student"].get("min_new_examples", 128) == args.min_new]
     arms: dict[str, list[dict]] = {}
     for run in runs:
         arms.setdefault(arm_of(run), []).append(run)
     lines = [f"### {args.dataset}: simulated teacher at error 0, {args.budget} examples per class, "
-             f"{args.seeds_per_class} seeds per class", "",
-             "| replay | draws | versions | worst step (selection F1 change / its SE) | steps below -1 SE | "
-             "final selection F1 | final test F1 | best test F1 | train s per version (last) |",
+             f"{args.seeds_per_class} seeds per class, a version per {args.min_new} new examples", "",
+             "| replay | draws | versions | worst step: F1 change | in paired SE of the step | in SE of one version | "
+             "steps below −1 SE of one version | final selection F1 | final test F1 |",
              "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for arm, items in sorted(arms.items()):
-        drops = [step_drops(r) for r in items]
-        worst = [min(d) for d in drops]
-        below = sum(sum(x < -1 for x in d) for d in drops)
-        steps = sum(len(d) for d in drops)
+        per_run = [steps(r) for r in items]
+        worst = [min(s, key=lambda x: x[0]) for s in per_run]
+        below = sum(sum(x[2] < -1 for x in s) for s in per_run)
+        total = sum(len(s) for s in per_run)
         last = [r["trajectory"][-1] for r in items]
         lines.append(f"| {arm} | {len(items)} | {statistics.mean(len(r['trajectory']) for r in items):.0f} | "
-                     f"{statistics.mean(worst):+.2f} (min {min(worst):+.2f}) | {below} of {steps} | "
-                     f"{mean_std([v['selection_f1'] for v in last])} | {mean_std([v['test_f1'] for v in last])} | "
-                     f"{mean_std([max(v['test_f1'] for v in r['trajectory']) for r in items])} | "
-                     f"{mean_std([r.get('last_train_seconds', float('nan')) for r in items])} |")
+                     f"{min(w[0] for w in worst):+.4f} | {min(w[1] for w in worst):+.1f} | "
+                     f"{min(w[2] for w in worst):+.2f} | {below} of {total} | "
+                     f"{mean_std([v['selection_f1'] for v in last])} | {mean_std([v['test_f1'] for v in last])} |")
     text = "\n".join(lines)
-    (OUT / f"{args.dataset}-replay.md").write_text(text + "\n")
-    plot(arms, OUT / f"{args.dataset}-replay.png", args)
+    (OUT / f"{args.dataset}-replay-{args.min_new}.md").write_text(text + "\n")
+    plot(arms, OUT / f"{args.dataset}-replay-{args.min_new}.png", args)
     print(text)
     return 0
 

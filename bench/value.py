@@ -327,7 +327,8 @@ def summarize(name, args, row, draw, error, versions, scorer, n_labels, seconds,
             "oracle_test": max(v["test_f1"] for v in versions), "curve": curve,
             "trajectory": [{k: v[k] for k in ("version", "generated_seen", "steering_f1", "selection_f1", "test_f1",
                                               "steering_pred", "selection_pred")} for v in versions],
-            "student": {k: v for k, v in student_config(args, draw).model_dump().items() if k.startswith("replay")},
+            "student": {k: v for k, v in student_config(args, draw).model_dump().items()
+                        if k.startswith("replay") or k == "min_new_examples"},
             "last_train_seconds": versions[-1]["train_seconds"],
             "labels": scorer.labels, "steering_gold": gold_indices(scorer.steering, scorer.labels),
             "selection_gold": gold_indices(scorer.selection, scorer.labels)}
