@@ -3,11 +3,11 @@ each way a version replays the old examples (students[].replay_by: random or cla
 
     .venv/bin/python bench/value.py ../shared/data/banking77 --budget 100 --errors 0 --rows default --draws 3 \
         --student replay_by=random      # and replay_by=class, and replay=null
-    .venv/bin/python bench/replay.py banking77 --budget 100 [--max-validation 770]
+    .venv/bin/python bench/replay.py banking77 --budget 100 [--row default] [--min-new 128]
 
 Reads the value bench's cached runs (bench/results/value/<dataset>.jsonl) and writes
-bench/results/value/<dataset>-replay.md (per arm: the largest drop of selection macro-F1 from one version to the
-next, in units of the paired standard error of that step, and the final test macro-F1) and -replay.png. Simulated
+bench/results/value/<dataset>-replay-<row>-<min-new>.md (per arm: the largest drop of selection macro-F1 from one
+version to the next, absolute and in standard errors, and the final scores) and .png (the curves). Simulated
 teacher, error 0: a measuring instrument; every label it writes is right, so a drop is forgetting or noise.
 """
 from __future__ import annotations
@@ -56,18 +56,19 @@ def main() -> int:
     p.add_argument("dataset")
     p.add_argument("--budget", type=int, required=True)
     p.add_argument("--seeds-per-class", type=int, default=10)
+    p.add_argument("--row", default="default", help="the value bench's row (its teacher's steering)")
     p.add_argument("--min-new", type=int, default=128, help="examples per version (bench/value.py --student "
                    "min_new_examples=N; 128 when not given)")
     args = p.parse_args()
     runs = [json.loads(line) for line in (OUT / f"{args.dataset}.jsonl").read_text().splitlines()]
-    runs = [r for r in runs if r["budget_per_class"] == args.budget and r["error_rate"] == 0 and r["row"] == "default"
+    runs = [r for r in runs if r["budget_per_class"] == args.budget and r["error_rate"] == 0 and r["row"] == args.row
             and r["seeds_per_class"] == args.seeds_per_class and "selection_gold" in r and "student" in r
             and r["student"].get("min_new_examples", 128) == args.min_new]
     arms: dict[str, list[dict]] = {}
     for run in runs:
         arms.setdefault(arm_of(run), []).append(run)
     lines = [f"### {args.dataset}: simulated teacher at error 0, {args.budget} examples per class, "
-             f"{args.seeds_per_class} seeds per class, a version per {args.min_new} new examples", "",
+             f"{args.seeds_per_class} seeds per class, a version per {args.min_new} new examples, row {args.row}", "",
              "| replay | draws | versions | worst step: F1 change | in paired SE of the step | in SE of one version | "
              "steps below −1 SE of one version | final selection F1 | final test F1 |",
              "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
@@ -82,8 +83,8 @@ def main() -> int:
                      f"{min(w[2] for w in worst):+.2f} | {below} of {total} | "
                      f"{mean_std([v['selection_f1'] for v in last])} | {mean_std([v['test_f1'] for v in last])} |")
     text = "\n".join(lines)
-    (OUT / f"{args.dataset}-replay-{args.min_new}.md").write_text(text + "\n")
-    plot(arms, OUT / f"{args.dataset}-replay-{args.min_new}.png", args)
+    (OUT / f"{args.dataset}-replay-{args.row}-{args.min_new}.md").write_text(text + "\n")
+    plot(arms, OUT / f"{args.dataset}-replay-{args.row}-{args.min_new}.png", args)
     print(text)
     return 0
 

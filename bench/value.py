@@ -116,7 +116,8 @@ def student_config(args, draw: int):
     from pgkd.student.config import student_settings
 
     extra = {key: yaml.safe_load(value) for key, _, value in (item.partition("=") for item in args.student)}
-    return student_settings(min_new_examples=args.classes_per_batch * args.examples_per_class, seed=draw, **extra)
+    defaults = {"min_new_examples": args.classes_per_batch * args.examples_per_class, "seed": draw}
+    return student_settings(**(defaults | extra))
 
 
 def read_jsonl(path: Path) -> list[dict]:
