@@ -128,6 +128,10 @@ def test_the_replay_keeps_each_class_share_when_the_new_batch_lacks_it():
     assert randomly["b"] < 200  # what the random replay gave b: its share of the old examples only
     short = replay_per_class(old[:600] + old[600:610], new, 400, random.Random(0))  # b is rare: its share
     assert len(short) == 400 and Counter(e.label for e in short)["b"] == 8  # 900 x 10 / 1110
+    # a batch flooding one class beyond its share: the others' wants outgrow the replay and are scaled down (this
+    # once asked random.sample for a negative count and failed the version)
+    flooded = replay_per_class(old[:100] + old[600:], new * 3, 300, random.Random(0))
+    assert len(flooded) == 300 and Counter(e.label for e in flooded) == {"b": 300}
 
 
 def test_a_version_leaves_out_teacher_labels_the_student_is_sure_are_wrong(tmp_path):

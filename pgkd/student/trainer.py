@@ -192,19 +192,27 @@ def replay_per_class(old: list[Example], new: list[Example], limit: int, draw: r
 
 
 def fill_quota(want: dict[str, float], have: dict[str, int], limit: int) -> dict[str, int]:
-    """Integer quotas close to `want`, each within `have`, summing to min(limit, sum(have))."""
-    quota = {label: min(have[label], int(w)) for label, w in want.items()}
-    left = min(limit, sum(have.values())) - sum(quota.values())
-    while left > 0:  # rounding and caps: give the rest to the classes furthest below what they want, with room
-        open_ = [label for label in quota if quota[label] < have[label]]
-        if not open_:
-            break
-        open_.sort(key=lambda label: (quota[label] - want[label], label))
+    """Integer quotas close to `want`, each within `have`, summing to min(limit, sum(have)). The wants can ask for
+    more than that (a class the new batch floods wants nothing, so the others' shares outgrow the replay): then
+    they are scaled down alike."""
+    target = min(limit, sum(have.values()))
+
+    def floors(scale: float) -> dict[str, int]:
+        return {label: min(have[label], int(w * scale)) for label, w in want.items()}
+
+    scale = 1.0
+    if sum(floors(1.0).values()) > target:  # the largest scale whose floors fit (bisection)
+        low, high = 0.0, 1.0
+        for _ in range(50):
+            scale = (low + high) / 2
+            low, high = (scale, high) if sum(floors(scale).values()) <= target else (low, scale)
+        scale = low
+    quota = floors(scale)
+    left = target - sum(quota.values())
+    while left > 0:  # rounding and caps: the rest to the classes furthest below what they want, with room
+        open_ = sorted((label for label in quota if quota[label] < have[label]),
+                       key=lambda label: (quota[label] - want[label] * scale, label))
         for label in open_[:left]:
             quota[label] += 1
-        left = min(limit, sum(have.values())) - sum(quota.values())
-    while left < 0:  # want over-asked (cannot happen with limit < len(old), kept for safety)
-        label = max(quota, key=lambda label: (quota[label] - want[label], label))
-        quota[label] -= 1
-        left += 1
+        left = target - sum(quota.values())
     return quota
