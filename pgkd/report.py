@@ -137,10 +137,10 @@ def teacher_section(teacher: dict, simulated: bool = False) -> list[str]:
                  f"tokens in {t.get('busy_seconds', 0):.0f} busy seconds over {t.get('batches', 0):.0f} batches "
                  f"({teacher['kept_per_busy_second'] or 0:.2f} kept examples per busy second; "
                  f"cost ${teacher['cost_usd']:.4f} at the configured prices).", ""]
-    if teacher.get("engine_busy_share") is not None and not simulated:
-        lines[-1:] = [f"Engine ready after {t.get('engine_load_seconds', 0):.0f} s; then busy "
-                      f"{teacher['engine_busy_share']:.0%} of the {t['wall_seconds']:.0f} s it was up "
-                      f"({teacher['kept_per_wall_second']:.2f} kept examples per second of that time).", ""]
+        if teacher.get("engine_busy_share") is not None:
+            lines[-1:] = [f"Engine ready after {t.get('engine_load_seconds', 0):.0f} s; then busy "
+                          f"{teacher['engine_busy_share']:.0%} of the {t['wall_seconds']:.0f} s it was up "
+                          f"({teacher['kept_per_wall_second']:.2f} kept examples per second of that time).", ""]
     if teacher["dropped"]:
         lines += ["| dropped because | count |", "|---|---:|"]
         lines += [f"| {reason} | {n:.0f} |" for reason, n in sorted(teacher["dropped"].items(), key=lambda kv: -kv[1])]

@@ -23,6 +23,7 @@ class Judge:
         self.stopping = RunStopping(loop.patience, loop.min_delta, loop.max_versions, students)
         self.best_by_student: dict[str, float] = {}
         self._choice: BestChoice | None = None
+        self._candidates: dict[tuple[str, bool], Candidate] = {}  # (version key, all of validation?) -> scored
 
     def record(self, report: EvalReport, selected: SelectionScore | None) -> None:
         """One scored version. With selection texts, patience and the best count the held-out score, never the
@@ -36,9 +37,7 @@ class Judge:
 
     def best(self) -> Choice | None:
         """The run's best student so far: the version that `pgkd` exports."""
-        if self._choice is None:
-            self._choice = self._build_choice()
-        return self._choice.choose()
+        return self._current_choice().choose()
 
     def rule(self) -> str:
         """The export rule in words, as the report prints it."""
@@ -49,10 +48,14 @@ class Judge:
         return f"{who} against seeds-only on {self._texts_deciding()}, beyond {self.loop.selection_z:g} paired SE"
 
     def _texts_deciding(self) -> str:
+        n = len(self._current_choice().gold)
+        return f"all {n} validation texts" if n > len(self.selection_gold) else f"the {n} held-out texts"
+
+    def _current_choice(self) -> BestChoice:
+        """Rebuilt after each recorded version (whether all of validation can decide depends on every one)."""
         if self._choice is None:
             self._choice = self._build_choice()
-        n = len(self._choice.gold)
-        return f"all {n} validation texts" if n > len(self.selection_gold) else f"the {n} held-out texts"
+        return self._choice
 
     def _build_choice(self) -> BestChoice:
         if not self.with_selection:
@@ -62,14 +65,22 @@ class Judge:
             return choice
         # all of validation when every version carries its steering predictions (a run resumed from before they
         # were published has only the held-out half for its old versions: then all are compared on that half)
-        both = self.loop.selection_texts == "validation" and self.steering_gold and all(
-            len(s.steering_predictions) == len(self.steering_gold) for _, s in self.scored.values())
+        both = bool(self.loop.selection_texts == "validation" and self.steering_gold and all(
+            len(s.steering_predictions) == len(self.steering_gold) for _, s in self.scored.values()))
         gold = self.steering_gold + self.selection_gold if both else self.selection_gold
         choice = BestChoice(gold, self.labels, self.loop.selection_z, challengers=self.loop.selection_challengers)
         for report, selected in self.scored.values():
-            predictions = selected.steering_predictions + selected.predictions if both else selected.predictions
-            choice.add(Candidate(report.key, report.version, macro_f1(gold, predictions, self.labels), predictions))
+            choice.add(self._candidate(report, selected, both, gold))
         return choice
+
+    def _candidate(self, report: EvalReport, selected: SelectionScore, both: bool, gold: list[str]) -> Candidate:
+        """A version as the choice sees it, scored once per set of deciding texts (not again at each rebuild)."""
+        key = (report.key, both)
+        if key not in self._candidates:
+            predictions = selected.steering_predictions + selected.predictions if both else selected.predictions
+            self._candidates[key] = Candidate(report.key, report.version, macro_f1(gold, predictions, self.labels),
+                                              predictions)
+        return self._candidates[key]
 
     def stop(self) -> tuple[str, str] | None:
         """(reason, detail) when the run should stop, else None."""
