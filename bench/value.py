@@ -58,6 +58,7 @@ ROWS = {  # row -> (what the table calls it, teacher settings, all explicit: the
     "pool-margin-audit": ("pool labelling, student margin, min_confidence from a simulated audit (target 0.9)",
                           {"pool": "margin", "threshold": "audit"}),
 }
+STUDENT = "student-minilm-0"  # the one student of every run
 CURVE = (1, 3, 10, 30)  # teacher examples per class at which the budget curve reads the chosen student
 CURVE_ROWS = ("unguided", "steered", "default")
 
@@ -250,32 +251,30 @@ class Scorer:
     def __init__(self, student, labels, steering, selection, test):
         self.student, self.labels = student, labels
         self.steering, self.selection, self.test = steering, selection, test
-        self.candidates = []
-        self.reports = {}  # version -> its steering report, as the judge records it
+        self.scored = []  # (teacher examples seen, steering report, selection score) per version: what the judge reads
 
     def version(self, result) -> dict:
-        from pgkd.bus.messages import EvalReport
+        from pgkd.bus.messages import EvalReport, SelectionScore
         from pgkd.evaluator.metrics import macro_f1
         from pgkd.evaluator.scoring import score
-        from pgkd.evaluator.selection import Candidate
 
         steer = score(self.student, [r["text"] for r in self.steering], [r["label"] for r in self.steering],
                       self.labels, 50)
-        report = EvalReport(student="student-minilm-0", version=result.version, examples_seen=result.examples_seen,
+        report = EvalReport(student=STUDENT, version=result.version, examples_seen=result.examples_seen,
                             generated_seen=result.generated_seen, teacher_generated=result.generated_seen,
                             **{k: v for k, v in steer.items() if k in EvalReport.model_fields})
         gold = [r["label"] for r in self.selection]
         chosen = self.student.predict_proba([r["text"] for r in self.selection]).argmax(1)
         predictions = [self.labels[i] for i in chosen]
-        candidate = Candidate(f"s@v{result.version}", result.version, macro_f1(gold, predictions, self.labels),
-                              predictions)
-        self.reports[result.version] = report.model_copy(update={"student": "s"})
-        self.candidates.append((result.generated_seen, candidate, steer["predictions"]))
+        selected = SelectionScore(student=STUDENT, version=result.version, accuracy=0.0, predictions=predictions,
+                                  macro_f1=macro_f1(gold, predictions, self.labels),
+                                  steering_predictions=steer["predictions"])
+        self.scored.append((result.generated_seen, report, selected))
         test_pred = self.student.predict_proba([r["text"] for r in self.test]).argmax(1)
         test = macro_f1([r["label"] for r in self.test], [self.labels[i] for i in test_pred], self.labels)
         index = {label: i for i, label in enumerate(self.labels)}
         return {"version": result.version, "generated_seen": result.generated_seen, "report": report,
-                "steering_f1": steer["macro_f1"], "selection_f1": candidate.macro_f1, "test_f1": test,
+                "steering_f1": steer["macro_f1"], "selection_f1": selected.macro_f1, "test_f1": test,
                 "train_seconds": round(result.train_seconds, 3),
                 # label indices, so bench/selection_rules.py can replay any export rule on this run
                 "steering_pred": [index[p] for p in steer["predictions"]], "selection_pred": chosen.tolist()}
@@ -297,20 +296,17 @@ class Scorer:
         """pgkd's export rule with its defaults (evaluator/judge.py, loop.selection_*), on all of validation."""
         from pgkd.evaluator.config import LoopConfig
         from pgkd.evaluator.judge import Judge
-        from pgkd.bus.messages import SelectionScore
 
-        judge = Judge(LoopConfig(), self.labels, ["s"], [r["label"] for r in self.selection],
+        judge = Judge(LoopConfig(), self.labels, [STUDENT], [r["label"] for r in self.selection],
                       [r["label"] for r in self.steering])
-        for generated, candidate, steering in self.candidates:
+        for generated, report, selected in self.scored:
             if max_generated is None or generated <= max_generated:
-                judge.record(self.reports[candidate.version], SelectionScore(
-                    student="s", version=candidate.version, macro_f1=candidate.macro_f1, accuracy=0.0,
-                    predictions=candidate.predictions, steering_predictions=steering))
+                judge.record(report, selected)
         return judge.best()
 
 
 def summarize(name, args, row, draw, error, versions, scorer, n_labels, seconds, written) -> dict:
-    by_key = {f"s@v{v['version']}": v for v in versions}
+    by_key = {f"{STUDENT}@v{v['version']}": v for v in versions}
     decided = scorer.choose()
     curve = {}
     for per_class in CURVE:
