@@ -7,8 +7,9 @@
 
 Reads the runs `bench/value.py` cached in bench/results/value/<dataset>.jsonl (each keeps every version's
 predictions on the steering and selection texts and its test macro-F1) and asks, per run and rule: which version
-would the rule export, and what did that cost or gain on the test set? A rule weighs a challenger (the later
-version it would export) against the seeds-only v0 with `pgkd.evaluator.selection.BestChoice`, pgkd's own code.
+would the rule export, and what did that cost or gain on the test set? The rules pgkd has are decided by its own
+`pgkd.evaluator.judge.Judge`, as the evaluator would; the bench's other rules (cross-fitting, the pooled gain) weigh
+their challenger against the seeds-only v0 with pgkd's `BestChoice`.
 
 - true gain: test macro-F1 of the rule's challenger minus the seeds-only student's.
 - missed gain: the true gain was at least +0.02 and the rule kept seeds-only (rate among such runs).
@@ -91,24 +92,51 @@ def read_runs(path: Path, rows: list[str]) -> list[dict]:
 
 def decide(run: dict, rule: Rule) -> dict:
     """The version `rule` exports on this run, its challenger and their test gains over seeds-only."""
-    from pgkd.evaluator.selection import BestChoice
-
-    versions = run["trajectory"]
-    labels = [str(i) for i in range(len(run["labels"]))]
+    versions, later = run["trajectory"], run["trajectory"][1:]
     gold, preds = rule_texts(run, rule.texts)
-    later = versions[1:]
-    challenger = pick_challenger(later, rule, gold, preds)
-    choice = BestChoice([str(g) for g in gold], labels, rule.z)
-    base = candidate(versions[0], gold, preds)
-    choice.add(base)
-    if rule.sequence:
-        exported = challenger if sequence_gain(choice, base, later, gold, preds, rule.z) else versions[0]
-    else:
-        choice.add(candidate(challenger, gold, preds))
-        exported = versions[choice.choose().best.version]
+    if rule.sequence or rule.challenger == "steering":  # rules of this bench only
+        challenger = pick_challenger(later, rule, gold, preds)
+        exported = challenger if bench_rule_exports(run, rule, challenger, gold, preds) else versions[0]
+    else:  # a rule pgkd has: its own judge decides, as the evaluator would
+        exported = judged(run, rule)
+        challenger = exported if exported is not versions[0] else pick_challenger(later, rule, gold, preds)
     seeds_only = versions[0]["test_f1"]
     return {"true_gain": challenger["test_f1"] - seeds_only, "exported": exported["version"] != 0,
             "realized": exported["test_f1"] - seeds_only}
+
+
+def judged(run: dict, rule: Rule) -> dict:
+    """The version pgkd's Judge exports on this run with the rule's settings (labels as their indices)."""
+    from pgkd.bus.messages import EvalReport, SelectionScore
+    from pgkd.evaluator.config import LoopConfig
+    from pgkd.evaluator.judge import Judge
+
+    loop = LoopConfig(selection_z=rule.z, selection_texts="validation" if rule.texts == "validation" else "held_out",
+                      selection_challengers="newest" if rule.challenger == "last" else "best")
+    names = lambda indices: [str(i) for i in indices]  # noqa: E731
+    judge = Judge(loop, names(range(len(run["labels"]))), ["s"], names(run["selection_gold"]),
+                  names(run["steering_gold"]))
+    for v in run["trajectory"]:
+        report = EvalReport(student="s", version=v["version"], examples_seen=0, generated_seen=0, teacher_generated=0,
+                            accuracy=0.0, macro_f1=v["steering_f1"], per_class_f1={}, confusion_pairs=[],
+                            hard_negatives=[], eval_seconds=0.0)
+        judge.record(report, SelectionScore(student="s", version=v["version"], macro_f1=v["selection_f1"],
+                                            accuracy=0.0, predictions=names(v["selection_pred"]),
+                                            steering_predictions=names(v["steering_pred"])))
+    return run["trajectory"][judge.best().best.version]
+
+
+def bench_rule_exports(run: dict, rule: Rule, challenger: dict, gold: list[int], preds) -> bool:
+    """Cross-fitting and the pooled gain, with pgkd's BestChoice for the paired standard errors."""
+    from pgkd.evaluator.selection import BestChoice
+
+    choice = BestChoice([str(g) for g in gold], [str(i) for i in range(len(run["labels"]))], rule.z)
+    base = candidate(run["trajectory"][0], gold, preds)
+    choice.add(base)
+    if rule.sequence:
+        return sequence_gain(choice, base, run["trajectory"][1:], gold, preds, rule.z)
+    choice.add(candidate(challenger, gold, preds))
+    return choice.choose().best.key != base.key
 
 
 def rule_texts(run: dict, texts: str) -> tuple[list[int], Callable[[dict], list[int]]]:
