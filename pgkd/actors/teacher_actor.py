@@ -127,7 +127,7 @@ class TeacherActor:
     def _embedder(self, encoder: str):
         """Fixed text vectors from the encoder the teacher kind asks for (the frozen one a student would use)."""
         from pgkd.student.embedder import text_embedder
-        from pgkd.teacher.model_store import cache_root
+        from pgkd.basics.models import cache_root
 
         return text_embedder(encoder, torch_device(self.config.gpus_per_replica), cache_dir=cache_root() / "embeddings")
 

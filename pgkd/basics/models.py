@@ -24,6 +24,11 @@ def model_problem(spec: str, embedded: tuple[str, ...], gguf: bool = False) -> s
     return None
 
 
+def cache_root() -> Path:
+    """pgkd's own cache (converted teacher models, ONNX encoders, embeddings): $PGKD_CACHE or ~/.cache/pgkd."""
+    return Path(os.environ.get("PGKD_CACHE", Path.home() / ".cache" / "pgkd"))
+
+
 def hub_cached(repo_id: str) -> bool:
     hub = os.environ.get("HF_HUB_CACHE") or Path(os.environ.get("HF_HOME", Path.home() / ".cache" / "huggingface")) / "hub"
     return (Path(hub) / ("models--" + repo_id.replace("/", "--"))).is_dir()

@@ -9,19 +9,16 @@ from __future__ import annotations
 import fcntl
 import json
 import logging
-import os
 import shutil
 from pathlib import Path
+
+from pgkd.basics.models import cache_root
 
 log = logging.getLogger(__name__)
 
 EMBEDDED_PREFIX = "embedded:"
 EMBEDDED_TEACHERS = ("embedded:gemma3-270m",)  # shipped on PyPI as GGUF; the default teacher
 DONE_MARKER = ".pgkd-converted"
-
-
-def cache_root() -> Path:
-    return Path(os.environ.get("PGKD_CACHE", Path.home() / ".cache" / "pgkd"))
 
 
 CHAT_TEMPLATES = Path(__file__).parent / "chat_templates"

@@ -1,0 +1,1 @@
+"""How a frozen encoder turns texts into vectors: one file per runtime against `base.EncoderRuntime`."""
