@@ -15,7 +15,7 @@ from pgkd.teacher.config import teacher_kind
 
 def audit_teacher(config: RunConfig, progress=print) -> TeacherAudit:
     from pgkd.student.registry import make_student
-    from pgkd.teacher.audit import SeedsOnly, run_audit
+    from pgkd.teacher.audit import SeedsOnly, audit_budget, run_audit
     from pgkd.teacher.factory import TeacherJob, make_teacher
 
     t = config.teacher
@@ -39,7 +39,8 @@ def audit_teacher(config: RunConfig, progress=print) -> TeacherAudit:
                                          inputs.protected_texts, "audit", inputs.task, 0, vllm_block_size()))
     progress(f"engine ready after {time.time() - started:.0f} s; labelling {len(inputs.audit)} audit texts ...")
     try:
-        return run_audit(teacher, inputs.audit, t, lambda: seeds_only)
+        return run_audit(teacher, inputs.audit, t, lambda _wait: seeds_only,
+                         audit_budget(t.audit_budget_s, config.loop.time_budget_s))
     finally:
         teacher.close()
 

@@ -11,6 +11,7 @@ from pgkd.actors.pool_scorer_actor import NAME as POOL_SCORER
 from pgkd.actors.pool_scorer_actor import PoolScorerActor
 from pgkd.actors.student_actor import StudentActor
 from pgkd.actors.teacher_actor import TeacherActor
+from pgkd.teacher.audit import audit_budget
 from pgkd.config import RunConfig
 from pgkd.student.base import StudentSettings
 from pgkd.bus.roster import student_name, student_names, teacher_name
@@ -71,6 +72,13 @@ class Launched:
         self.handles[name], self.runs[name] = handle, handle.run.remote()
 
 
+def audit_budget_of(config) -> dict:
+    """The audit's budget in seconds, resolved against the run's time budget (teacher/audit.py audit_budget)."""
+    if not hasattr(config.teacher, "audit_budget_s"):
+        return {}
+    return {"audit_budget_s": audit_budget(config.teacher.audit_budget_s, config.loop.time_budget_s)}
+
+
 def launch_teacher(launched: Launched, replica: int) -> str:
     c, name = launched.context, teacher_name(replica)
     t = c.config.teacher
@@ -78,7 +86,7 @@ def launch_teacher(launched: Launched, replica: int) -> str:
                             teacher_env(t.preloads_libraries(), t.threads) | c.env(),
                             resources=c.config.ray.teacher_resources, max_restarts=c.config.ray.max_restarts)
     launched.start(name, TeacherActor.options(**options).remote(
-        name, c.bus_url, c.run_id, t.model_dump(mode="json"), c.inputs.labels, c.inputs.seeds,
+        name, c.bus_url, c.run_id, t.model_dump(mode="json") | audit_budget_of(c.config), c.inputs.labels, c.inputs.seeds,
         c.inputs.protected_texts, c.inputs.task, replica, c.inputs.reservoir, c.inputs.audit))
     return name
 

@@ -16,6 +16,61 @@ def test_sample_is_stratified_capped_and_the_same_for_every_replica():
     sample = audit_sample(rows, per_class=3, cap=100, seed=1)
     assert sorted(r["label"] for r in sample) == list("aaabbbccc")
     assert sample == audit_sample(rows, 3, 100, 1) and len(audit_sample(rows, 3, 5, 1)) == 5
+    assert sorted(r["label"] for r in sample[:3]) == list("abc")  # any prefix covers the labels evenly
+    assert sorted(r["label"] for r in sample[3:6]) == list("abc")
+
+
+def test_the_audit_budget_is_sixty_seconds_or_five_percent_of_the_run():
+    from pgkd.teacher.audit import audit_budget
+
+    assert audit_budget(None, 600) == 60 and audit_budget(None, 3600) == 180 and audit_budget(None, None) == 60
+    assert audit_budget(20, 3600) == 20  # the user's value wins
+
+
+def test_a_slow_teacher_audits_what_fits_in_its_budget_and_says_so():
+    """A teacher whose labelling is slow (many labels, long prompts) stops within its budget: the decision names
+    how many texts and labels it covered, and the seeds-only student is compared on those texts alone."""
+    import time
+
+    import numpy as np
+
+    from pgkd.teacher.audit import LABELLING_SHARE, SeedsOnly, audit_sample, run_audit
+    from pgkd.teacher.config import teacher_settings
+    from pgkd.teacher.teacher import Teacher
+    from tests.scripted_backend import ScriptedBackend
+    from tests.test_teacher_logic import DEMOS, LABELS
+
+    seeds = [{"text": t, "label": label} for label, texts in DEMOS.items() for t in texts]
+    config = teacher_settings(soft_label_candidates=4, pool_labelling=True)
+    teacher = Teacher(ScriptedBackend([], prefers={"stolen": "lost card"}), LABELS, seeds, [], config, "t", "x")
+    score = teacher.labeler.score
+
+    def slow(texts, sets):  # 0.05 s a text
+        time.sleep(0.05 * len(texts))
+        return score(texts, sets)
+
+    teacher.labeler.score = slow
+    names = [label.name for label in LABELS]
+    rows = audit_sample([{"text": f"text {label} {i}", "label": label} for label in names for i in range(20)],
+                        20, 400, 0)
+    waits = []
+
+    def student(wait_s):
+        waits.append(wait_s)
+        return SeedsOnly("s-v0", names, np.full((len(rows), len(names)), 1 / len(names)))
+
+    started = time.monotonic()
+    decided = run_audit(teacher, rows, config, student, budget_s=4)
+    assert time.monotonic() - started <= 4.0
+    covered = decided.texts + decided.unscored
+    assert 8 <= covered < len(rows) and decided.seconds <= LABELLING_SHARE * 4
+    assert decided.offered == len(rows) and decided.labels_covered == decided.labels_total == len(names)
+    assert 0 < waits[0] <= 4 - decided.seconds
+    assert decided.student_accuracy is not None
+    line = next(d for d in decided.decisions if "within its budget" in d)
+    assert f"labelled {covered} of its {len(rows)} texts" in line
+    whole = run_audit(teacher, rows[:8], config, student, budget_s=60)
+    assert not any("within its budget" in d for d in whole.decisions)  # all covered: nothing to say
 
 
 def test_candidates_hold_the_gold_label_and_every_label_when_few():
@@ -137,10 +192,10 @@ def test_run_audit_compares_with_the_seeds_only_student_and_decides_in_one_place
     rows = [{"text": f"my card was stolen {i}", "label": "lost_card"} for i in range(6)]
     names = [label.name for label in LABELS]
     perfect = np.array([[float(name == "lost_card") for name in names]] * len(rows))
-    decided = run_audit(teacher, rows, config, lambda: SeedsOnly("s-v0", names, perfect))
+    decided = run_audit(teacher, rows, config, lambda _wait: SeedsOnly("s-v0", names, perfect), 60)
     assert decided.student == "s-v0" and decided.student_accuracy == 1.0 and decided.accuracy == 1.0
     assert decided.decisions and decided.min_confidence is not None
-    alone = run_audit(teacher, rows, config, lambda: None)
+    alone = run_audit(teacher, rows, config, lambda _wait: None, 60)
     assert alone.student is None and alone.student_accuracy is None
     # a published decision can turn pool labelling off, never on
     off = LabelPolicy(0.8, pool_labelling=False)

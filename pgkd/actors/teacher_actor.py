@@ -91,7 +91,7 @@ class TeacherActor:
             return  # a run stopped while the engine loaded does not wait for an audit it will never use
         if self.replica == AUDITOR and self.bus.get_model(TEACHER_AUDIT, TeacherAudit) is None:  # a restart reuses it
             set_status(self.bus, self.name, state="auditing the teacher")
-            audit = run_audit(teacher, self.audit_rows, self.config, self._seeds_only)
+            audit = run_audit(teacher, self.audit_rows, self.config, self._seeds_only, self.config.audit_budget_s)
             self.bus.set_once(TEACHER_AUDIT, audit)
             log.info("teacher audit: accuracy %.3f macro-F1 %.3f ECE %.3f on %d texts in %.0fs; %s", audit.accuracy,
                      audit.macro_f1, audit.ece, audit.texts, audit.seconds, "; ".join(audit.decisions))
@@ -103,12 +103,13 @@ class TeacherActor:
             time.sleep(1)
         teacher.follow(teacher.policy.following(audit))
 
-    def _seeds_only(self) -> SeedsOnly | None:
+    def _seeds_only(self, wait_s: float) -> SeedsOnly | None:
         """The best seeds-only student (the v0 the evaluator scored highest) with its probabilities on the audit
-        texts, once every student's v0 is scored (or STUDENT_WAIT_S passed with at least one); None: none."""
+        texts, once every student's v0 is scored (or what is left of the audit's budget passed with at least one,
+        STUDENT_WAIT_S at most); None: none."""
         from pgkd.student.registry import load_student
 
-        deadline = time.time() + STUDENT_WAIT_S
+        deadline = time.time() + min(wait_s, STUDENT_WAIT_S)
         while True:
             scored = {r.student: r for r in self.bus.read_all(REPORTS, EvalReport) if r.version == 0}
             waiting = time.time() < deadline and stop_requested(self.bus) is None

@@ -144,6 +144,10 @@ class TeacherAudit(Message):
     reliability: list[dict] = Field(default_factory=list)
     unscored: int = 0
     seconds: float = 0.0
+    budget_s: float | None = None  # what it could cost (teacher.audit_budget_s); it stops labelling within it
+    offered: int | None = None  # audit texts it was given; texts + unscored of them were labelled in the budget
+    labels_total: int | None = None
+    labels_covered: int | None = None  # labels among the texts it labelled
     student: str | None = None  # the seeds-only student compared on the same texts and candidates
     student_accuracy: float | None = None
     student_macro_f1: float | None = None

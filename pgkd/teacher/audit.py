@@ -12,6 +12,7 @@ audit` both call it); every replica's teacher holds the decision as a `LabelPoli
 from __future__ import annotations
 
 import random
+import time
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
@@ -22,6 +23,9 @@ MIN_KEPT = 5  # a threshold must keep at least this many audit labels: fewer is 
 DEFAULT_MIN_CONFIDENCE = 0.8  # without an audit (turned off, or a simulated teacher)
 MAX_KD_ALPHA = 0.5  # the KD weight for a perfectly calibrated teacher; the hard label keeps at least half
 AUDITOR = 0  # the replica that audits, once per run; the others wait for its decision on the bus
+DEFAULT_BUDGET_S = 60.0  # the audit's cost at most, or BUDGET_SHARE of the run's time budget if that is more
+BUDGET_SHARE = 0.05
+LABELLING_SHARE = 0.8  # of the budget, for the teacher's labels; the rest for the seeds-only student's
 
 
 @dataclass(frozen=True)
@@ -61,16 +65,31 @@ class SeedsOnly:
     probabilities: Any  # one row per audit text, one column per label in `labels`
 
 
-def run_audit(teacher, rows: list[dict], settings, seeds_only: Callable[[], SeedsOnly | None]) -> TeacherAudit:
+def audit_budget(configured: float | None, time_budget_s: float | None) -> float:
+    """What the audit may cost: the configured teacher.audit_budget_s, else DEFAULT_BUDGET_S or BUDGET_SHARE of
+    the run's time budget, whichever is more."""
+    if configured is not None:
+        return configured
+    return max(DEFAULT_BUDGET_S, BUDGET_SHARE * (time_budget_s or 0.0))
+
+
+def run_audit(teacher, rows: list[dict], settings, seeds_only: Callable[[float], SeedsOnly | None],
+              budget_s: float) -> TeacherAudit:
     """The one place the run's labelling policy is decided, for a run's auditing replica and `pgkd audit` alike:
-    the teacher labels the audit texts, the seeds-only student (where there is one) is scored on the same texts
-    and candidates, and decide() sets thresholds and policy. The result is published as it is; every replica's
-    teacher follows it (LabelPolicy.following)."""
-    audit = teacher.audit(rows)
-    student = seeds_only()  # after the teacher's labelling: a run's students train their v0 meanwhile
+    the teacher labels the audit texts it can within LABELLING_SHARE of the budget (rows come ordered so that any
+    prefix covers the labels evenly: audit_sample), the seeds-only student (where there is one by the end of the
+    budget) is scored on the same texts and candidates, and decide() sets thresholds and policy. The result is
+    published as it is; every replica's teacher follows it (LabelPolicy.following)."""
+    started = time.monotonic()
+    audit = teacher.audit(rows, LABELLING_SHARE * budget_s)
+    covered = rows[:audit.texts + audit.unscored]
+    student = seeds_only(max(0.0, budget_s - (time.monotonic() - started)))  # its v0 trained meanwhile
     if student is not None:
-        audit = with_student(audit, student.name, student.probabilities, student.labels, rows, teacher.label_names,
-                             settings)
+        audit = with_student(audit, student.name, student.probabilities[:len(covered)], student.labels, covered,
+                             teacher.label_names, settings)
+    audit = audit.model_copy(update={"budget_s": round(budget_s, 1), "offered": len(rows),
+                                     "labels_total": len(teacher.label_names),
+                                     "labels_covered": len({row["label"] for row in covered})})
     return decide(audit, settings)
 
 
@@ -86,9 +105,21 @@ def effective_min_confidence(configured: float | None) -> float:
     return DEFAULT_MIN_CONFIDENCE if configured is None else configured
 
 
+def coverage_line(audit: TeacherAudit) -> str | None:
+    """What a budget-bounded audit covered and what that means for the thresholds; None when it covered all."""
+    if audit.offered is None or audit.texts + audit.unscored >= audit.offered:
+        return None
+    return (f"the audit labelled {audit.texts + audit.unscored} of its {audit.offered} texts ({audit.labels_covered}"
+            f" of {audit.labels_total} labels) within its budget of {audit.budget_s:g} s "
+            "(teacher.audit_budget_s): min_confidence rests on those labels alone, and a label the teacher gave "
+            f"fewer than {MIN_KEPT} times there has no threshold of its own")
+
+
 def decide(audit: TeacherAudit, config) -> TeacherAudit:
     """The run's thresholds and policy from the audit and the teacher config (a value the user set wins)."""
     decisions = list(audit.decisions)  # what the teacher could not do as configured (teacher/formats.py)
+    if coverage := coverage_line(audit):
+        decisions.append(coverage)
     by_label = audit.label_thresholds if config.min_confidence is None and config.per_label_thresholds else {}
     if config.min_confidence is not None:
         chosen = config.min_confidence
@@ -174,15 +205,17 @@ def student_scores(probabilities, label_names: list[str], golds: list[str],
 
 
 def audit_sample(rows: list[dict], per_class: int, cap: int, seed: int) -> list[dict]:
-    """Up to per_class texts of each label, at most cap in all, drawn the same way for every replica."""
+    """Up to per_class texts of each label, at most cap in all, drawn the same way for every replica, in rounds
+    of one text per label (the labels in a shuffled order), so that any prefix a budget cuts the audit to covers
+    the labels evenly."""
     rng = random.Random(f"audit:{seed}")
     by_label: dict[str, list[dict]] = {}
     for row in rows:
         by_label.setdefault(row["label"], []).append(row)
-    chosen = []
-    for label in sorted(by_label):
-        chosen += rng.sample(by_label[label], min(per_class, len(by_label[label])))
-    rng.shuffle(chosen)
+    drawn = {label: rng.sample(by_label[label], min(per_class, len(by_label[label]))) for label in sorted(by_label)}
+    order = sorted(drawn)
+    rng.shuffle(order)
+    chosen = [drawn[label][i] for i in range(per_class) for label in order if i < len(drawn[label])]
     return chosen[:cap]
 
 

@@ -85,9 +85,9 @@ class BatchTeacher(ABC):
         """What it could not do as configured, said once at start (and kept in the audit)."""
         return []
 
-    def audit(self, rows: list[dict]) -> TeacherAudit:
-        """Label texts of known label as its own checks would; only a kind that audits is asked
-        (TeacherKind.audits)."""
+    def audit(self, rows: list[dict], budget_s: float | None = None) -> TeacherAudit:
+        """Label texts of known label as its own checks would, in order, stopping before budget_s is spent; only
+        a kind that audits is asked (TeacherKind.audits)."""
         raise NotImplementedError(f"{type(self).__name__} has nothing to audit")
 
     def follow(self, policy: LabelPolicy) -> None:

@@ -85,6 +85,9 @@ class LLMTeacherSettings(TeacherSettings):
     audit_per_class: int | None = Field(None, ge=1, description="audit texts per class, which the steering part "
                                         "must hold; null: 5, or as many as its smallest class holds")
     audit_max: int = Field(400, ge=1, description="audit texts at most")
+    audit_budget_s: float | None = Field(None, gt=0, description="seconds the audit may cost, whatever the label "
+                                         "count: it labels the texts that fit (each label in turn) and says how "
+                                         "many; null: 60, or 5% of loop.time_budget_s if that is more")
     target_precision: float = Field(0.9, gt=0, le=1, description="min_confidence from the audit: the lowest "
                                     "confidence whose labels were right this often")
     per_label_thresholds: bool = Field(True, description="from the audit, also a min_confidence per label the "

@@ -19,6 +19,10 @@ from pgkd.teacher.seam import BatchStats, BatchTeacher, PoolText
 from pgkd.teacher.settings import LLMTeacherSettings
 
 
+AUDIT_FIRST_CHUNK = 8  # a first chunk that measures the engine's pace
+AUDIT_CHUNK = 32  # audit texts per engine call after it: batched enough for the engine, checked often enough
+
+
 @dataclass
 class Draft:
     text: str
@@ -43,12 +47,21 @@ class Teacher(BatchTeacher):
         self.batches = 0
         self.policy = LabelPolicy.from_settings(config)
 
-    def audit(self, rows: list[dict]) -> TeacherAudit:
-        """Label audit texts of known label among as many candidates as the teacher's checks use (teacher/audit.py)."""
+    def audit(self, rows: list[dict], budget_s: float | None = None) -> TeacherAudit:
+        """Label audit texts of known label among as many candidates as the teacher's checks use (teacher/audit.py),
+        in chunks, in order, until the next chunk would not fit in budget_s (the first chunk always runs)."""
         started = time.monotonic()
-        golds = [row["label"] for row in rows]
         sets = audit_candidates(rows, self.label_names, self.config)
-        probs = [p if isinstance(p, dict) else None for p in self.labeler.score([row["text"] for row in rows], sets)]
+        probs: list[dict | None] = []
+        while len(probs) < len(rows):
+            chunk = AUDIT_CHUNK if probs else min(AUDIT_CHUNK, AUDIT_FIRST_CHUNK)
+            spent = time.monotonic() - started
+            if probs and budget_s is not None and spent + spent / len(probs) * chunk > budget_s:
+                break
+            batch = slice(len(probs), len(probs) + chunk)
+            scores = self.labeler.score([row["text"] for row in rows[batch]], sets[batch])
+            probs += [p if isinstance(p, dict) else None for p in scores]
+        golds = [row["label"] for row in rows[:len(probs)]]
         tops = [max(p, key=p.get) if p else None for p in probs]
         audit = summarize(golds, tops, [p[t] if p else None for p, t in zip(probs, tops)],
                           max(map(len, sets), default=0), self.config.target_precision)
