@@ -21,7 +21,7 @@ from pgkd.basics.storage import StorageError
 from pgkd.bus.archive import open_archive
 from pgkd.bus.client import EXAMPLES, Bus
 from pgkd.bus.config import redis_url_from_env
-from pgkd.bus.control import request_stop
+from pgkd.bus.control import request_stop, set_loop_mode
 from pgkd.bus.lease import DriverLease, LeaseHeld
 from pgkd.bus.messages import SEEDS_PRODUCER, Example, ExampleBatch, Stop
 from pgkd.bus.roster import student_names
@@ -245,6 +245,7 @@ def supervise(session: RunSession, config: RunConfig, inputs, bus: Bus, run_id: 
 
     place = session.place or RunPlace.of(config.runs_dir, run_id)
     archive_dir = place.shared("data")
+    set_loop_mode(bus, config.loop.mode)  # before any actor reads it
     launched = launch_all(RunContext(config, inputs, bus.url, run_id, place.shared("checkpoints"),
                                      str((run_dir / "logs").resolve()), archive_dir,
                                      actor_output="terminal" if verbose else "file"))

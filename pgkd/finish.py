@@ -13,9 +13,10 @@ from pgkd.basics import storage
 from pgkd.bus.archive import full_history, open_archive
 from pgkd.basics.atomic_files import write_atomic
 from pgkd.basics.redact import redact_urls
-from pgkd.bus.client import CHECKPOINTS, DEAD_LETTERS, EXAMPLES, REPORTS, SELECTION, Bus
+from pgkd.bus.client import CHECKPOINTS, CHOICES, DEAD_LETTERS, EXAMPLES, REPORTS, SELECTION, Bus
 from pgkd.bus.control import BEST, BEST_CHOICE, TEACHER_AUDIT, stop_history
-from pgkd.bus.messages import SEEDS_PRODUCER, Checkpoint, EvalReport, ExampleBatch, SelectionScore, Stop, TeacherAudit
+from pgkd.bus.messages import (SEEDS_PRODUCER, Checkpoint, ChoiceMade, EvalReport, ExampleBatch, SelectionScore, Stop,
+                               TeacherAudit)
 from pgkd.bus.roster import actor_names, teacher_names
 from pgkd.evaluator.scoring import score
 from pgkd.live_status import pool_status, teacher_totals
@@ -55,6 +56,7 @@ def finish_run(config: RunConfig, data, inputs, bus: Bus, run_id: str, run_dir: 
                     "test": len(data.test)},
         "teacher_audit": audit.model_dump() if (audit := bus.get_model(TEACHER_AUDIT, TeacherAudit)) else None,
         "versions": [version_row(r) for r in reports],
+        "choices": [c.model_dump() for c in bus.read_all(CHOICES, ChoiceMade)],  # the exported student over time
         "best_student": best_block,
         "teacher": {"totals": totals, "per_replica": per_teacher, "kept_reconciled": kept_mismatch,
                     "dropped": {k[len("dropped_"):]: v for k, v in totals.items() if k.startswith("dropped_")},

@@ -10,9 +10,9 @@ from pgkd.actors.common import setup_actor
 from pgkd.basics.errors import InputError
 from pgkd.actors.metrics import record_evaluation, record_queue
 from pgkd.evaluator.config import EvaluatorConfig, LoopConfig
-from pgkd.bus.client import CHECKPOINTS, REPORTS, SELECTION
+from pgkd.bus.client import CHECKPOINTS, CHOICES, REPORTS, SELECTION
 from pgkd.bus.control import BEST, BEST_CHOICE, LATEST_REPORT, request_stop, set_status, stop_requested, teacher_stats_key
-from pgkd.bus.messages import Checkpoint, EvalReport, SelectionScore
+from pgkd.bus.messages import Checkpoint, ChoiceMade, EvalReport, SelectionScore
 from pgkd.bus.roster import actor_names, retired
 from pgkd.cluster.placement import torch_device
 from pgkd.evaluator.judge import Judge
@@ -137,6 +137,7 @@ class EvaluatorActor:
         if self.chosen != best.key:
             log.info("best student now %s: %s", best.key, choice.reason)
             self.chosen = best.key
+            self.bus.publish(CHOICES, ChoiceMade(key=best.key, selection_macro_f1=choice.best.macro_f1))
         self.bus.set_model(BEST, best)
         if self.judge.with_selection:  # why, in selection terms (the report's "Chosen" line)
             self.bus.set_fields(BEST_CHOICE, {"key": best.key, "selection_macro_f1": choice.best.macro_f1,

@@ -13,7 +13,7 @@ from pgkd.actors.metrics import record_queue, record_version
 from pgkd.student.config import student_settings
 from pgkd.bus.archive import open_archive, first_id, trimmed_history
 from pgkd.bus.client import CHECKPOINTS, EXAMPLES
-from pgkd.bus.control import TEACHER_AUDIT, set_status, stop_requested, teachers_done
+from pgkd.bus.control import TEACHER_AUDIT, in_rounds, set_status, stop_requested, teachers_done
 from pgkd.bus.messages import Checkpoint, ExampleBatch, TeacherAudit
 from pgkd.bus.roster import is_retired, register_actor
 from pgkd.cluster.placement import torch_device
@@ -40,6 +40,7 @@ class StudentActor:
         self.bus.ensure_group(EXAMPLES, self.group)
         self.staged: list[str] = []
         self.archive = open_archive(archive_dir) if archive_dir else None  # what was trimmed from the stream
+        self.rounds = in_rounds(self.bus)  # rounds: a version for every batch, whatever its size
         self._resume()
 
     def run(self) -> int:
@@ -58,7 +59,7 @@ class StudentActor:
             for entry_id, batch in entries:
                 self.trainer.add(batch.examples)
                 self.staged.append(entry_id)
-            if self.trainer.ready(flush=teachers_done(self.bus)):
+            if self.trainer.ready(flush=self.rounds or teachers_done(self.bus)):
                 self._publish_version()
             else:
                 set_status(self.bus, self.name, state="idle", version=self.trainer.version,

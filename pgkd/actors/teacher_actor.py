@@ -10,7 +10,8 @@ from pgkd.actors.common import setup_actor
 from pgkd.actors.metrics import record_teacher_batch
 from pgkd.bus import pool_queue
 from pgkd.bus.client import CHECKPOINTS, EXAMPLES, REPORTS
-from pgkd.bus.control import TEACHER_AUDIT, latest_report, set_status, stop_requested, teacher_stats_key
+from pgkd.bus.control import (TEACHER_AUDIT, in_rounds, latest_report, set_status, stop_requested,
+                               teacher_stats_key)
 from pgkd.bus.messages import Checkpoint, EvalReport, ExampleBatch, TeacherAudit
 from pgkd.bus.roster import actor_names, is_retired, register_actor, retired
 from pgkd.cluster.cpu import cpu_info
@@ -27,6 +28,7 @@ BATCH_COUNTER = "teacher:batch_counter"
 AUDIT_WAIT_S = 900  # replicas after the first wait this long for its audit
 STUDENT_WAIT_S = 120  # the audit waits this long for a seeds-only checkpoint to compare with
 POOL_WAIT_S = 0.5  # a labelling-only teacher with no pool texts offered looks again after this long
+ROUND_WAIT_S = 600  # loop.mode rounds: the longest a teacher waits for its round's scores (a student lost)
 
 
 @ray.remote
@@ -136,11 +138,14 @@ class TeacherActor:
         used: dict[str, int] = {}
         current = None
         since = time.time()  # end of the previous batch: wall time between batch ends holds any engine idle time
+        rounds, published = in_rounds(self.bus), 0
         while stop_requested(self.bus) is None:
             if is_retired(self.bus, self.name):  # `pgkd scale` took this replica away
                 set_status(self.bus, self.name, state="retired", finished=time.time())
                 return
             self._wait_for_students()
+            if rounds:
+                self._wait_for_round(published)
             if teacher.done or not (teacher.writes_unprompted or teacher.policy.pool_labelling):
                 break
             claimed = self._claim_pool(teacher)
@@ -166,6 +171,7 @@ class TeacherActor:
                                                              else []),
                           *self.bus.count_commands(teacher_stats_key(self.name), counts))
             pool_queue.mark_labelled(self.bus, [h.id for h in claimed])  # after publishing: a crash re-offers
+            published += len(examples)
             record_teacher_batch(self.name, counts)
             log.info("batch %d (steered by %s): %d generated, %d kept, dropped %s, %.1fs (generate %.1fs, label %.1fs)",
                      number, current.key if current else "no report", stats.generated, stats.kept,
@@ -183,6 +189,25 @@ class TeacherActor:
                 return
             set_status(self.bus, self.name, state="waiting for students")
             time.sleep(0.5)
+
+    def _wait_for_round(self, published: int) -> None:
+        """loop.mode rounds: wait until every live student's version trained on this teacher's `published`
+        examples has been scored (for the first batch: their seeds-only versions), so the next batch is steered by
+        it. Nobody overlaps: the paper's loop, for comparison with pgkd's own."""
+        deadline = time.time() + ROUND_WAIT_S
+        set_status(self.bus, self.name, state="waiting for the round's scores")
+        while stop_requested(self.bus) is None and not is_retired(self.bus, self.name):
+            gone = retired(self.bus)
+            students = [s for s in actor_names(self.bus, "student") if s not in gone]
+            scored: dict[str, int] = {}
+            for report in self.bus.read_all(REPORTS, EvalReport):
+                scored[report.student] = max(scored.get(report.student, -1), report.generated_seen)
+            if all(scored.get(s, -1) >= published for s in students):
+                return
+            if time.time() > deadline:
+                log.warning("no scores for the round after %.0fs: writing the next batch anyway", ROUND_WAIT_S)
+                return
+            time.sleep(0.2)
 
     def _claim_pool(self, teacher: BatchTeacher) -> list:
         """The most uncertain pool texts the pool scorer offered (none unless pool labelling is on and the teacher

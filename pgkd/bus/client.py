@@ -25,6 +25,7 @@ M = TypeVar("M", bound=BaseModel)
 LAG_SCAN = 100_000  # undelivered entries counted at most where Redis does not report the lag itself
 EXAMPLES, CHECKPOINTS, REPORTS, DEAD_LETTERS = "examples", "checkpoints", "reports", "dead_letters"
 SELECTION = "selection"  # SelectionScore per version: read by the evaluator and the report, never by a teacher
+CHOICES = "choices"  # ChoiceMade each time the exported student changes: the report's time to a good student
 RETRYABLE = (redis.ConnectionError, redis.TimeoutError, ConnectionError, OSError)
 ONCE_TTL_S = 14 * 24 * 3600  # how long a named write's id is remembered: a restarted producer may come back with it
 MAX_LUA_ARGS = 4000  # Redis's Lua unpacks at most ~8000 values at once: larger writes go in parts

@@ -9,6 +9,7 @@ TEACHER_AUDIT = "teacher:audit"  # the TeacherAudit every replica follows (writt
 BEST_CHOICE = "best:choice"  # hash: why BEST is the version it is (selection score, gain, margin, reason)
 TEACHERS_DONE = "teachers_done"  # a field of the "flags" hash: students then train on what is left
 CONTROL = "control"  # stream of ScaleRequest messages, read by the driver
+LOOP_MODE = "loop_mode"  # a field of the "flags" hash, set before any actor starts: "rounds" or "async"
 
 
 def request_stop(bus: Bus, reason: str, detail: str = "") -> bool:
@@ -34,6 +35,15 @@ def teacher_stats_key(actor: str) -> str:
 
 def teachers_done(bus: Bus) -> bool:
     return bool(bus.get_fields("flags").get(TEACHERS_DONE))
+
+
+def set_loop_mode(bus: Bus, mode: str) -> None:
+    bus.set_fields("flags", {LOOP_MODE: mode})
+
+
+def in_rounds(bus: Bus) -> bool:
+    """loop.mode rounds: the roles take turns (write a batch, train on it, score it, steer), the paper's loop."""
+    return bus.get_fields("flags").get(LOOP_MODE) == "rounds"
 
 
 # ---- resuming: the stop that ended a session is kept in the run's history, then cleared

@@ -80,6 +80,15 @@ class EvalReport(Message):
         return f"{self.student}@v{self.version}"
 
 
+class ChoiceMade(Message):
+    """The run's exported student changed (evaluator/judge.py): which version, scored how on the deciding texts,
+    and when. A restarted evaluator may say the same choice again; readers take the first of each."""
+
+    key: str
+    selection_macro_f1: float
+    created: float = Field(default_factory=time.time)
+
+
 class SelectionScore(Message):
     """A version's score on the selection texts (validation held out from steering): what picks the best student.
     Its predictions let the evaluator compare two versions on the same texts (paired)."""

@@ -15,6 +15,10 @@ class EvaluatorConfig(Settings):
 
 
 class LoopConfig(Settings):
+    mode: Literal["async", "rounds"] = Field(
+        "async", description="async: the teacher writes while students train and the evaluator scores (pgkd); "
+        "rounds: they take turns, as in the PGKD paper: a batch, a version trained on it, its score, the next "
+        "batch steered by it (bench/time_to_target.py compares them)")
     patience: int = Field(3, ge=1)
     min_delta: float = Field(0.005, ge=0)
     max_versions: int = Field(20, ge=1)
