@@ -188,3 +188,51 @@ def test_a_labelling_only_teacher_waits_for_pool_texts_instead_of_drawing_empty_
     batches = bus.read_all(EXAMPLES, ExampleBatch)
     assert [e.text for b in batches for e in b.examples] == ["a1"] and not loop.is_alive()
     assert float(bus.get_fields(teacher_stats_key("teacher-0"))["batches"]) == 1
+
+
+def test_in_rounds_the_teacher_writes_a_batch_only_once_the_last_one_is_trained_and_scored(bus):
+    """loop.mode rounds, the paper's loop: the first batch waits for the seeds-only scores, and each next one for a
+    scored version that trained on every example this teacher published. The actor's own loop, on a real
+    redis-server, without Ray."""
+    import threading
+    import time
+
+    from pgkd.actors.teacher_actor import TeacherActor
+    from pgkd.bus.client import EXAMPLES, REPORTS
+    from pgkd.bus.control import request_stop, set_loop_mode
+    from pgkd.bus.messages import ExampleBatch
+    from pgkd.bus.roster import register_actor
+    from tests.test_simulated_teacher import report, simulated
+
+    def batches():
+        return bus.read_all(EXAMPLES, ExampleBatch)
+
+    def wait_for(condition, seconds=10):
+        deadline = time.time() + seconds
+        while not condition() and time.time() < deadline:
+            time.sleep(0.05)
+
+    set_loop_mode(bus, "rounds")
+    register_actor(bus, "student", "student-a")
+    teacher = simulated(allow_repeats=True)
+    actor = TeacherActor.__ray_metadata__.modified_class.__new__(TeacherActor.__ray_metadata__.modified_class)
+    actor.name, actor.bus, actor.config = "teacher-0", bus, teacher.config
+    loop = threading.Thread(target=actor._loop, args=(teacher,), daemon=True)
+    loop.start()
+    time.sleep(1.0)
+    assert batches() == [] and bus.get_fields("status:teacher-0")["state"] == "waiting for the round's scores"
+    bus.publish(REPORTS, report().model_copy(update={"student": "student-a", "version": 0}))
+    wait_for(lambda: len(batches()) == 1)
+    time.sleep(1.0)
+    assert len(batches()) == 1  # trained on, not yet scored: no second batch
+    written = len(batches()[0].examples)
+    bus.publish(REPORTS, report().model_copy(update={"student": "student-a", "version": 1,
+                                                       "generated_seen": written - 1}))  # an older version's
+    time.sleep(1.0)
+    assert len(batches()) == 1
+    bus.publish(REPORTS, report().model_copy(update={"student": "student-a", "version": 2,
+                                                       "generated_seen": written}))
+    wait_for(lambda: len(batches()) == 2)
+    request_stop(bus, "user")
+    loop.join(10)
+    assert len(batches()) == 2 and not loop.is_alive()  # a stop while it waits writes nothing more

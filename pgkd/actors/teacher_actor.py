@@ -144,8 +144,8 @@ class TeacherActor:
                 set_status(self.bus, self.name, state="retired", finished=time.time())
                 return
             self._wait_for_students()
-            if rounds:
-                self._wait_for_round(published)
+            if rounds and not self._wait_for_round(published):
+                continue  # stopped or retired while it waited: the loop's head ends it
             if teacher.done or not (teacher.writes_unprompted or teacher.policy.pool_labelling):
                 break
             claimed = self._claim_pool(teacher)
@@ -190,10 +190,10 @@ class TeacherActor:
             set_status(self.bus, self.name, state="waiting for students")
             time.sleep(0.5)
 
-    def _wait_for_round(self, published: int) -> None:
+    def _wait_for_round(self, published: int) -> bool:
         """loop.mode rounds: wait until every live student's version trained on this teacher's `published`
         examples has been scored (for the first batch: their seeds-only versions), so the next batch is steered by
-        it. Nobody overlaps: the paper's loop, for comparison with pgkd's own."""
+        it. Nobody overlaps: the paper's loop, for comparison with pgkd's own. False: the run stopped meanwhile."""
         deadline = time.time() + ROUND_WAIT_S
         set_status(self.bus, self.name, state="waiting for the round's scores")
         while stop_requested(self.bus) is None and not is_retired(self.bus, self.name):
@@ -203,11 +203,12 @@ class TeacherActor:
             for report in self.bus.read_all(REPORTS, EvalReport):
                 scored[report.student] = max(scored.get(report.student, -1), report.generated_seen)
             if all(scored.get(s, -1) >= published for s in students):
-                return
+                return True
             if time.time() > deadline:
                 log.warning("no scores for the round after %.0fs: writing the next batch anyway", ROUND_WAIT_S)
-                return
+                return True
             time.sleep(0.2)
+        return False
 
     def _claim_pool(self, teacher: BatchTeacher) -> list:
         """The most uncertain pool texts the pool scorer offered (none unless pool labelling is on and the teacher
