@@ -60,3 +60,19 @@ def test_a_dtype_this_cpu_cannot_run_is_refused_before_anything_starts(tmp_path,
     monkeypatch.setattr(pgkd.prepare, "cpu_info", lambda: AVX512_BF16)
     pgkd.driver.prepare_inputs(load_config(path))
 
+
+
+def test_the_engine_runs_in_the_replicas_process_on_a_cpu_and_in_its_own_on_a_gpu(monkeypatch):
+    """Starting vLLM's engine core and worker as processes costs about 20 s on a 2-core CPU (each imports vLLM
+    again); on a GPU vLLM's own processes stay (its default)."""
+    import pgkd.cluster.placement as placement
+    from pgkd.actors.teacher_actor import TeacherActor
+    from pgkd.teacher.config import teacher_settings
+
+    monkeypatch.setattr(placement, "has_gpu", lambda: False)
+    assert placement.engine_process("auto") == "in_process" and placement.engine_process("separate") == "separate"
+    on_node = TeacherActor.__ray_metadata__.modified_class._on_this_node
+    assert on_node(teacher_settings()).engine_process == "in_process"
+    assert on_node(teacher_settings(engine_process="separate")).engine_process == "separate"
+    monkeypatch.setattr(placement, "has_gpu", lambda: True)
+    assert placement.engine_process("auto") == "separate"
