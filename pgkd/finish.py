@@ -33,6 +33,7 @@ def finish_run(config: RunConfig, data, inputs, bus: Bus, run_id: str, run_dir: 
     place = place or RunPlace.of(config.runs_dir, run_id)
     bus_block = bus_stats(bus)  # first: the run's own traffic, not the reads below
     reports = bus.read_all(REPORTS, EvalReport)
+    held_out = {s.key: s.macro_f1 for s in bus.read_all(SELECTION, SelectionScore)}
     checkpoints = bus.read_all(CHECKPOINTS, Checkpoint)
     batches = full_history(bus, open_archive(place.shared("data")), ExampleBatch)
     write_data(run_dir / "data", batches)
@@ -55,7 +56,7 @@ def finish_run(config: RunConfig, data, inputs, bus: Bus, run_id: str, run_dir: 
                     "validation": len(inputs.validation), "selection": len(inputs.selection),
                     "test": len(data.test)},
         "teacher_audit": audit.model_dump() if (audit := bus.get_model(TEACHER_AUDIT, TeacherAudit)) else None,
-        "versions": [version_row(r) for r in reports],
+        "versions": [version_row(r, held_out) for r in reports],
         "choices": [c.model_dump() for c in bus.read_all(CHOICES, ChoiceMade)],  # the exported student over time
         "best_student": best_block,
         "teacher": {"totals": totals, "per_replica": per_teacher, "kept_reconciled": kept_mismatch,
@@ -176,11 +177,12 @@ def pool_label_accuracy(batches: list[ExampleBatch], inputs) -> float | None:
     return round(sum(judged) / len(judged), 4) if judged else None
 
 
-def version_row(report: EvalReport) -> dict:
+def version_row(report: EvalReport, held_out: dict[str, float] | None = None) -> dict:
+    """A scored version: macro_f1 on the steering texts, selection_macro_f1 on the held-out ones (where any)."""
     return {"student": report.student, "version": report.version, "examples_seen": report.examples_seen,
             "generated_seen": report.generated_seen, "teacher_generated": report.teacher_generated,
             "accuracy": report.accuracy, "macro_f1": report.macro_f1, "eval_seconds": round(report.eval_seconds, 2),
-            "created": report.created}
+            "created": report.created, "selection_macro_f1": (held_out or {}).get(report.key)}
 
 
 def checkpoint_row(checkpoint: Checkpoint) -> dict:
