@@ -18,6 +18,7 @@ from typing import Callable
 import numpy as np
 
 RUNTIMES: dict[str, type["EncoderRuntime"]] = {}
+ONNX_PROVIDER = "CPUExecutionProvider"  # the ONNX Runtime provider the onnx runtimes use
 
 
 class EncoderRuntime(ABC):
@@ -77,7 +78,7 @@ def resolve(name: str, device_type: str, finetune: bool) -> str:
     torch otherwise (a GPU, a fine-tuned encoder, which trains through torch, or no onnxruntime)."""
     if name != "auto":
         return name
-    if finetune or device_type != "cpu":
+    if finetune or not ONNX_PROVIDER.lower().startswith(device_type):  # the onnx runtime runs on this one only
         return "torch"
     try:
         import onnxruntime  # noqa: F401

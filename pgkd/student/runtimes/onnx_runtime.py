@@ -19,7 +19,7 @@ import torch
 
 from pgkd.basics.atomic_files import fsync_folder
 from pgkd.basics.models import cache_root
-from pgkd.student.runtimes.base import EncoderRuntime, register
+from pgkd.student.runtimes.base import ONNX_PROVIDER, EncoderRuntime, register
 from pgkd.student.runtimes.torch_runtime import pool_hidden
 
 log = logging.getLogger(__name__)
@@ -49,7 +49,7 @@ class OnnxRuntime(EncoderRuntime):
         options = ort.SessionOptions()
         options.intra_op_num_threads = torch.get_num_threads()  # the actor's thread budget, as torch has it
         options.inter_op_num_threads = 1
-        self.session = ort.InferenceSession(str(graph), options, providers=["CPUExecutionProvider"])
+        self.session = ort.InferenceSession(str(graph), options, providers=[ONNX_PROVIDER])
 
     @classmethod
     def build(cls, encoder_dir, encoder, tokenizer, pooling, max_length) -> "OnnxRuntime":
