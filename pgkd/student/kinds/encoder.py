@@ -129,9 +129,11 @@ class EncoderStudent(Student):
         return torch.stack([self._cache[t] for t in texts]).to(self.device)
 
     def share_cache(self, other: Student) -> None:
-        """Reuse another frozen student's embeddings when both embed texts the same way."""
+        """Reuse another frozen student's embeddings when both embed texts the same way (runtime included: int8
+        vectors are not fp32 ones)."""
         same = isinstance(other, EncoderStudent) and not (self.finetune or other.finetune) and \
-            (other.encoder_spec, other.pooling, other.max_length) == (self.encoder_spec, self.pooling, self.max_length)
+            (other.encoder_spec, other.pooling, other.max_length) == (self.encoder_spec, self.pooling, self.max_length) \
+            and type(other.runtime) is type(self.runtime)
         if same:
             self._cache = other._cache
 
