@@ -235,3 +235,29 @@ def test_a_label_the_teacher_gives_too_freely_gets_its_own_higher_threshold():
     assert decided.label_thresholds == audit.label_thresholds and any("per label the teacher gives" in d for d in decided.decisions)
     assert decide(audit, teacher_settings(per_label_thresholds=False)).label_thresholds == {}
     assert decide(audit, teacher_settings(min_confidence=0.5)).label_thresholds == {}  # the user's value wins
+
+
+def test_a_replica_writes_under_the_safest_policy_until_the_runs_audit_is_decided(bus):
+    """Replicas after the auditing one do not wait for its audit: they keep only their surest labels, hard, and
+    leave pool texts alone, then follow the audit as soon as it is on the bus."""
+    from pgkd.actors.teacher_actor import TeacherActor
+    from pgkd.bus.control import TEACHER_AUDIT
+    from pgkd.teacher.audit import SAFEST_CONFIDENCE
+    from pgkd.teacher.config import teacher_settings
+    from pgkd.teacher.teacher import Teacher
+    from tests.scripted_backend import ScriptedBackend
+    from tests.test_teacher_logic import DEMOS, LABELS
+
+    seeds = [{"text": t, "label": label} for label, texts in DEMOS.items() for t in texts]
+    config = teacher_settings(soft_label_candidates=4, pool_labelling=True)
+    teacher = Teacher(ScriptedBackend([]), LABELS, seeds, [], config, "teacher-1", "x")
+    actor = TeacherActor.__ray_metadata__.modified_class.__new__(TeacherActor.__ray_metadata__.modified_class)
+    actor.name, actor.bus, actor.config, actor.replica = "teacher-1", bus, config, 1
+    actor.audit_rows = [{"text": "my card was stolen", "label": "lost_card"}]
+    actor._follow_audit(teacher)  # returns at once: replica 1 does not audit
+    policy = teacher.policy
+    assert policy.min_confidence == SAFEST_CONFIDENCE and not policy.pool_labelling and not policy.soft_labels
+    assert not actor._audit_arrived(teacher)
+    bus.set_once(TEACHER_AUDIT, audit(min_confidence=0.62, pool_labelling=True, soft_labels=True))
+    assert actor._audit_arrived(teacher)
+    assert teacher.policy.min_confidence == 0.62 and teacher.policy.pool_labelling and teacher.policy.soft_labels

@@ -25,7 +25,7 @@ from pgkd.teacher.settings import TeacherSettings
 
 log = logging.getLogger("pgkd.teacher")
 BATCH_COUNTER = "teacher:batch_counter"
-AUDIT_WAIT_S = 900  # replicas after the first wait this long for its audit
+AUDIT_WAIT_S = 900  # replicas after the first warn when its audit is this late (they write under the safest policy)
 STUDENT_WAIT_S = 120  # the audit waits this long for a seeds-only checkpoint to compare with
 POOL_WAIT_S = 0.5  # a labelling-only teacher with no pool texts offered looks again after this long
 ROUND_WAIT_S = 600  # loop.mode rounds: the longest a teacher waits for its round's scores (a student lost)
@@ -91,7 +91,9 @@ class TeacherActor:
 
     def _follow_audit(self, teacher: BatchTeacher) -> None:
         """The auditing replica audits the teacher and publishes the run's decision (teacher/audit.py run_audit);
-        every replica follows what was published."""
+        every replica follows what was published. The others do not wait for it: they write under the safest
+        policy (LabelPolicy.before_audit) until it is there (_audit_arrived, at each batch)."""
+        self.configured, self.audit_pending = teacher.policy, False
         if not (self.config.audited and self.audit_rows) or stop_requested(self.bus) is not None:
             return  # a run stopped while the engine loaded does not wait for an audit it will never use
         if self.replica == AUDITOR and self.bus.get_model(TEACHER_AUDIT, TeacherAudit) is None:  # a restart reuses it
@@ -100,13 +102,26 @@ class TeacherActor:
             self.bus.set_once(TEACHER_AUDIT, audit)
             log.info("teacher audit: accuracy %.3f macro-F1 %.3f ECE %.3f on %d texts in %.0fs; %s", audit.accuracy,
                      audit.macro_f1, audit.ece, audit.texts, audit.seconds, "; ".join(audit.decisions))
-        deadline = time.time() + AUDIT_WAIT_S
-        while (audit := self.bus.get_model(TEACHER_AUDIT, TeacherAudit)) is None:
-            if time.time() > deadline or stop_requested(self.bus) is not None:
-                log.warning("no teacher audit after %.0fs: default thresholds", AUDIT_WAIT_S)
-                return
-            time.sleep(1)
-        teacher.follow(teacher.policy.following(audit))
+        self.audit_pending, self.audit_deadline = True, time.time() + AUDIT_WAIT_S
+        if not self._audit_arrived(teacher):
+            teacher.follow(self.configured.before_audit())
+            log.info("writing under the safest policy (min_confidence %.2f, no pool texts, hard labels) until the "
+                     "run's teacher audit is decided", teacher.policy.min_confidence)
+
+    def _audit_arrived(self, teacher: BatchTeacher) -> bool:
+        """Follow the run's audit once it is published (True: followed now or before)."""
+        if not getattr(self, "audit_pending", False):
+            return True
+        audit = self.bus.get_model(TEACHER_AUDIT, TeacherAudit)
+        if audit is None:
+            if time.time() > self.audit_deadline:
+                log.warning("no teacher audit after %.0fs: still the safest policy", AUDIT_WAIT_S)
+                self.audit_deadline = float("inf")
+            return False
+        teacher.follow(self.configured.following(audit))
+        self.audit_pending = False
+        log.info("following the run's teacher audit: min_confidence %.3f", teacher.policy.min_confidence)
+        return True
 
     def _seeds_only(self, wait_s: float) -> SeedsOnly | None:
         """The best seeds-only student (the v0 the evaluator scored highest) with its probabilities on the audit
@@ -147,6 +162,7 @@ class TeacherActor:
                 set_status(self.bus, self.name, state="retired", finished=time.time())
                 return
             self._wait_for_students()
+            self._audit_arrived(teacher)
             if rounds and not self._wait_for_round(published):
                 continue  # stopped or retired while it waited: the loop's head ends it
             if teacher.done or not (teacher.writes_unprompted or teacher.policy.pool_labelling):

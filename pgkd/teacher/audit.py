@@ -21,6 +21,7 @@ from pgkd.bus.messages import TeacherAudit
 BINS = 10
 MIN_KEPT = 5  # a threshold must keep at least this many audit labels: fewer is no evidence of precision
 DEFAULT_MIN_CONFIDENCE = 0.8  # without an audit (turned off, or a simulated teacher)
+SAFEST_CONFIDENCE = 0.95  # a replica writing before the run's audit is decided keeps only its surest labels
 MAX_KD_ALPHA = 0.5  # the KD weight for a perfectly calibrated teacher; the hard label keeps at least half
 AUDITOR = 0  # the replica that audits, once per run; the others wait for its decision on the bus
 DEFAULT_BUDGET_S = 60.0  # the audit's cost at most, or BUDGET_SHARE of the run's time budget if that is more
@@ -46,6 +47,12 @@ class LabelPolicy:
     def from_settings(cls, settings) -> "LabelPolicy":
         """Before (or without) an audit: the configured min_confidence (DEFAULT_MIN_CONFIDENCE unset)."""
         return cls(effective_min_confidence(settings.min_confidence), settings.pool_labelling)
+
+    def before_audit(self) -> "LabelPolicy":
+        """While another replica audits: write, but keep only labels of at least SAFEST_CONFIDENCE, hard labels
+        only, and no pool texts (whether the teacher may label them is the audit's to say)."""
+        return replace(self, min_confidence=max(self.min_confidence, SAFEST_CONFIDENCE), pool_labelling=False,
+                       soft_labels=False)
 
     def following(self, audit: TeacherAudit) -> "LabelPolicy":
         """The decision a published audit carries (decide). It can turn pool labelling off, never on: a run
