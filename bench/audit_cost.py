@@ -45,7 +45,7 @@ def audit(name: str, data: Path, budget: float | None, max_validation: int, per_
     teacher = ({"audit_budget_s": budget} if budget else {}) | ({"audit_per_class": per_class} if per_class else {})
     config = {"name": f"audit-{name}", "dataset": {"path": str(data.resolve()), "task": "Customer messages to a bank",
                                                    "seeds_per_class": 5, "max_validation": max_validation},
-              "teacher": teacher}
+              "teacher": teacher, "loop": {"time_budget_s": 900}}  # the run: a 60 s budget
     OUT.mkdir(parents=True, exist_ok=True)
     path, result = OUT / f"{name}.yaml", OUT / f"{name}.json"
     path.write_text(yaml.safe_dump(config))
