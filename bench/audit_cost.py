@@ -76,7 +76,8 @@ def main() -> int:
     rows = []
     for name in args.sets.split(","):
         print(f"{time.strftime('%H:%M:%S')} {name} ...", file=sys.stderr, flush=True)
-        rows.append(audit(name, *sets[name], args.budget_s))
+        data, max_validation, per_class = sets[name]
+        rows.append(audit(name, data, args.budget_s, max_validation, per_class))
         print(f"  {rows[-1]}", file=sys.stderr, flush=True)
     lines = [f"Machine: {cpu_info().describe()}. Embedded teacher (Gemma 3 270M, vLLM CPU); one run per row.", "",
              "| set | labels | audit texts offered | labelled | labels covered | audit s | budget s | "
