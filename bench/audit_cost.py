@@ -43,8 +43,11 @@ def split_dataset(source: Path, target: Path) -> Path:
 
 def audit(name: str, data: Path, budget: float | None, max_validation: int, per_class: int | None) -> dict:
     teacher = ({"audit_budget_s": budget} if budget else {}) | ({"audit_per_class": per_class} if per_class else {})
-    config = {"name": f"audit-{name}", "dataset": {"path": str(data.resolve()), "task": "Customer messages to a bank",
-                                                   "seeds_per_class": 5, "max_validation": max_validation},
+    dataset = {"path": str(data.resolve()), "task": "Customer messages to a bank", "seeds_per_class": 5,
+               "max_validation": max_validation}
+    if per_class:  # the split set: most of validation steers, so each of 154 labels has its audit texts
+        dataset["selection_share"] = 0.1
+    config = {"name": f"audit-{name}", "dataset": dataset,
               "teacher": teacher, "loop": {"time_budget_s": 900}}  # the issue's run: a 60 s budget
     OUT.mkdir(parents=True, exist_ok=True)
     path, result = OUT / f"{name}.yaml", OUT / f"{name}.json"
@@ -69,8 +72,8 @@ def main() -> int:
     args = p.parse_args()
     from pgkd.cluster.cpu import cpu_info
 
-    # (folder, max_validation, audit_per_class): banking77's 1,003 validation texts hold 2 steering texts for each
-    # of 154 labels, so the split set audits 2 per label (308 texts) where the others audit pgkd's default 5
+    # (folder, max_validation, audit_per_class): banking77's 1,003 validation texts, 90% of them steering, hold 2
+    # texts of each of 154 labels, so the split set audits 2 per label (308 texts)
     sets = {"demo": (REPO / "examples" / "demo_bank", 120, None), "banking77": (args.banking77, 770, None),
             "split154": (split_dataset(args.banking77, OUT / "banking77-split154"), 1003, 2)}
     rows = []
