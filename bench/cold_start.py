@@ -57,9 +57,8 @@ def main() -> int:
     env.pop("PGKD_CACHE", None)
     home = Path(tempfile.mkdtemp(prefix="pgkd-home-")) if args.home == "fresh" else Path.home()
     env["HOME"] = str(home)
-    for cache in ("/tmp/torchinductor_root", str(Path(tempfile.gettempdir()) / "torchinductor_" + os.environ.get("USER", "root"))):
-        if args.home == "fresh":
-            shutil.rmtree(cache, ignore_errors=True)
+    if args.home == "fresh":  # torch's compile cache lives outside HOME
+        shutil.rmtree(Path(tempfile.gettempdir()) / f"torchinductor_{os.environ.get('USER', 'root')}", ignore_errors=True)
     converted = None
     if args.convert_first:
         started = time.time()
