@@ -96,7 +96,7 @@ def test_auto_falls_back_to_torch_when_onnx_cannot_serve(cache, monkeypatch):
     def broken(*args, **kwargs):
         raise RuntimeError("exporter failed")
 
-    monkeypatch.setattr(onnx_runtime, "cached_graph", broken)
+    monkeypatch.setattr(onnx_runtime, "export_graph", broken)
     assert isinstance(EncoderStudent(["a", "b"], EncoderSettings(runtime="auto"), "cpu").runtime, TorchRuntime)
     with pytest.raises(RuntimeError, match="exporter failed"):
         EncoderStudent(["a", "b"], EncoderSettings(runtime="onnx"), "cpu")

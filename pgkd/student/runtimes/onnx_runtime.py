@@ -53,8 +53,16 @@ class OnnxRuntime(EncoderRuntime):
 
     @classmethod
     def build(cls, encoder_dir, encoder, tokenizer, pooling, max_length) -> "OnnxRuntime":
-        graph = cached_graph(encoder_dir, encoder, tokenizer, pooling, max_length, cls.quantize)
-        return cls(encoder_dir, tokenizer, pooling, max_length, graph)
+        """The session over the cached graph; one that ONNX Runtime cannot load (a torn write, a foreign file) is
+        exported again, never trusted. Loading is the check: no second parse of the file on every student load."""
+        path = graph_path(encoder_dir, pooling, max_length, cls.quantize)
+        if path.is_file():
+            try:
+                return cls(encoder_dir, tokenizer, pooling, max_length, path)
+            except Exception:  # ONNX Runtime raises its own kinds for a file it cannot read
+                log.warning("the cached ONNX encoder %s does not load; exporting it again", path)
+        export_graph(path, encoder, tokenizer, pooling, cls.quantize)
+        return cls(encoder_dir, tokenizer, pooling, max_length, path)
 
     def encode_batch(self, texts: list[str]) -> np.ndarray:
         batch = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="np")
@@ -79,11 +87,13 @@ def graph_key(encoder_dir: str, pooling: str, max_length: int, quantize: bool) -
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:20]
 
 
-def cached_graph(encoder_dir: str, encoder, tokenizer, pooling: str, max_length: int, quantize: bool) -> Path:
-    folder = cache_root() / "onnx-encoders"
-    path = folder / f"{graph_key(encoder_dir, pooling, max_length, quantize)}{'-int8' if quantize else ''}.onnx"
-    if path.is_file() and _loads(path):
-        return path
+def graph_path(encoder_dir: str, pooling: str, max_length: int, quantize: bool) -> Path:
+    name = f"{graph_key(encoder_dir, pooling, max_length, quantize)}{'-int8' if quantize else ''}.onnx"
+    return cache_root() / "onnx-encoders" / name
+
+
+def export_graph(path: Path, encoder, tokenizer, pooling: str, quantize: bool) -> None:
+    folder = path.parent
     folder.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=folder, prefix=".export-") as work:
         fp32 = Path(work) / "encoder.onnx"
@@ -99,19 +109,6 @@ def cached_graph(encoder_dir: str, encoder, tokenizer, pooling: str, max_length:
         os.replace(made, path)  # whole or absent: concurrent exporters each rename a complete file
     fsync_folder(folder)
     log.info("exported the frozen encoder to ONNX%s: %s", " (int8)" if quantize else "", path)
-    return path
-
-
-def _loads(path: Path) -> bool:
-    """A cached graph that ONNX cannot read (a disk fault, a foreign file) is made again, not trusted."""
-    import onnx
-
-    try:
-        onnx.checker.check_model(str(path))
-        return True
-    except Exception:  # onnx raises several kinds for a bad file; all mean "export again"
-        log.warning("the cached ONNX encoder %s does not load; exporting it again", path)
-        return False
 
 
 def _export(encoder, tokenizer, pooling: str, path: Path) -> None:
