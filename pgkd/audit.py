@@ -7,7 +7,7 @@ import time
 from pgkd.config import RunConfig
 from pgkd.basics.dataset import Label
 from pgkd.bus.messages import Example, TeacherAudit
-from pgkd.cluster.placement import cpu_device, engine_dtype, engine_process, vllm_block_size
+from pgkd.cluster.placement import cpu_device, engine_on_this_node, vllm_block_size
 from pgkd.driver import prepare_inputs
 from pgkd.report import audit_line
 from pgkd.teacher.config import teacher_kind
@@ -31,10 +31,7 @@ def audit_teacher(config: RunConfig, progress=print) -> TeacherAudit:
     seeds_only = SeedsOnly(f"{config.students[0].name} (seeds only, trained here)", student.labels,
                            student.predict_proba([r["text"] for r in inputs.audit]))
     t = config.teacher
-    if (dtype := t.in_process_dtype()) is not None:
-        t = t.with_dtype(engine_dtype(dtype, t.gpus_per_replica))
-    if getattr(t, "engine_process", None) == "auto":
-        t = t.model_copy(update={"engine_process": engine_process("auto")})
+    t = engine_on_this_node(t)
     progress(f"teacher {t.model} ({', '.join(filter(None, (t.backend, t.in_process_dtype())))}): starting ...")
     started = time.time()
     teacher = make_teacher(t, TeacherJob([Label(**label) for label in inputs.labels], inputs.seeds,

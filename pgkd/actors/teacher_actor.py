@@ -15,7 +15,7 @@ from pgkd.bus.control import (TEACHER_AUDIT, in_rounds, latest_report, set_statu
 from pgkd.bus.messages import Checkpoint, EvalReport, ExampleBatch, TeacherAudit
 from pgkd.bus.roster import actor_names, is_retired, register_actor, retired
 from pgkd.cluster.cpu import cpu_info
-from pgkd.cluster.placement import engine_dtype, engine_process, torch_device, vllm_block_size
+from pgkd.cluster.placement import engine_on_this_node, torch_device, vllm_block_size
 from pgkd.teacher.audit import AUDITOR, SeedsOnly, run_audit
 from pgkd.teacher.backends.base import TEACHER_BACKENDS, TeacherUnavailable
 from pgkd.teacher.config import teacher_kind
@@ -80,13 +80,9 @@ class TeacherActor:
     def _on_this_node(settings: TeacherSettings) -> TeacherSettings:
         """An engine's dtype "auto" becomes what this node's CPU (or GPU) runs fastest, and its engine_process
         "auto" where this node starts it fastest."""
-        if getattr(settings, "engine_process", None) == "auto":
-            settings = settings.model_copy(update={"engine_process": engine_process("auto")})
-        dtype = settings.in_process_dtype()
-        if dtype is None:
-            return settings
-        settings = settings.with_dtype(engine_dtype(dtype, settings.gpus_per_replica))
-        log.info("engine dtype %s on %s", settings.in_process_dtype(), cpu_info().describe())
+        settings = engine_on_this_node(settings)
+        if settings.in_process_dtype() is not None:
+            log.info("engine dtype %s on %s", settings.in_process_dtype(), cpu_info().describe())
         return settings
 
     def _follow_audit(self, teacher: BatchTeacher) -> None:

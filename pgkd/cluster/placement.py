@@ -103,6 +103,15 @@ def engine_process(requested: str) -> str:
     return "separate" if has_gpu() else "in_process"
 
 
+def engine_on_this_node(settings):
+    """A teacher's engine settings as this node runs them: dtype "auto" becomes what its CPU (or GPU) runs
+    fastest, engine_process "auto" where it starts fastest. Settings without an in-process engine pass as they are."""
+    if getattr(settings, "engine_process", None) == "auto":
+        settings = settings.model_copy(update={"engine_process": engine_process("auto")})
+    dtype = settings.in_process_dtype()
+    return settings if dtype is None else settings.with_dtype(engine_dtype(dtype, settings.gpus_per_replica))
+
+
 def engine_dtype(requested: str, gpus: float) -> str:
     """The teacher engine's dtype on this machine (ValueError with the reason where the CPU cannot run it)."""
     return teacher_dtype(requested, on_gpu=gpus > 0 and has_gpu())
